@@ -1,0 +1,610 @@
+//! The plan: a pure function of (profile, seed, time scale).
+//!
+//! Every random draw of a profile (range values, probabilities) comes from the seed here, so the
+//! `plan` subcommand prints exactly what the server will do, and the same seed gives the same
+//! timeline on every run. Each fault draws from its own stream, so adding a fault to a profile
+//! does not move the others.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::duration::{DurationRange, scale, show};
+use super::profile::{Anchor, CrashMode, Fault, LatencyDistribution, Profile};
+
+/// z-score of the 99th percentile of a standard normal distribution.
+const Z99: f64 = 2.326_347_874_040_841;
+
+/// What a schedule does when it fires.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Crash {
+        mode: CrashMode,
+        exit_code: u8,
+    },
+    Hang,
+    Unhealthy,
+    Unready,
+    Latency(Latency),
+    Errors {
+        rate: f64,
+        statuses: Vec<u16>,
+    },
+    Leak {
+        mib_per_second: f64,
+        max_mib: Option<f64>,
+    },
+    Burn {
+        cores: f64,
+    },
+}
+
+impl Action {
+    /// The fault name, as in profiles, logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Crash { .. } => "crash",
+            Action::Hang => "hang",
+            Action::Unhealthy => "unhealthy",
+            Action::Unready => "unready",
+            Action::Latency(_) => "latency",
+            Action::Errors { .. } => "errors",
+            Action::Leak { .. } => "leak",
+            Action::Burn { .. } => "burn",
+        }
+    }
+
+    /// A short description with the parameters, for logs and the timeline.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Crash {
+                mode: CrashMode::Exit,
+                exit_code,
+            } => format!("crash (exit code {exit_code})"),
+            Action::Crash { mode, .. } => format!("crash ({})", mode.as_str()),
+            Action::Hang => "hang (every route stops answering)".into(),
+            Action::Unhealthy => "unhealthy (/livez answers 500)".into(),
+            Action::Unready => "unready (/readyz answers 503)".into(),
+            Action::Latency(Latency::Uniform { low, high }) if low == high => {
+                format!("latency {} on predictions", show(*low))
+            }
+            Action::Latency(Latency::Uniform { low, high }) => {
+                format!("latency {}..{} on predictions", show(*low), show(*high))
+            }
+            Action::Latency(Latency::Lognormal { median, p99, .. }) => {
+                format!(
+                    "latency log-normal median {} p99 {} on predictions",
+                    show(*median),
+                    show(*p99)
+                )
+            }
+            Action::Errors { rate, statuses } => {
+                format!("errors {:.1}% of predictions as {statuses:?}", rate * 100.0)
+            }
+            Action::Leak {
+                mib_per_second,
+                max_mib: None,
+            } => format!("leak {mib_per_second} MiB/s"),
+            Action::Leak {
+                mib_per_second,
+                max_mib: Some(max),
+            } => format!("leak {mib_per_second} MiB/s up to {max} MiB"),
+            Action::Burn { cores } => format!("burn {cores} cores"),
+        }
+    }
+
+    /// True for faults that act on each prediction request while active.
+    pub fn is_per_request(&self) -> bool {
+        matches!(self, Action::Latency(_) | Action::Errors { .. })
+    }
+}
+
+/// Injected latency with its draws done and time scale applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    Uniform {
+        low: Duration,
+        high: Duration,
+    },
+    Lognormal {
+        median: Duration,
+        p99: Duration,
+        mu: f64,
+        sigma: f64,
+    },
+}
+
+impl Latency {
+    /// One delay.
+    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
+        match *self {
+            Latency::Uniform { low, high } if low == high => low,
+            Latency::Uniform { low, high } => Duration::from_micros(
+                rng.random_range(low.as_micros() as u64..=high.as_micros() as u64),
+            ),
+            Latency::Lognormal { mu, sigma, .. } => {
+                // Box-Muller: two uniforms give one standard normal draw.
+                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                let u2: f64 = rng.random();
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                // Cap at one hour so a freak draw cannot overflow.
+                Duration::from_secs_f64((mu + sigma * z).exp().min(3600.0))
+            }
+        }
+    }
+}
+
+/// One fault of the profile, with its draws done and the time scale applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// Position in the profile (`fault[index]`).
+    pub index: usize,
+    pub action: Action,
+    pub anchor: Anchor,
+    /// From the anchor to the first occurrence.
+    pub first: Duration,
+    /// How long each occurrence lasts; `None` for ever (or instantaneous for crash and hang).
+    pub window: Option<Duration>,
+    /// Time between occurrence starts; `None` for a single occurrence.
+    pub period: Option<Duration>,
+    pub probability: f64,
+    stream: u64,
+}
+
+/// One occurrence of a schedule, relative to its anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrence {
+    pub number: u64,
+    pub start: Duration,
+    pub end: Option<Duration>,
+    /// False when the probability draw skipped this occurrence.
+    pub happens: bool,
+}
+
+impl Schedule {
+    /// Occurrence `k` (from 0), or `None` past the last one.
+    pub fn occurrence(&self, k: u64) -> Option<Occurrence> {
+        if k > 0 && self.period.is_none() {
+            return None;
+        }
+        let offset = self.period.map_or(Some(Duration::ZERO), |p| {
+            p.checked_mul(u32::try_from(k).ok()?)
+        })?;
+        let start = self.first.checked_add(offset)?;
+        let happens = self.probability >= 1.0
+            || ChaCha8Rng::seed_from_u64(mix(self.stream, k)).random::<f64>() < self.probability;
+        Some(Occurrence {
+            number: k,
+            start,
+            end: self.window.and_then(|w| start.checked_add(w)),
+            happens,
+        })
+    }
+
+    /// The first occurrence that starts, or ends, at or after `elapsed` since the anchor.
+    pub fn next_after(&self, elapsed: Duration) -> Option<Occurrence> {
+        let k = match self.period {
+            Some(p) if elapsed > self.first => {
+                let since = elapsed - self.first;
+                // The occurrence in progress, if any, still has an end to come.
+                (since.as_nanos() / p.as_nanos().max(1)) as u64
+            }
+            _ => 0,
+        };
+        (k..k + 2)
+            .filter_map(|k| self.occurrence(k))
+            .find(|o| o.start >= elapsed || o.end.is_some_and(|e| e >= elapsed))
+    }
+}
+
+/// Everything the server will do, decided up front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub profile: String,
+    pub description: String,
+    pub seed: u64,
+    pub time_scale: f64,
+    /// Port closed for this long at start.
+    pub bind_delay: Duration,
+    /// Port open, model loading, for at least this long.
+    pub load_delay: Duration,
+    pub ignore_sigterm: bool,
+    pub schedules: Vec<Schedule>,
+}
+
+/// Seeds a stream from the plan seed and a position, so streams never overlap (splitmix64).
+pub fn mix(seed: u64, salt: u64) -> u64 {
+    let mut z = seed ^ salt.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Stream numbers: startup draws use these, fault `i` uses `FAULT_STREAMS + i`.
+const BIND_STREAM: u64 = 1;
+const LOAD_STREAM: u64 = 2;
+const FAULT_STREAMS: u64 = 1000;
+
+impl Plan {
+    /// Draws every range and applies the time scale. Pure: same inputs, same plan.
+    pub fn new(profile: &Profile, seed: u64, time_scale: f64) -> Plan {
+        let draw = |range: Option<DurationRange>, stream: u64| {
+            range.map_or(Duration::ZERO, |r| {
+                scale(
+                    r.sample(&mut ChaCha8Rng::seed_from_u64(mix(seed, stream))),
+                    time_scale,
+                )
+            })
+        };
+        let schedules = profile
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(index, fault)| {
+                let stream = mix(seed, FAULT_STREAMS + index as u64);
+                let mut rng = ChaCha8Rng::seed_from_u64(stream);
+                let mut take =
+                    |r: Option<DurationRange>| r.map(|r| scale(r.sample(&mut rng), time_scale));
+                let timing = fault.timing();
+                let first = take(timing.after).unwrap_or(Duration::ZERO);
+                let window = take(timing.duration);
+                let period = take(timing.every);
+                let action = action_of(fault, &mut rng, time_scale);
+                Schedule {
+                    index,
+                    action,
+                    anchor: timing.from,
+                    first,
+                    window,
+                    period,
+                    probability: timing.probability.unwrap_or(1.0),
+                    stream,
+                }
+            })
+            .collect();
+        Plan {
+            profile: profile.name.clone(),
+            description: profile.description.clone(),
+            seed,
+            time_scale,
+            bind_delay: draw(profile.startup.bind_delay, BIND_STREAM),
+            load_delay: draw(profile.startup.load_delay, LOAD_STREAM),
+            ignore_sigterm: profile.shutdown.ignore_sigterm,
+            schedules,
+        }
+    }
+
+    /// The timeline as text: what `chaos-inference plan` prints. Repeating schedules show their
+    /// first `repeats` occurrences.
+    pub fn render(&self, repeats: u64) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "profile     {}", self.profile);
+        if !self.description.is_empty() {
+            let _ = writeln!(out, "            {}", self.description);
+        }
+        let _ = writeln!(out, "seed        {}", self.seed);
+        let _ = writeln!(out, "time scale  {}", self.time_scale);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "start + {:<12} port opens{}",
+            show(self.bind_delay),
+            if self.bind_delay.is_zero() {
+                String::new()
+            } else {
+                " (closed until then: TCP probes fail)".into()
+            }
+        );
+        let _ = writeln!(
+            out,
+            "start + {:<12} model load begins",
+            show(self.bind_delay)
+        );
+        let _ = writeln!(
+            out,
+            "ready                = start + {} + model load time{}",
+            show(self.bind_delay + self.load_delay),
+            if self.load_delay.is_zero() {
+                String::new()
+            } else {
+                format!(" (load delay {})", show(self.load_delay))
+            }
+        );
+        for line in self.timeline(repeats) {
+            let _ = writeln!(out, "{line}");
+        }
+        if self.ignore_sigterm {
+            let _ = writeln!(
+                out,
+                "on SIGTERM           ignored: only SIGKILL ends the process"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "on SIGTERM           readiness fails, in-flight requests finish, exit 0"
+            );
+        }
+        out
+    }
+
+    /// One line per event, in time order within each anchor (start first, then ready).
+    pub fn timeline(&self, repeats: u64) -> Vec<String> {
+        let mut events: Vec<(Anchor, Duration, String)> = Vec::new();
+        for s in &self.schedules {
+            for k in 0..repeats.max(1) {
+                let Some(o) = s.occurrence(k) else { break };
+                let what = format!("fault[{}] {}", s.index, s.action.describe());
+                if !o.happens {
+                    events.push((
+                        s.anchor,
+                        o.start,
+                        format!("{what}: skipped (probability {})", s.probability),
+                    ));
+                    continue;
+                }
+                match (
+                    o.end,
+                    matches!(s.action, Action::Crash { .. } | Action::Hang),
+                ) {
+                    (_, true) | (None, false) => {
+                        events.push((s.anchor, o.start, format!("{what} starts")))
+                    }
+                    (Some(end), false) => {
+                        events.push((s.anchor, o.start, format!("{what} starts")));
+                        events.push((
+                            s.anchor,
+                            end,
+                            format!("fault[{}] {} ends", s.index, s.action.kind()),
+                        ));
+                    }
+                }
+            }
+            if let Some(p) = s.period {
+                events.push((
+                    s.anchor,
+                    Duration::MAX,
+                    format!("fault[{}] repeats every {}", s.index, show(p)),
+                ));
+            }
+        }
+        events.sort_by_key(|(anchor, at, _)| (*anchor == Anchor::Ready, *at));
+        events
+            .into_iter()
+            .map(|(anchor, at, what)| {
+                let base = if anchor == Anchor::Start {
+                    "start"
+                } else {
+                    "ready"
+                };
+                if at == Duration::MAX {
+                    format!("{:<20} {what}", "...")
+                } else {
+                    format!("{:<20} {what}", format!("{base} + {}", show(at)))
+                }
+            })
+            .collect()
+    }
+}
+
+fn action_of(fault: &Fault, rng: &mut ChaCha8Rng, time_scale: f64) -> Action {
+    match fault {
+        Fault::Crash {
+            mode, exit_code, ..
+        } => Action::Crash {
+            mode: *mode,
+            exit_code: *exit_code,
+        },
+        Fault::Hang { .. } => Action::Hang,
+        Fault::Unhealthy { .. } => Action::Unhealthy,
+        Fault::Unready { .. } => Action::Unready,
+        Fault::Latency { distribution, .. } => Action::Latency(match distribution {
+            LatencyDistribution::Uniform { delay } => Latency::Uniform {
+                low: scale(delay.low, time_scale),
+                high: scale(delay.high, time_scale),
+            },
+            LatencyDistribution::Lognormal { median, p99 } => {
+                let median = scale(median.sample(rng), time_scale);
+                let p99 = scale(p99.sample(rng), time_scale).max(median);
+                let mu = median.as_secs_f64().max(1e-9).ln();
+                let sigma = (p99.as_secs_f64().max(1e-9).ln() - mu) / Z99;
+                Latency::Lognormal {
+                    median,
+                    p99,
+                    mu,
+                    sigma,
+                }
+            }
+        }),
+        Fault::Errors { rate, statuses, .. } => Action::Errors {
+            rate: *rate,
+            statuses: statuses.clone(),
+        },
+        Fault::Leak {
+            mib_per_second,
+            max_mib,
+            ..
+        } => Action::Leak {
+            mib_per_second: *mib_per_second,
+            max_mib: *max_mib,
+        },
+        Fault::Burn { cores, .. } => Action::Burn { cores: *cores },
+    }
+}
+
+/// The default seed: a hash of the host name, so each pod differs but a restarted container of
+/// the same pod replays the same plan.
+pub fn seed_from_hostname(hostname: &str) -> u64 {
+    // FNV-1a: stable across releases and platforms, unlike std's hasher.
+    hostname.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::profile::BUILTINS;
+
+    fn profile(name: &str) -> Profile {
+        let b = BUILTINS.iter().find(|b| b.name == name).unwrap();
+        Profile::parse(b.name, b.text).unwrap()
+    }
+
+    fn custom(text: &str) -> Profile {
+        Profile::parse("custom", text).unwrap()
+    }
+
+    #[test]
+    fn same_inputs_same_plan_and_other_seeds_differ() {
+        let p = profile("v2");
+        assert_eq!(Plan::new(&p, 42, 1.0), Plan::new(&p, 42, 1.0));
+        let a = Plan::new(&p, 1, 1.0);
+        let b = Plan::new(&p, 2, 1.0);
+        assert_ne!(
+            (a.load_delay, a.schedules[0].first),
+            (b.load_delay, b.schedules[0].first)
+        );
+        assert_eq!(a.render(3), Plan::new(&p, 1, 1.0).render(3));
+    }
+
+    #[test]
+    fn v2_draws_stay_in_their_ranges_for_many_seeds() {
+        let p = profile("v2");
+        for seed in 0..500 {
+            let plan = Plan::new(&p, seed, 1.0);
+            assert!(
+                (20..=30).contains(&plan.load_delay.as_secs()),
+                "{:?}",
+                plan.load_delay
+            );
+            let crash = &plan.schedules[0];
+            assert_eq!(crash.anchor, Anchor::Ready);
+            assert!(
+                crash.first >= Duration::from_secs(60) && crash.first <= Duration::from_secs(120)
+            );
+            assert_eq!(
+                crash.action,
+                Action::Crash {
+                    mode: CrashMode::Exit,
+                    exit_code: 1
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn time_scale_multiplies_every_duration() {
+        let p = profile("flapping-readiness");
+        let one = Plan::new(&p, 9, 1.0);
+        let fast = Plan::new(&p, 9, 0.01);
+        let s1 = &one.schedules[0];
+        let s2 = &fast.schedules[0];
+        assert_eq!(s2.first, scale(s1.first, 0.01));
+        assert_eq!(s2.window, Some(Duration::from_millis(100)));
+        assert_eq!(s2.period, Some(Duration::from_millis(300)));
+        let v2 = profile("v2");
+        assert_eq!(
+            Plan::new(&v2, 3, 0.1).load_delay,
+            scale(Plan::new(&v2, 3, 1.0).load_delay, 0.1)
+        );
+    }
+
+    #[test]
+    fn windows_repeat_on_a_fake_clock() {
+        let plan = Plan::new(&profile("flapping-readiness"), 5, 1.0);
+        let s = &plan.schedules[0];
+        let secs = Duration::from_secs;
+        let o: Vec<_> = (0..3).map(|k| s.occurrence(k).unwrap()).collect();
+        assert_eq!((o[0].start, o[0].end), (secs(20), Some(secs(30))));
+        assert_eq!((o[1].start, o[1].end), (secs(50), Some(secs(60))));
+        assert_eq!((o[2].start, o[2].end), (secs(80), Some(secs(90))));
+        // The clock at 55 s is inside the second window: its end is next.
+        assert_eq!(s.next_after(secs(55)).unwrap().number, 1);
+        assert_eq!(s.next_after(secs(61)).unwrap().number, 2);
+        assert_eq!(s.next_after(Duration::ZERO).unwrap().number, 0);
+    }
+
+    #[test]
+    fn single_occurrences_do_not_repeat() {
+        let plan = Plan::new(&profile("crash-loop"), 5, 1.0);
+        let s = &plan.schedules[0];
+        assert_eq!(s.occurrence(0).unwrap().start, Duration::from_secs(5));
+        assert!(s.occurrence(1).is_none());
+        assert!(s.next_after(Duration::from_secs(6)).is_none());
+    }
+
+    #[test]
+    fn probability_skips_some_occurrences_reproducibly() {
+        let p = custom(
+            "[[fault]]\ntype = \"unready\"\nafter = \"1s\"\nfor = \"1s\"\nevery = \"2s\"\nprobability = 0.5\n",
+        );
+        let plan = Plan::new(&p, 77, 1.0);
+        let happened: Vec<bool> = (0..200)
+            .map(|k| plan.schedules[0].occurrence(k).unwrap().happens)
+            .collect();
+        let count = happened.iter().filter(|h| **h).count();
+        assert!((60..=140).contains(&count), "{count} of 200");
+        let again: Vec<bool> = (0..200)
+            .map(|k| {
+                Plan::new(&p, 77, 1.0).schedules[0]
+                    .occurrence(k)
+                    .unwrap()
+                    .happens
+            })
+            .collect();
+        assert_eq!(happened, again);
+    }
+
+    #[test]
+    fn adding_a_fault_does_not_move_the_others() {
+        let one = custom("[[fault]]\ntype = \"crash\"\nafter = \"10s..20s\"\n");
+        let two = custom(
+            "[[fault]]\ntype = \"crash\"\nafter = \"10s..20s\"\n[[fault]]\ntype = \"hang\"\nafter = \"1s..9s\"\n",
+        );
+        assert_eq!(
+            Plan::new(&one, 4, 1.0).schedules[0].first,
+            Plan::new(&two, 4, 1.0).schedules[0].first
+        );
+    }
+
+    #[test]
+    fn lognormal_latency_has_its_median_and_a_long_tail() {
+        let plan = Plan::new(&profile("latency"), 1, 1.0);
+        let Action::Latency(latency) = plan.schedules[0].action else {
+            panic!()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut draws: Vec<f64> = (0..20_000)
+            .map(|_| latency.sample(&mut rng).as_secs_f64())
+            .collect();
+        draws.sort_by(f64::total_cmp);
+        let median = draws[10_000];
+        let p99 = draws[19_800];
+        assert!((0.045..0.055).contains(&median), "median {median}");
+        assert!((0.8..1.25).contains(&p99), "p99 {p99}");
+    }
+
+    #[test]
+    fn the_rendered_timeline_names_each_event() {
+        let text = Plan::new(&profile("v2"), 11, 1.0).render(3);
+        assert!(text.contains("profile     v2"), "{text}");
+        assert!(
+            text.contains("fault[0] crash (exit code 1) starts"),
+            "{text}"
+        );
+        assert!(text.contains("load delay"), "{text}");
+        let flapping = Plan::new(&profile("flapping-readiness"), 11, 1.0).render(2);
+        assert!(flapping.contains("ready + 20s"), "{flapping}");
+        assert!(flapping.contains("ready + 30s"), "{flapping}");
+        assert!(flapping.contains("repeats every 30s"), "{flapping}");
+    }
+
+    #[test]
+    fn hostname_seeds_are_stable() {
+        assert_eq!(seed_from_hostname("pod-a"), seed_from_hostname("pod-a"));
+        assert_ne!(seed_from_hostname("pod-a"), seed_from_hostname("pod-b"));
+        assert_eq!(seed_from_hostname(""), 0xcbf2_9ce4_8422_2325);
+    }
+}

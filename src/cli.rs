@@ -1,0 +1,101 @@
+//! The command line: `serve` (the default), `probe`, `profiles`, `plan`.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::chaos::overrides::ChaosArgs;
+use crate::chaos::plan::Plan;
+use crate::chaos::profile::{BUILTINS, Profile};
+use crate::config::ServeArgs;
+use crate::probe::ProbeArgs;
+use crate::startup::resolve_seed;
+
+/// An ONNX inference server that misbehaves on a schedule, to show and test what Kubernetes
+/// probes, restarts, limits and rollouts do. Every flag is also an environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "chaos-inference", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(Box<ServeArgs>),
+    /// Check a probe route: exit 0 if it answers 2xx, 1 otherwise (for exec probes and HEALTHCHECK).
+    Probe(ProbeArgs),
+    /// List the built-in chaos profiles.
+    Profiles,
+    /// Print the timeline a profile will follow for a seed and time scale.
+    Plan(Box<PlanArgs>),
+}
+
+/// Arguments of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub chaos: ChaosArgs,
+    /// Occurrences to print for repeating faults.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: u64,
+}
+
+impl PlanArgs {
+    /// The plan the server would follow with the same settings.
+    pub fn plan(&self) -> Result<Plan, String> {
+        let profile = self.chaos.resolve()?;
+        Ok(Plan::new(
+            &profile,
+            resolve_seed(self.chaos.seed),
+            self.chaos.time_scale,
+        ))
+    }
+}
+
+const SUBCOMMANDS: [&str; 5] = ["serve", "probe", "profiles", "plan", "help"];
+
+/// Parses arguments; with no subcommand (or only flags) the command is `serve`. `--profile`,
+/// `--seed` and `--time-scale` are accepted as short forms of the `--chaos-*` flags.
+pub fn parse_from(args: Vec<String>) -> Result<Cli, clap::Error> {
+    let mut args = args;
+    let first = args.get(1).map(String::as_str);
+    let needs_serve = match first {
+        None => true,
+        Some(a) if a.starts_with('-') => !matches!(a, "-h" | "--help" | "-V" | "--version"),
+        Some(a) => !SUBCOMMANDS.contains(&a),
+    };
+    if needs_serve {
+        args.insert(1, "serve".into());
+    }
+    for arg in args.iter_mut().skip(2) {
+        for (short, long) in [
+            ("--profile", "--chaos-profile"),
+            ("--seed", "--chaos-seed"),
+            ("--time-scale", "--chaos-time-scale"),
+        ] {
+            if arg == short {
+                *arg = long.into();
+            } else if let Some(value) = arg.strip_prefix(&format!("{short}=")) {
+                *arg = format!("{long}={value}");
+            }
+        }
+    }
+    Cli::try_parse_from(args)
+}
+
+/// The `profiles` listing.
+pub fn list_profiles() -> String {
+    let mut out = String::new();
+    for builtin in BUILTINS {
+        let (description, manifest) = match Profile::parse(builtin.name, builtin.text) {
+            Ok(p) => (p.description, p.manifest),
+            Err(e) => (format!("(broken: {e})"), String::new()),
+        };
+        out.push_str(&format!(
+            "{:<20} {description}\n{:<20} pair with {manifest}\n",
+            builtin.name, ""
+        ));
+    }
+    out
+}

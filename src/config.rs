@@ -1,0 +1,160 @@
+//! Server settings: every flag is also an environment variable (environment first, flags
+//! override), validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::chaos::overrides::ChaosArgs;
+
+/// Settings of `chaos-inference serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(
+        long,
+        env = "BIND",
+        value_name = "BIND",
+        default_value = "0.0.0.0:8000"
+    )]
+    pub bind: SocketAddr,
+
+    /// ONNX file to serve; the built-in heart-disease model when unset. A `schema.json` (or
+    /// `<stem>.schema.json`) beside it enables `/predict` when the model carries no schema.
+    #[arg(long, env = "MODEL_PATH", value_name = "MODEL_PATH")]
+    pub model_path: Option<PathBuf>,
+
+    /// Model name in the V2 routes and metrics.
+    #[arg(
+        long,
+        env = "MODEL_NAME",
+        value_name = "MODEL_NAME",
+        default_value = "heart-disease"
+    )]
+    pub model_name: String,
+
+    /// ONNX Runtime shared library; discovered when unset (see README).
+    #[arg(long, env = "ORT_DYLIB_PATH", value_name = "ORT_DYLIB_PATH")]
+    pub ort_dylib_path: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub chaos: ChaosArgs,
+
+    /// Enables `POST /chaos/actions/*` for requests with `Authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN",
+        value_name = "ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Log format; `pretty` on a terminal, else `json`. `RUST_LOG` filters.
+    #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Where the reason for a chaos crash is written, if writable (Kubernetes shows it).
+    #[arg(
+        long,
+        env = "TERMINATION_LOG",
+        value_name = "TERMINATION_LOG",
+        default_value = "/dev/termination-log"
+    )]
+    pub termination_log: PathBuf,
+
+    /// HTTP worker threads; the number of CPUs when unset.
+    #[arg(long, env = "HTTP_WORKERS", value_name = "HTTP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub http_workers: Option<u16>,
+
+    /// Inference worker threads, each with its own ONNX Runtime session; the number of CPUs when
+    /// unset.
+    #[arg(long, env = "INFERENCE_WORKERS", value_name = "INFERENCE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub inference_workers: Option<u16>,
+
+    /// Inference requests that may wait for a worker; past that, 503 with Retry-After.
+    #[arg(long, env = "INFERENCE_QUEUE", value_name = "INFERENCE_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub inference_queue: u32,
+
+    /// After SIGTERM, how long to keep serving while readiness fails, so that endpoints are
+    /// removed before the listener closes.
+    #[arg(long, env = "SHUTDOWN_DELAY", value_name = "SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// After the listener closes, how long in-flight requests may take before the process exits.
+    #[arg(long, env = "DRAIN_TIMEOUT", value_name = "DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Largest request body, in bytes (413 above).
+    #[arg(long, env = "MAX_BODY_BYTES", value_name = "MAX_BODY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_bytes: u32,
+
+    /// Most records in one `/predict` request (422 above).
+    #[arg(long, env = "MAX_BATCH_ROWS", value_name = "MAX_BATCH_ROWS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch_rows: u32,
+
+    /// Most tensor elements in one V2 infer request (422 above).
+    #[arg(long, env = "MAX_TENSOR_ELEMENTS", value_name = "MAX_TENSOR_ELEMENTS", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tensor_elements: u32,
+
+    /// Most open connections per HTTP worker; further ones wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time a client has to send a request's headers (slow clients are cut off with 408).
+    #[arg(long, env = "CLIENT_REQUEST_TIMEOUT", value_name = "CLIENT_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub client_request_timeout: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Parses a humantime duration such as `250ms` or `1m30s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|_| format!("expected a duration such as 250ms, 5s or 1m30s, got `{text}`"))
+}
+
+impl ServeArgs {
+    /// CPUs available to this process (cgroup limits included).
+    pub fn cpus() -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+
+    /// HTTP workers to start.
+    pub fn http_workers(&self) -> usize {
+        self.http_workers.map_or_else(Self::cpus, usize::from)
+    }
+
+    /// Inference workers (sessions) to start.
+    pub fn inference_workers(&self) -> usize {
+        self.inference_workers.map_or_else(Self::cpus, usize::from)
+    }
+
+    /// The settings as log fields, with the admin token redacted.
+    pub fn redacted_summary(&self) -> String {
+        format!(
+            "bind={} model={} model_name={} profile={} time_scale={} admin={} http_workers={} inference_workers={} queue={}",
+            self.bind,
+            self.model_path
+                .as_ref()
+                .map_or_else(|| "built-in".to_string(), |p| p.display().to_string()),
+            self.model_name,
+            self.chaos.profile,
+            self.chaos.time_scale,
+            if self.admin_token.is_some() {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            self.http_workers(),
+            self.inference_workers(),
+            self.inference_queue,
+        )
+    }
+}

@@ -1,0 +1,260 @@
+//! Liveness, readiness and startup state, and the lifecycle phase derived from them.
+//!
+//! Liveness and readiness are separate switches (as in podinfo): a fault can make the process
+//! unready while it is still alive, or unhealthy while it still serves predictions. The phase is
+//! never stored on its own; it is computed from the switches, so it cannot disagree with them.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// Where the process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Before the port is open (a bind delay is running).
+    Starting,
+    /// Port open, model not loaded yet: startup and readiness fail.
+    Loading,
+    /// Model loaded, ready, healthy.
+    Serving,
+    /// A fault made readiness fail.
+    Unready,
+    /// A fault made liveness fail.
+    Unhealthy,
+    /// A fault stopped the server from answering at all.
+    Hung,
+    /// SIGTERM received: readiness fails, in-flight requests finish.
+    Draining,
+}
+
+impl Phase {
+    /// Every phase, for the gauge.
+    pub const ALL: [Phase; 7] = [
+        Phase::Starting,
+        Phase::Loading,
+        Phase::Serving,
+        Phase::Unready,
+        Phase::Unhealthy,
+        Phase::Hung,
+        Phase::Draining,
+    ];
+
+    /// The lowercase name used in logs, metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Loading => "loading",
+            Phase::Serving => "serving",
+            Phase::Unready => "unready",
+            Phase::Unhealthy => "unhealthy",
+            Phase::Hung => "hung",
+            Phase::Draining => "draining",
+        }
+    }
+}
+
+/// The switches behind the probe routes.
+pub struct Health {
+    listening: AtomicBool,
+    loaded: AtomicBool,
+    draining: AtomicBool,
+    hung: AtomicBool,
+    /// Reasons by source (`fault[2]`, `admin`), so overlapping faults do not cancel each other.
+    unready: Mutex<BTreeMap<String, String>>,
+    unhealthy: Mutex<BTreeMap<String, String>>,
+    phase: Mutex<Phase>,
+    metrics: Metrics,
+}
+
+impl Health {
+    /// A process that has not opened its port yet.
+    pub fn new(metrics: Metrics) -> Self {
+        let health = Health {
+            listening: AtomicBool::new(false),
+            loaded: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            hung: AtomicBool::new(false),
+            unready: Mutex::new(BTreeMap::new()),
+            unhealthy: Mutex::new(BTreeMap::new()),
+            phase: Mutex::new(Phase::Starting),
+            metrics,
+        };
+        health.publish(Phase::Starting);
+        health
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *lock(&self.phase)
+    }
+
+    /// True once the model has loaded (startup probe).
+    pub fn started(&self) -> bool {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    /// `Ok` when ready for traffic, else why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err("shutting down".into());
+        }
+        if !self.started() {
+            return Err("model is loading".into());
+        }
+        match lock(&self.unready).values().next() {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// `Ok` when alive, else why not.
+    pub fn liveness(&self) -> Result<(), String> {
+        match lock(&self.unhealthy).values().next() {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// True while a hang fault holds the server.
+    pub fn hung(&self) -> bool {
+        self.hung.load(Ordering::SeqCst)
+    }
+
+    /// True after SIGTERM.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// The port is open.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+        self.update();
+    }
+
+    /// The model is loaded and warmed up.
+    pub fn set_loaded(&self) {
+        self.loaded.store(true, Ordering::SeqCst);
+        self.update();
+    }
+
+    /// SIGTERM: readiness fails from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.update();
+    }
+
+    /// Every route stops answering.
+    pub fn set_hung(&self) {
+        self.hung.store(true, Ordering::SeqCst);
+        self.update();
+    }
+
+    /// Readiness fails for `source` with `reason`, or no longer fails for it with `None`.
+    pub fn set_unready(&self, source: &str, reason: Option<String>) {
+        set_reason(&self.unready, source, reason);
+        self.update();
+    }
+
+    /// Liveness fails for `source` with `reason`, or no longer fails for it with `None`.
+    pub fn set_unhealthy(&self, source: &str, reason: Option<String>) {
+        set_reason(&self.unhealthy, source, reason);
+        self.update();
+    }
+
+    fn derive(&self) -> Phase {
+        if self.hung.load(Ordering::SeqCst) {
+            Phase::Hung
+        } else if self.draining.load(Ordering::SeqCst) {
+            Phase::Draining
+        } else if !self.listening.load(Ordering::SeqCst) {
+            Phase::Starting
+        } else if !self.started() {
+            Phase::Loading
+        } else if !lock(&self.unhealthy).is_empty() {
+            Phase::Unhealthy
+        } else if !lock(&self.unready).is_empty() {
+            Phase::Unready
+        } else {
+            Phase::Serving
+        }
+    }
+
+    /// Recomputes the phase; a change is one log line and one metric update.
+    fn update(&self) {
+        let next = self.derive();
+        let mut current = lock(&self.phase);
+        if *current != next {
+            tracing::info!(from = current.as_str(), to = next.as_str(), "phase changed");
+            *current = next;
+            drop(current);
+            self.publish(next);
+        }
+    }
+
+    fn publish(&self, phase: Phase) {
+        for p in Phase::ALL {
+            self.metrics
+                .phase
+                .with_label_values(&[p.as_str()])
+                .set(i64::from(p == phase));
+        }
+        self.metrics
+            .phase_changes
+            .with_label_values(&[phase.as_str()])
+            .inc();
+    }
+}
+
+fn set_reason(reasons: &Mutex<BTreeMap<String, String>>, source: &str, reason: Option<String>) {
+    let mut reasons = lock(reasons);
+    match reason {
+        Some(reason) => reasons.insert(source.to_string(), reason),
+        None => reasons.remove(source),
+    };
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked (plain values, no invariants).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_follow_the_switches() {
+        let h = Health::new(Metrics::new());
+        assert_eq!(h.phase(), Phase::Starting);
+        h.set_listening();
+        assert_eq!(h.phase(), Phase::Loading);
+        assert!(h.readiness().is_err());
+        h.set_loaded();
+        assert_eq!(h.phase(), Phase::Serving);
+        assert!(h.readiness().is_ok());
+        h.set_unready("fault[0]", Some("chaos".into()));
+        h.set_unready("admin", Some("admin".into()));
+        assert_eq!(h.phase(), Phase::Unready);
+        h.set_unready("admin", None);
+        assert_eq!(
+            h.readiness().unwrap_err(),
+            "chaos",
+            "one source ending keeps the other"
+        );
+        h.set_unhealthy("fault[1]", Some("sick".into()));
+        assert_eq!(h.phase(), Phase::Unhealthy);
+        assert!(h.liveness().is_err());
+        h.set_unhealthy("fault[1]", None);
+        h.set_unready("fault[0]", None);
+        assert_eq!(h.phase(), Phase::Serving);
+        h.set_draining();
+        assert_eq!(h.phase(), Phase::Draining);
+        assert!(h.readiness().is_err());
+        assert!(h.liveness().is_ok(), "draining is not dead");
+    }
+}

@@ -1,0 +1,16 @@
+//! chaos-inference: an ONNX inference server that misbehaves on a schedule.
+//!
+//! The binary (`main.rs`) only parses the command line and calls into this library, so the
+//! tests and every subcommand use the same code the server runs.
+
+pub mod chaos;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod model;
+pub mod probe;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

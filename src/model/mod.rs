@@ -1,0 +1,333 @@
+//! The served model: where its bytes come from, its schema, and a pool of sessions that run it.
+
+pub mod pool;
+pub mod runtime;
+pub mod schema;
+pub mod tensor;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorElementType, ValueType};
+
+use self::pool::{InferencePool, run_session};
+use self::schema::{ModelSchema, SCHEMA_METADATA_KEY};
+use self::tensor::{DataType, Tensor, TensorData, TensorSpec};
+use crate::metrics::Metrics;
+
+/// The built-in model, embedded so that the binary serves with no files around it.
+pub const BUILTIN_MODEL: &[u8] = include_bytes!("../../models/heart-disease/model.onnx");
+
+/// The model's bytes and where they came from.
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+    /// `built-in` or the file's path.
+    pub origin: String,
+    /// A `schema.json` found beside the file, used when the model carries no schema itself.
+    pub sidecar_schema: Option<(PathBuf, String)>,
+}
+
+impl ModelSource {
+    /// The embedded heart-disease model.
+    pub fn builtin() -> Self {
+        ModelSource {
+            bytes: BUILTIN_MODEL.into(),
+            origin: "built-in".into(),
+            sidecar_schema: None,
+        }
+    }
+
+    /// A model file; a `<stem>.schema.json` or `schema.json` beside it is its schema.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("MODEL_PATH={}: cannot read: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        let sidecar_schema = [
+            dir.join(format!("{stem}.schema.json")),
+            dir.join("schema.json"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .map(|p| {
+            std::fs::read_to_string(&p)
+                .map(|text| (p.clone(), text))
+                .map_err(|e| format!("{}: cannot read: {e}", p.display()))
+        })
+        .transpose()?;
+        Ok(ModelSource {
+            bytes: bytes.into(),
+            origin: path.display().to_string(),
+            sidecar_schema,
+        })
+    }
+}
+
+/// Settings for sessions and the pool.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub name: String,
+    pub workers: usize,
+    pub queue: usize,
+}
+
+/// A loaded, warmed-up model ready to serve.
+#[derive(Clone)]
+pub struct ServedModel {
+    pub name: String,
+    pub version: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub schema: Option<ModelSchema>,
+    pub pool: InferencePool,
+    pub load_time: Duration,
+}
+
+/// One prediction of `/predict`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Prediction {
+    /// Predicted class.
+    pub label: i64,
+    /// The class's name, when the schema names classes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Probability of each class, in class order (see `GET /model`).
+    pub probabilities: Vec<f64>,
+}
+
+impl ServedModel {
+    /// Creates the sessions, checks the schema against the graph, warms every session up and
+    /// starts the workers. Blocking: call it off the async executor.
+    pub fn load(
+        environment: &ort::environment::Environment,
+        source: &ModelSource,
+        options: &LoadOptions,
+        metrics: &Metrics,
+    ) -> Result<Self, String> {
+        let started = Instant::now();
+        let mut sessions = (0..options.workers.max(1))
+            .map(|_| new_session(environment, &source.bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("model {}: {e}", source.origin))?;
+        let first = &sessions[0];
+        let inputs: Vec<TensorSpec> = first
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        let outputs: Vec<TensorSpec> = first
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        let metadata = first.metadata().map_err(|e| e.to_string())?;
+        let version = metadata
+            .version()
+            .filter(|v| *v > 0)
+            .map_or_else(|| "1".to_string(), |v| v.to_string());
+        let embedded = metadata.custom(SCHEMA_METADATA_KEY);
+        drop(metadata);
+        let schema = match (embedded, &source.sidecar_schema) {
+            (Some(text), _) => Some(ModelSchema::from_json(&text).map_err(|e| {
+                format!(
+                    "model {}: schema in metadata `{SCHEMA_METADATA_KEY}`: {e}",
+                    source.origin
+                )
+            })?),
+            (None, Some((path, text))) => {
+                Some(ModelSchema::from_json(text).map_err(|e| format!("{}: {e}", path.display()))?)
+            }
+            (None, None) => None,
+        };
+        if let Some(schema) = &schema {
+            check_schema_fits(schema, &inputs, &outputs).map_err(|e| {
+                format!(
+                    "model {}: schema does not fit the graph: {e}",
+                    source.origin
+                )
+            })?;
+        }
+        for session in &mut sessions {
+            warm_up(session, &inputs, &outputs)
+                .map_err(|e| format!("model {}: warm-up run failed: {e}", source.origin))?;
+        }
+        let pool = InferencePool::start(sessions, options.queue, &options.name, metrics);
+        Ok(ServedModel {
+            name: options.name.clone(),
+            version,
+            inputs,
+            outputs,
+            schema,
+            pool,
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// Runs rows of features (already checked against the schema) and reads label and
+    /// probabilities back.
+    pub async fn predict(
+        &self,
+        schema: &ModelSchema,
+        rows: Vec<Vec<f64>>,
+    ) -> Result<Vec<Prediction>, pool::PoolError> {
+        let count = rows.len();
+        let width = schema.features.len();
+        let data = match schema.input.datatype.as_str() {
+            "FP64" => TensorData::F64(rows.into_iter().flatten().collect()),
+            _ => TensorData::F32(rows.into_iter().flatten().map(|x| x as f32).collect()),
+        };
+        let input = Tensor {
+            name: schema.input.tensor.clone(),
+            shape: vec![count as i64, width as i64],
+            data,
+        };
+        let wanted = vec![
+            schema.outputs.label.tensor.clone(),
+            schema.outputs.probabilities.tensor.clone(),
+        ];
+        let out = self.pool.run(vec![input], wanted).await?;
+        let (labels, probabilities) = (&out[0], &out[1]);
+        let classes = probabilities.data.len().checked_div(count).unwrap_or(0);
+        Ok((0..count)
+            .map(|row| {
+                let label = labels.data.get_f64(row).unwrap_or(f64::NAN) as i64;
+                Prediction {
+                    label,
+                    class: schema.class_name(label).map(str::to_string),
+                    probabilities: (0..classes)
+                        .filter_map(|c| probabilities.data.get_f64(row * classes + c))
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+}
+
+fn new_session(
+    environment: &ort::environment::Environment,
+    bytes: &[u8],
+) -> Result<Session, String> {
+    let text = |e: ort::Error<_>| e.to_string();
+    Session::builder(environment)
+        .map_err(|e| e.to_string())?
+        // Parallelism comes from several sessions, one per worker; threads inside one run would
+        // only fight them for the same cores.
+        .with_intra_threads(1)
+        .map_err(text)?
+        .with_inter_threads(1)
+        .map_err(text)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(text)?
+        .commit_from_memory(bytes)
+        .map_err(|e| e.to_string())
+}
+
+fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
+    match dtype {
+        ValueType::Tensor { ty, shape, .. } => TensorSpec {
+            name: name.to_string(),
+            datatype: v2_name(*ty),
+            shape: shape.to_vec(),
+        },
+        other => TensorSpec {
+            name: name.to_string(),
+            datatype: format!("{other:?}"),
+            shape: vec![],
+        },
+    }
+}
+
+fn v2_name(ty: TensorElementType) -> String {
+    match ty {
+        TensorElementType::Float32 => DataType::Fp32.as_v2().into(),
+        TensorElementType::Float64 => DataType::Fp64.as_v2().into(),
+        TensorElementType::Int32 => DataType::Int32.as_v2().into(),
+        TensorElementType::Int64 => DataType::Int64.as_v2().into(),
+        other => format!("{other:?}").to_uppercase(),
+    }
+}
+
+fn check_schema_fits(
+    schema: &ModelSchema,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+) -> Result<(), String> {
+    let input = inputs
+        .iter()
+        .find(|i| i.name == schema.input.tensor)
+        .ok_or_else(|| format!("no input tensor `{}`", schema.input.tensor))?;
+    if input.datatype != schema.input.datatype {
+        return Err(format!(
+            "input `{}` is {}, schema says {}",
+            input.name, input.datatype, schema.input.datatype
+        ));
+    }
+    if input.shape.len() != 2
+        || (input.shape[1] >= 0 && input.shape[1] as usize != schema.features.len())
+    {
+        return Err(format!(
+            "input `{}` has shape {:?}, schema has {} features",
+            input.name,
+            input.shape,
+            schema.features.len()
+        ));
+    }
+    if inputs.len() != 1 {
+        return Err("a schema model must have exactly one input".into());
+    }
+    for name in [
+        &schema.outputs.label.tensor,
+        &schema.outputs.probabilities.tensor,
+    ] {
+        if !outputs.iter().any(|o| &o.name == name) {
+            return Err(format!("no output tensor `{name}`"));
+        }
+    }
+    Ok(())
+}
+
+/// One run with zeros (free dimensions set to 1) so the first real request pays no one-off cost,
+/// and so a model that cannot run fails the load instead of the first request.
+fn warm_up(
+    session: &mut Session,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+) -> Result<(), String> {
+    let tensors = inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<i64> = spec
+                .shape
+                .iter()
+                .map(|d| if *d < 0 { 1 } else { *d })
+                .collect();
+            let n = shape.iter().product::<i64>().max(0) as usize;
+            let data = match spec.v2_type() {
+                Some(DataType::Fp32) => TensorData::F32(vec![0.0; n]),
+                Some(DataType::Fp64) => TensorData::F64(vec![0.0; n]),
+                Some(DataType::Int32) => TensorData::I32(vec![0; n]),
+                Some(DataType::Int64) => TensorData::I64(vec![0; n]),
+                None => {
+                    return Err(format!(
+                        "input `{}` has type {}, which the V2 routes do not carry",
+                        spec.name, spec.datatype
+                    ));
+                }
+            };
+            Ok(Tensor {
+                name: spec.name.clone(),
+                shape,
+                data,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let names: Vec<String> = outputs
+        .iter()
+        .filter(|o| o.v2_type().is_some())
+        .map(|o| o.name.clone())
+        .collect();
+    run_session(session, tensors, &names).map(drop)
+}

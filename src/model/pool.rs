@@ -1,0 +1,194 @@
+//! Inference off the async executor: a fixed set of worker threads, each owning one ONNX Runtime
+//! session, fed by one bounded queue.
+//!
+//! `Session::run` takes `&mut self`, so sessions cannot be shared; one per worker means no lock
+//! on the hot path. The queue is bounded: when every worker is busy and the queue is full, a
+//! request is refused at once (503 with `Retry-After`) instead of piling up latency.
+
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use ort::session::Session;
+use ort::value::{DynValue, TensorElementType, ValueType};
+use tokio::sync::oneshot;
+
+use super::tensor::{Tensor, TensorData};
+use crate::metrics::Metrics;
+
+/// Why a run did not happen or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("all {workers} inference workers are busy and {queue} requests are queued")]
+    Saturated { workers: usize, queue: usize },
+    #[error("the inference workers have stopped")]
+    Stopped,
+    #[error("{0}")]
+    Runtime(String),
+}
+
+struct Job {
+    inputs: Vec<Tensor>,
+    outputs: Vec<String>,
+    reply: oneshot::Sender<Result<Vec<Tensor>, String>>,
+}
+
+/// Handle to the worker threads; cheap to clone.
+#[derive(Clone)]
+pub struct InferencePool {
+    sender: Sender<Job>,
+    workers: usize,
+    queue: usize,
+}
+
+impl InferencePool {
+    /// Starts one thread per session.
+    pub fn start(sessions: Vec<Session>, queue: usize, model: &str, metrics: &Metrics) -> Self {
+        let workers = sessions.len();
+        let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue);
+        for (i, session) in sessions.into_iter().enumerate() {
+            let receiver = receiver.clone();
+            let duration = metrics.inference_duration.with_label_values(&[model]);
+            let rows = metrics.inference_rows.with_label_values(&[model]);
+            thread::Builder::new()
+                .name(format!("inference-{i}"))
+                .spawn(move || worker(session, receiver, duration, rows))
+                // Failing to start a thread at start-up leaves nothing to serve with.
+                .expect("spawn inference worker");
+        }
+        InferencePool {
+            sender,
+            workers,
+            queue,
+        }
+    }
+
+    /// Runs the model; `outputs` names the outputs to return, in order.
+    pub async fn run(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: Vec<String>,
+    ) -> Result<Vec<Tensor>, PoolError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            inputs,
+            outputs,
+            reply,
+        };
+        match self.sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(PoolError::Saturated {
+                    workers: self.workers,
+                    queue: self.queue,
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(PoolError::Stopped),
+        }
+        answer
+            .await
+            .map_err(|_| PoolError::Stopped)?
+            .map_err(PoolError::Runtime)
+    }
+
+    /// How many workers run sessions.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
+
+fn worker(
+    mut session: Session,
+    jobs: Receiver<Job>,
+    duration: prometheus::Histogram,
+    rows: prometheus::IntCounter,
+) {
+    while let Ok(job) = jobs.recv() {
+        // A client that gave up no longer needs the answer.
+        if job.reply.is_closed() {
+            continue;
+        }
+        let batch = job
+            .inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .copied()
+            .unwrap_or(1);
+        let started = Instant::now();
+        let result = run_session(&mut session, job.inputs, &job.outputs);
+        duration.observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            rows.inc_by(u64::try_from(batch).unwrap_or(0));
+        }
+        let _ = job.reply.send(result);
+    }
+}
+
+/// One synchronous run: tensors in, the named outputs copied out.
+pub fn run_session(
+    session: &mut Session,
+    inputs: Vec<Tensor>,
+    wanted: &[String],
+) -> Result<Vec<Tensor>, String> {
+    let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+    for tensor in inputs {
+        values.push((tensor.name, to_value(tensor.shape, tensor.data)?));
+    }
+    let outputs = session.run(values).map_err(|e| e.to_string())?;
+    wanted
+        .iter()
+        .map(|name| {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| format!("model produced no output `{name}`"))?;
+            Ok(Tensor {
+                name: name.clone(),
+                shape: shape_of(value)?,
+                data: from_value(value, name)?,
+            })
+        })
+        .collect()
+}
+
+fn to_value(shape: Vec<i64>, data: TensorData) -> Result<DynValue, String> {
+    let value = match data {
+        TensorData::F32(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::F64(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::I32(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::I64(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+    };
+    value.map_err(|e| e.to_string())
+}
+
+fn shape_of(value: &DynValue) -> Result<Vec<i64>, String> {
+    match value.dtype() {
+        ValueType::Tensor { shape, .. } => Ok(shape.to_vec()),
+        other => Err(format!("output is a {other:?}, not a tensor")),
+    }
+}
+
+fn from_value(value: &DynValue, name: &str) -> Result<TensorData, String> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(format!("output `{name}` is not a tensor"));
+    };
+    let err = |e: ort::Error| e.to_string();
+    Ok(match ty {
+        TensorElementType::Float32 => {
+            TensorData::F32(value.try_extract_tensor::<f32>().map_err(err)?.1.to_vec())
+        }
+        TensorElementType::Float64 => {
+            TensorData::F64(value.try_extract_tensor::<f64>().map_err(err)?.1.to_vec())
+        }
+        TensorElementType::Int32 => {
+            TensorData::I32(value.try_extract_tensor::<i32>().map_err(err)?.1.to_vec())
+        }
+        TensorElementType::Int64 => {
+            TensorData::I64(value.try_extract_tensor::<i64>().map_err(err)?.1.to_vec())
+        }
+        other => {
+            return Err(format!(
+                "output `{name}` has element type {other:?}, which the V2 routes do not carry"
+            ));
+        }
+    })
+}

@@ -1,0 +1,558 @@
+//! Tensors as the V2 protocol carries them, and the checks that turn untrusted JSON into them.
+//!
+//! Pure code: no ONNX Runtime here, so every rule is unit-tested on its own.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::schema::FieldError;
+
+/// The element types the V2 routes accept and return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    Fp32,
+    Fp64,
+    Int32,
+    Int64,
+}
+
+impl DataType {
+    /// Every supported type, in the order the docs list them.
+    pub const ALL: [DataType; 4] = [
+        DataType::Fp32,
+        DataType::Fp64,
+        DataType::Int32,
+        DataType::Int64,
+    ];
+
+    /// The V2 protocol's name for this type.
+    pub fn as_v2(self) -> &'static str {
+        match self {
+            DataType::Fp32 => "FP32",
+            DataType::Fp64 => "FP64",
+            DataType::Int32 => "INT32",
+            DataType::Int64 => "INT64",
+        }
+    }
+
+    /// Parses a V2 datatype name.
+    pub fn from_v2(name: &str) -> Option<Self> {
+        DataType::ALL.into_iter().find(|t| t.as_v2() == name)
+    }
+}
+
+/// A tensor's elements, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+impl TensorData {
+    /// The element type.
+    pub fn datatype(&self) -> DataType {
+        match self {
+            TensorData::F32(_) => DataType::Fp32,
+            TensorData::F64(_) => DataType::Fp64,
+            TensorData::I32(_) => DataType::Int32,
+            TensorData::I64(_) => DataType::Int64,
+        }
+    }
+
+    /// How many elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as f64 (exact for every supported type but very large INT64).
+    pub fn get_f64(&self, i: usize) -> Option<f64> {
+        match self {
+            TensorData::F32(v) => v.get(i).map(|x| f64::from(*x)),
+            TensorData::F64(v) => v.get(i).copied(),
+            TensorData::I32(v) => v.get(i).map(|x| f64::from(*x)),
+            TensorData::I64(v) => v.get(i).map(|x| *x as f64),
+        }
+    }
+}
+
+impl Serialize for TensorData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TensorData::F32(v) => v.serialize(s),
+            TensorData::F64(v) => v.serialize(s),
+            TensorData::I32(v) => v.serialize(s),
+            TensorData::I64(v) => v.serialize(s),
+        }
+    }
+}
+
+/// A named tensor with a concrete shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub data: TensorData,
+}
+
+/// What the model declares for one of its inputs or outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TensorSpec {
+    pub name: String,
+    /// V2 datatype, or the ONNX type name when it is not one the V2 routes support.
+    pub datatype: String,
+    /// Dimensions; -1 where the model leaves a dimension free.
+    pub shape: Vec<i64>,
+}
+
+impl TensorSpec {
+    /// The V2 datatype, when supported.
+    pub fn v2_type(&self) -> Option<DataType> {
+        DataType::from_v2(&self.datatype)
+    }
+}
+
+/// Bounds that protect the process from oversized requests.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorLimits {
+    pub max_elements: usize,
+}
+
+/// A decoded V2 infer request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferInput {
+    pub id: Option<String>,
+    pub inputs: Vec<Tensor>,
+    /// The outputs asked for, or `None` for all of them.
+    pub outputs: Option<Vec<String>>,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks a V2 infer request body against the model's inputs and outputs.
+pub fn decode_infer_request(
+    body: &Value,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+    limits: TensorLimits,
+) -> Result<InferInput, FieldError> {
+    let Value::Object(request) = body else {
+        return Err(err("body", "must be a JSON object with `inputs`"));
+    };
+    let id = match request.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(err("id", "must be a string")),
+    };
+    let Some(Value::Array(given)) = request.get("inputs") else {
+        return Err(err("inputs", "required: an array of input tensors"));
+    };
+    let mut decoded: Vec<Tensor> = Vec::with_capacity(given.len());
+    let mut total = 0usize;
+    for (i, input) in given.iter().enumerate() {
+        let tensor = decode_input(input, i, inputs, limits.max_elements - total)?;
+        total += tensor.data.len();
+        if decoded.iter().any(|t| t.name == tensor.name) {
+            return Err(err(
+                format!("inputs[{i}].name"),
+                format!("input `{}` given twice", tensor.name),
+            ));
+        }
+        decoded.push(tensor);
+    }
+    if let Some(missing) = inputs
+        .iter()
+        .find(|spec| !decoded.iter().any(|t| t.name == spec.name))
+    {
+        return Err(err(
+            "inputs",
+            format!("missing model input `{}`", missing.name),
+        ));
+    }
+    let outputs = decode_outputs(request.get("outputs"), outputs)?;
+    Ok(InferInput {
+        id,
+        inputs: decoded,
+        outputs,
+    })
+}
+
+fn decode_input(
+    input: &Value,
+    i: usize,
+    specs: &[TensorSpec],
+    max_elements: usize,
+) -> Result<Tensor, FieldError> {
+    let at = |key: &str| format!("inputs[{i}].{key}");
+    let Value::Object(input) = input else {
+        return Err(err(format!("inputs[{i}]"), "must be an object"));
+    };
+    let name = match input.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(err(at("name"), "required: a string")),
+    };
+    let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
+        err(
+            at("name"),
+            format!(
+                "model has no input `{name}`; inputs are {}",
+                names(specs).join(", ")
+            ),
+        )
+    })?;
+    let datatype = match input.get("datatype") {
+        Some(Value::String(s)) => DataType::from_v2(s).ok_or_else(|| {
+            err(
+                at("datatype"),
+                format!("`{s}` is not supported; use FP32, FP64, INT32 or INT64"),
+            )
+        })?,
+        _ => return Err(err(at("datatype"), "required: a string such as FP32")),
+    };
+    if spec.v2_type() != Some(datatype) {
+        return Err(err(
+            at("datatype"),
+            format!(
+                "input `{name}` is {}, got {}",
+                spec.datatype,
+                datatype.as_v2()
+            ),
+        ));
+    }
+    let shape = decode_shape(input.get("shape"), &at("shape"))?;
+    check_shape(&shape, &spec.shape, &at("shape"))?;
+    let elements = element_count(&shape)
+        .filter(|n| *n <= max_elements)
+        .ok_or_else(|| {
+            err(
+                at("shape"),
+                format!("more than the limit of {max_elements} elements"),
+            )
+        })?;
+    let Some(data) = input.get("data") else {
+        return Err(err(at("data"), "required: an array of numbers"));
+    };
+    let mut flat = Vec::with_capacity(elements);
+    flatten(data, shape.len(), &at("data"), &mut flat, elements)?;
+    if flat.len() != elements {
+        return Err(err(
+            at("data"),
+            format!(
+                "shape {shape:?} needs {elements} elements, got {}",
+                flat.len()
+            ),
+        ));
+    }
+    let data = convert(&flat, datatype, &at("data"))?;
+    Ok(Tensor { name, shape, data })
+}
+
+fn decode_shape(value: Option<&Value>, field: &str) -> Result<Vec<i64>, FieldError> {
+    let Some(Value::Array(dims)) = value else {
+        return Err(err(field, "required: an array of dimensions"));
+    };
+    dims.iter()
+        .map(|d| {
+            d.as_i64()
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| err(field, "dimensions must be whole numbers >= 0"))
+        })
+        .collect()
+}
+
+fn check_shape(shape: &[i64], declared: &[i64], field: &str) -> Result<(), FieldError> {
+    if shape.len() != declared.len() {
+        return Err(err(
+            field,
+            format!(
+                "expected {} dimensions {}, got {shape:?}",
+                declared.len(),
+                show_shape(declared)
+            ),
+        ));
+    }
+    for (axis, (got, want)) in shape.iter().zip(declared).enumerate() {
+        if *want >= 0 && got != want {
+            return Err(err(
+                field,
+                format!(
+                    "dimension {axis} must be {want} (shape {}), got {shape:?}",
+                    show_shape(declared)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Shape with free dimensions written as `-1`, e.g. `[-1, 13]`.
+fn show_shape(shape: &[i64]) -> String {
+    format!("{shape:?}")
+}
+
+fn element_count(shape: &[i64]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(usize::try_from(*d).ok()?))
+}
+
+/// Row-major flattening of nested arrays, bounded by the tensor's rank and size.
+fn flatten<'a>(
+    value: &'a Value,
+    depth: usize,
+    field: &str,
+    out: &mut Vec<&'a Value>,
+    max: usize,
+) -> Result<(), FieldError> {
+    match value {
+        Value::Array(items) if depth > 0 => {
+            for item in items {
+                flatten(item, depth - 1, field, out, max)?;
+                if out.len() > max {
+                    return Err(err(field, format!("more elements than the shape's {max}")));
+                }
+            }
+            Ok(())
+        }
+        Value::Array(_) => Err(err(field, "arrays nested deeper than the shape")),
+        scalar => {
+            out.push(scalar);
+            Ok(())
+        }
+    }
+}
+
+fn convert(values: &[&Value], datatype: DataType, field: &str) -> Result<TensorData, FieldError> {
+    let bad = |i: usize, what: &str| {
+        err(
+            format!("{field}[{i}]"),
+            format!("expected {what} for {}", datatype.as_v2()),
+        )
+    };
+    let floats = |what| {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.as_f64().ok_or_else(|| bad(i, what)))
+            .collect::<Result<Vec<f64>, _>>()
+    };
+    let ints = |lo: i64, hi: i64, what| {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_i64()
+                    .filter(|x| (lo..=hi).contains(x))
+                    .ok_or_else(|| bad(i, what))
+            })
+            .collect::<Result<Vec<i64>, _>>()
+    };
+    Ok(match datatype {
+        DataType::Fp64 => TensorData::F64(floats("a number")?),
+        DataType::Fp32 => {
+            let wide = floats("a number")?;
+            if let Some(i) = wide.iter().position(|x| x.abs() > f64::from(f32::MAX)) {
+                return Err(bad(i, "a number within the FP32 range"));
+            }
+            TensorData::F32(wide.into_iter().map(|x| x as f32).collect())
+        }
+        DataType::Int32 => TensorData::I32(
+            ints(
+                i32::MIN.into(),
+                i32::MAX.into(),
+                "a whole number in the INT32 range",
+            )?
+            .into_iter()
+            // Range-checked just above, so the narrowing cannot fail.
+            .map(|x| x as i32)
+            .collect(),
+        ),
+        DataType::Int64 => TensorData::I64(ints(i64::MIN, i64::MAX, "a whole number")?),
+    })
+}
+
+fn decode_outputs(
+    value: Option<&Value>,
+    outputs: &[TensorSpec],
+) -> Result<Option<Vec<String>>, FieldError> {
+    let requested = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(err("outputs", "must be an array of {\"name\": ...}")),
+    };
+    let mut names_wanted = Vec::with_capacity(requested.len());
+    for (i, item) in requested.iter().enumerate() {
+        let name = item
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err(format!("outputs[{i}].name"), "required: a string"))?;
+        if !outputs.iter().any(|o| o.name == name) {
+            return Err(err(
+                format!("outputs[{i}].name"),
+                format!(
+                    "model has no output `{name}`; outputs are {}",
+                    names(outputs).join(", ")
+                ),
+            ));
+        }
+        names_wanted.push(name.to_string());
+    }
+    Ok(Some(names_wanted))
+}
+
+fn names(specs: &[TensorSpec]) -> Vec<&str> {
+    specs.iter().map(|s| s.name.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inputs() -> Vec<TensorSpec> {
+        vec![TensorSpec {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![-1, 3],
+        }]
+    }
+
+    fn outputs() -> Vec<TensorSpec> {
+        vec![
+            TensorSpec {
+                name: "label".into(),
+                datatype: "INT64".into(),
+                shape: vec![-1],
+            },
+            TensorSpec {
+                name: "probabilities".into(),
+                datatype: "FP32".into(),
+                shape: vec![-1, 2],
+            },
+        ]
+    }
+
+    const LIMITS: TensorLimits = TensorLimits { max_elements: 100 };
+
+    fn decode(body: Value) -> Result<InferInput, FieldError> {
+        decode_infer_request(&body, &inputs(), &outputs(), LIMITS)
+    }
+
+    fn request(shape: Value, datatype: &str, data: Value) -> Value {
+        json!({"id": "r1", "inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}]})
+    }
+
+    #[test]
+    fn flat_and_nested_data_decode_the_same() {
+        let flat = decode(request(json!([2, 3]), "FP32", json!([1, 2, 3, 4, 5, 6]))).unwrap();
+        let nested = decode(request(
+            json!([2, 3]),
+            "FP32",
+            json!([[1, 2, 3], [4, 5, 6]]),
+        ))
+        .unwrap();
+        assert_eq!(flat, nested);
+        assert_eq!(flat.id.as_deref(), Some("r1"));
+        assert_eq!(
+            flat.inputs[0].data,
+            TensorData::F32(vec![1., 2., 3., 4., 5., 6.])
+        );
+        assert_eq!(flat.outputs, None);
+    }
+
+    #[test]
+    fn shape_rank_and_fixed_dimensions_are_checked() {
+        let e = decode(request(json!([6]), "FP32", json!([1, 2, 3, 4, 5, 6]))).unwrap_err();
+        assert_eq!(e.field, "inputs[0].shape");
+        let e = decode(request(json!([3, 2]), "FP32", json!([1, 2, 3, 4, 5, 6]))).unwrap_err();
+        assert!(e.message.contains("dimension 1 must be 3"), "{e}");
+        let e = decode(request(json!([2, -3]), "FP32", json!([]))).unwrap_err();
+        assert!(e.message.contains(">= 0"), "{e}");
+    }
+
+    #[test]
+    fn data_length_must_match_the_shape() {
+        let e = decode(request(json!([2, 3]), "FP32", json!([1, 2, 3, 4, 5]))).unwrap_err();
+        assert_eq!(e.field, "inputs[0].data");
+        assert!(e.message.contains("needs 6 elements, got 5"), "{e}");
+        let e = decode(request(json!([1, 3]), "FP32", json!([1, 2, 3, 4]))).unwrap_err();
+        assert!(e.message.contains("more elements"), "{e}");
+    }
+
+    #[test]
+    fn datatype_must_be_known_and_match_the_model() {
+        let e = decode(request(json!([1, 3]), "FP16", json!([1, 2, 3]))).unwrap_err();
+        assert_eq!(e.field, "inputs[0].datatype");
+        let e = decode(request(json!([1, 3]), "INT64", json!([1, 2, 3]))).unwrap_err();
+        assert!(e.message.contains("is FP32, got INT64"), "{e}");
+    }
+
+    #[test]
+    fn elements_must_fit_their_datatype() {
+        let e = decode(request(json!([1, 3]), "FP32", json!([1, "2", 3]))).unwrap_err();
+        assert_eq!(e.field, "inputs[0].data[1]");
+        let e = decode(request(json!([1, 3]), "FP32", json!([1, 1e300, 3]))).unwrap_err();
+        assert!(e.message.contains("FP32 range"), "{e}");
+        let ints = vec![TensorSpec {
+            name: "input".into(),
+            datatype: "INT32".into(),
+            shape: vec![-1, 3],
+        }];
+        let body = request(json!([1, 3]), "INT32", json!([1, 2.5, 3]));
+        let e = decode_infer_request(&body, &ints, &outputs(), LIMITS).unwrap_err();
+        assert_eq!(e.field, "inputs[0].data[1]");
+        let body = request(json!([1, 3]), "INT32", json!([1, 3_000_000_000i64, 3]));
+        assert!(decode_infer_request(&body, &ints, &outputs(), LIMITS).is_err());
+        let body = request(json!([1, 3]), "INT32", json!([1, -2, 3]));
+        let ok = decode_infer_request(&body, &ints, &outputs(), LIMITS).unwrap();
+        assert_eq!(ok.inputs[0].data, TensorData::I32(vec![1, -2, 3]));
+    }
+
+    #[test]
+    fn element_limit_is_enforced_before_reading_data() {
+        let e = decode(request(json!([1000, 3]), "FP32", json!([]))).unwrap_err();
+        assert!(e.message.contains("limit of 100"), "{e}");
+        let e = decode(request(json!([i64::MAX, 3]), "FP32", json!([]))).unwrap_err();
+        assert!(e.message.contains("limit"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_missing_inputs_are_named() {
+        let mut body = request(json!([1, 3]), "FP32", json!([1, 2, 3]));
+        body["inputs"][0]["name"] = json!("x");
+        let e = decode(body).unwrap_err();
+        assert!(e.message.contains("no input `x`"), "{e}");
+        let e = decode(json!({"inputs": []})).unwrap_err();
+        assert!(e.message.contains("missing model input `input`"), "{e}");
+        let e = decode(json!({"id": 5, "inputs": []})).unwrap_err();
+        assert_eq!(e.field, "id");
+    }
+
+    #[test]
+    fn output_selection_is_checked() {
+        let mut body = request(json!([1, 3]), "FP32", json!([1, 2, 3]));
+        body["outputs"] = json!([{"name": "probabilities"}]);
+        assert_eq!(
+            decode(body.clone()).unwrap().outputs,
+            Some(vec!["probabilities".to_string()])
+        );
+        body["outputs"] = json!([{"name": "nope"}]);
+        assert_eq!(decode(body).unwrap_err().field, "outputs[0].name");
+    }
+}

@@ -1,0 +1,98 @@
+//! `POST /predict`: named features in, label and class probabilities out.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{AppState, read_json};
+use crate::error::{ApiError, ErrorBody};
+use crate::model::Prediction;
+
+/// The answer for a list of records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Predictions {
+    pub model: String,
+    pub predictions: Vec<Prediction>,
+}
+
+/// Predicts one record (an object of named features) or a list of them.
+///
+/// The features, their order, types and allowed values are those of `GET /model`. One record
+/// gives one prediction object; a list gives `{"predictions": [...]}` in the same order.
+#[utoipa::path(post, path = "/predict", tag = "inference",
+    request_body(content = Object, description = "one record, or a list of records", content_type = "application/json",
+        example = json!({"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2, "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6})),
+    responses(
+        (status = 200, description = "one prediction, or `{predictions}` for a list", body = Prediction),
+        (status = 400, body = ErrorBody, description = "malformed JSON"),
+        (status = 404, body = ErrorBody, description = "the model has no feature schema"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "a feature breaks the schema; `field` names it"),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn predict(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, state.limits.max_body_bytes).await?;
+    let model = state.model()?;
+    let schema = model.schema.as_ref().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "model `{}` has no feature schema; use POST /v2/models/{}/infer",
+            model.name, model.name
+        ))
+    })?;
+    let (records, single) = match body {
+        Value::Array(records) => (records, false),
+        record @ Value::Object(_) => (vec![record], true),
+        _ => {
+            return Err(ApiError::invalid(
+                "body",
+                "must be a record (object of named features) or a list of records",
+            ));
+        }
+    };
+    if records.is_empty() {
+        return Err(ApiError::invalid(
+            "body",
+            "empty list: send at least one record",
+        ));
+    }
+    if records.len() > state.limits.max_batch_rows {
+        return Err(ApiError::invalid(
+            "body",
+            format!(
+                "{} records is more than the limit of {} (MAX_BATCH_ROWS)",
+                records.len(),
+                state.limits.max_batch_rows
+            ),
+        ));
+    }
+    let rows = records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let prefix = if single {
+                String::new()
+            } else {
+                format!("[{i}].")
+            };
+            schema
+                .row_from_record(record, &prefix)
+                .map_err(|e| ApiError::invalid(e.field, e.message))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    state.chaos.before_prediction().await?;
+    let mut predictions = model
+        .predict(schema, rows)
+        .await
+        .map_err(|e| state.pool_error(e))?;
+    Ok(if single {
+        HttpResponse::Ok().json(predictions.swap_remove(0))
+    } else {
+        HttpResponse::Ok().json(Predictions {
+            model: model.name.clone(),
+            predictions,
+        })
+    })
+}

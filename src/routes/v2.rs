@@ -1,0 +1,237 @@
+//! The Open Inference Protocol (KServe V2 / Triton) REST routes, generic over the model's
+//! inputs and outputs.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use super::{AppState, read_json};
+use crate::error::{ApiError, ErrorBody};
+use crate::model::tensor::{TensorData, TensorLimits, TensorSpec, decode_infer_request};
+
+/// `GET /v2`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServerMetadata {
+    pub name: String,
+    pub version: String,
+    pub extensions: Vec<String>,
+}
+
+/// `GET /v2/models/{name}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    pub platform: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// One output tensor of an infer response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OutputTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    /// Elements in row-major order.
+    #[schema(value_type = Vec<f64>)]
+    pub data: TensorData,
+}
+
+/// `POST /v2/models/{name}/infer` response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InferResponse {
+    pub model_name: String,
+    pub model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub outputs: Vec<OutputTensor>,
+}
+
+/// The V2 infer request, for the OpenAPI document (the handler checks it field by field).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    pub inputs: Vec<InferInputTensor>,
+    pub outputs: Option<Vec<RequestedOutput>>,
+}
+
+/// One input tensor of an infer request.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct InferInputTensor {
+    pub name: String,
+    pub shape: Vec<i64>,
+    /// FP32, FP64, INT32 or INT64.
+    pub datatype: String,
+    /// Elements, flat or nested, row-major.
+    #[schema(value_type = Vec<f64>)]
+    pub data: serde_json::Value,
+}
+
+/// An output asked for by name.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct RequestedOutput {
+    pub name: String,
+}
+
+/// Server metadata.
+#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, body = ServerMetadata)))]
+pub async fn server_metadata() -> HttpResponse {
+    HttpResponse::Ok().json(ServerMetadata {
+        name: "chaos-inference".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec![],
+    })
+}
+
+/// Server liveness (same as `/livez`).
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2",
+    responses((status = 200, description = "live"), (status = 500, description = "an unhealthy fault is active")))]
+pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+    super::health::livez(state).await
+}
+
+/// Server readiness (same as `/readyz`).
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2",
+    responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    super::health::readyz(state).await
+}
+
+/// Model metadata: inputs and outputs with datatypes and shapes (-1 for free dimensions).
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
+    params(("name" = String, Path, description = "model name")),
+    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_metadata(
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let model = state.model_named(&name)?;
+    Ok(HttpResponse::Ok().json(ModelMetadata {
+        name: model.name.clone(),
+        versions: vec![model.version.clone()],
+        platform: "onnxruntime_onnx".into(),
+        inputs: model.inputs.clone(),
+        outputs: model.outputs.clone(),
+    }))
+}
+
+/// Model readiness: 200 once loaded.
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
+    params(("name" = String, Path, description = "model name")),
+    responses((status = 200, description = "ready"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_ready(
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.model_named(&name)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"name": name.as_str(), "ready": true})))
+}
+
+fn check_version(state: &AppState, name: &str, version: &str) -> Result<(), ApiError> {
+    let model = state.model_named(name)?;
+    if model.version != version {
+        return Err(ApiError::ModelNotFound(format!("{name} version {version}")));
+    }
+    Ok(())
+}
+
+/// Metadata of one model version.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_version_metadata(
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, version) = path.into_inner();
+    check_version(&state, &name, &version)?;
+    model_metadata(web::Path::from(name), state).await
+}
+
+/// Readiness of one model version.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "ready"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn model_version_ready(
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, version) = path.into_inner();
+    check_version(&state, &name, &version)?;
+    model_ready(web::Path::from(name), state).await
+}
+
+/// Inference on tensors. Datatypes FP32, FP64, INT32, INT64; `data` flat or nested,
+/// row-major; `outputs` optionally selects outputs; `id` is echoed.
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
+    params(("name" = String, Path, description = "model name")),
+    request_body(content = InferRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = InferResponse),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody, description = "shape, datatype or data do not fit the model; `field` names which"),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn infer(
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let model = state.model_named(&name)?;
+    let body = read_json(&req, payload, state.limits.max_body_bytes).await?;
+    let request = decode_infer_request(
+        &body,
+        &model.inputs,
+        &model.outputs,
+        TensorLimits {
+            max_elements: state.limits.max_tensor_elements,
+        },
+    )
+    .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let wanted = request.outputs.unwrap_or_else(|| {
+        model
+            .outputs
+            .iter()
+            .filter(|o| o.v2_type().is_some())
+            .map(|o| o.name.clone())
+            .collect()
+    });
+    state.chaos.before_prediction().await?;
+    let outputs = model
+        .pool
+        .run(request.inputs, wanted)
+        .await
+        .map_err(|e| state.pool_error(e))?;
+    Ok(HttpResponse::Ok().json(InferResponse {
+        model_name: model.name.clone(),
+        model_version: model.version.clone(),
+        id: request.id,
+        outputs: outputs
+            .into_iter()
+            .map(|t| OutputTensor {
+                name: t.name,
+                datatype: t.data.datatype().as_v2().into(),
+                shape: t.shape,
+                data: t.data,
+            })
+            .collect(),
+    }))
+}
+
+/// Inference on one model version.
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
+    params(("name" = String, Path), ("version" = String, Path)),
+    request_body(content = InferRequest, content_type = "application/json"),
+    responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn version_infer(
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, version) = path.into_inner();
+    check_version(&state, &name, &version)?;
+    infer(web::Path::from(name), req, payload, state).await
+}
