@@ -125,6 +125,39 @@ def synthesize(rng, n):
     return x, sick.astype(np.int64)
 
 
+def write_typed_test_model(path):
+    """A schema-less model with one input of each V2 datatype, for the generic V2 route tests.
+
+    y_f32 = x_f32 * 2, y_f64 = x_f64 + 1, y_i32 = x_i32 * 3, y_i64 = -x_i64; all [-1, 2].
+    """
+    from onnx import TensorProto, helper
+
+    types = {"f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "i32": TensorProto.INT32, "i64": TensorProto.INT64}
+    consts = {
+        "f32": helper.make_tensor("c_f32", TensorProto.FLOAT, [], [2.0]),
+        "f64": helper.make_tensor("c_f64", TensorProto.DOUBLE, [], [1.0]),
+        "i32": helper.make_tensor("c_i32", TensorProto.INT32, [], [3]),
+    }
+    nodes = [
+        helper.make_node("Mul", ["x_f32", "c_f32"], ["y_f32"]),
+        helper.make_node("Add", ["x_f64", "c_f64"], ["y_f64"]),
+        helper.make_node("Mul", ["x_i32", "c_i32"], ["y_i32"]),
+        helper.make_node("Neg", ["x_i64"], ["y_i64"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "typed",
+        [helper.make_tensor_value_info(f"x_{k}", t, [None, 2]) for k, t in types.items()],
+        [helper.make_tensor_value_info(f"y_{k}", t, [None, 2]) for k, t in types.items()],
+        initializer=list(consts.values()),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="chaos-inference tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+
+
 def main():
     rng = np.random.default_rng(SEED)
     x, y = synthesize(rng, ROWS)
@@ -170,6 +203,7 @@ def main():
         ],
     }
     (HERE / "fixture.json").write_text(json.dumps(fixture, indent=1) + "\n")
+    write_typed_test_model(HERE.parent.parent / "tests" / "fixtures" / "typed.onnx")
     print(f"rows={ROWS} test_accuracy={accuracy:.3f} test_auc={auc:.3f} fixture_rows={len(rows)}")
 
 

@@ -19,7 +19,7 @@ pub struct ChaosArgs {
     pub profile: String,
 
     /// Seed for every random draw; derived from HOSTNAME when unset.
-    #[arg(long = "chaos-seed", env = "CHAOS_SEED", value_name = "CHAOS_SEED")]
+    #[arg(long = "chaos-seed", env = "CHAOS_SEED", value_name = "CHAOS_SEED", value_parser = parse_seed)]
     pub seed: Option<u64>,
 
     /// Multiplies every chaos duration (0.01 makes a 60 s crash happen at 0.6 s).
@@ -120,6 +120,12 @@ fn parse_time_scale(text: &str) -> Result<f64, String> {
             "expected a number above 0 and at most 1000 such as 0.01, got `{text}`"
         )),
     }
+}
+
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim().parse().map_err(|_| {
+        format!("expected a whole number from 0 to 18446744073709551615, got `{text}`")
+    })
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {

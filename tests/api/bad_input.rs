@@ -1,0 +1,211 @@
+//! The bad-input matrix: each case gets its documented status and error body, and the server
+//! keeps serving afterwards.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Spawn, TestServer, record};
+
+fn with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+    let mut r = record();
+    change(r.as_object_mut().unwrap());
+    r.to_string()
+}
+
+fn infer_body(shape: Value, datatype: &str, data: Value) -> String {
+    json!({"inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}]})
+        .to_string()
+}
+
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    content_type: &'static str,
+    body: String,
+    status: u16,
+    error_type: &'static str,
+    field: Option<&'static str>,
+}
+
+fn case(
+    name: &'static str,
+    path: &'static str,
+    body: String,
+    status: u16,
+    error_type: &'static str,
+    field: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        path,
+        content_type: "application/json",
+        body,
+        status,
+        error_type,
+        field,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let infer = "/v2/models/heart-disease/infer";
+    let row: Vec<f64> = vec![
+        63.0, 1.0, 4.0, 145.0, 233.0, 1.0, 2.0, 150.0, 0.0, 2.3, 3.0, 0.0, 6.0,
+    ];
+    vec![
+        case("malformed JSON", "/predict", "{\"age\": 63,".into(), 400, "malformed_json", None),
+        case("not JSON at all", infer, "hello".into(), 400, "malformed_json", None),
+        case("empty body", "/predict", String::new(), 400, "malformed_json", None),
+        case("NaN literal", "/predict", with(|_| {}).replace("2.3", "NaN"), 400, "malformed_json", None),
+        case("Infinity literal", "/predict", with(|_| {}).replace("2.3", "Infinity"), 400, "malformed_json", None),
+        case("number beyond f64", "/predict", with(|_| {}).replace("2.3", "1e999"), 400, "malformed_json", None),
+        Case {
+            content_type: "text/plain",
+            ..case("wrong content type", "/predict", record().to_string(), 415, "unsupported_media_type", None)
+        },
+        Case {
+            content_type: "application/x-www-form-urlencoded",
+            ..case("form content type (curl -d default)", infer, "a=b".into(), 415, "unsupported_media_type", None)
+        },
+        case("missing feature", "/predict", with(|r| { r.remove("thalach"); }), 422, "validation", Some("thalach")),
+        case("extra feature", "/predict", with(|r| { r.insert("bmi".into(), json!(25)); }), 422, "validation", Some("bmi")),
+        case("string feature", "/predict", with(|r| { r.insert("chol".into(), json!("233")); }), 422, "validation", Some("chol")),
+        case("null feature", "/predict", with(|r| { r.insert("chol".into(), Value::Null); }), 422, "validation", Some("chol")),
+        case("boolean feature", "/predict", with(|r| { r.insert("fbs".into(), json!(true)); }), 422, "validation", Some("fbs")),
+        case("NaN as a string", "/predict", with(|r| { r.insert("oldpeak".into(), json!("NaN")); }), 422, "validation", Some("oldpeak")),
+        case("out of range", "/predict", with(|r| { r.insert("age".into(), json!(250)); }), 422, "validation", Some("age")),
+        case("negative", "/predict", with(|r| { r.insert("trestbps".into(), json!(-5)); }), 422, "validation", Some("trestbps")),
+        case("fractional integer", "/predict", with(|r| { r.insert("ca".into(), json!(1.5)); }), 422, "validation", Some("ca")),
+        case("unknown category", "/predict", with(|r| { r.insert("cp".into(), json!(0)); }), 422, "validation", Some("cp")),
+        case("bad record in a list", "/predict", json!([record(), {"age": 50}]).to_string(), 422, "validation", Some("[1].sex")),
+        case("empty list", "/predict", "[]".into(), 422, "validation", Some("body")),
+        case("a bare number", "/predict", "5".into(), 422, "validation", Some("body")),
+        case("a list of numbers", "/predict", "[1, 2]".into(), 422, "validation", Some("[0]")),
+        case("wrong tensor shape", infer, infer_body(json!([1, 12]), "FP32", json!(row[..12])), 422, "validation", Some("inputs[0].shape")),
+        case("wrong tensor rank", infer, infer_body(json!([13]), "FP32", json!(row)), 422, "validation", Some("inputs[0].shape")),
+        case("negative dimension", infer, infer_body(json!([-1, 13]), "FP32", json!(row)), 422, "validation", Some("inputs[0].shape")),
+        case("wrong datatype", infer, infer_body(json!([1, 13]), "INT64", json!(row)), 422, "validation", Some("inputs[0].datatype")),
+        case("unknown datatype", infer, infer_body(json!([1, 13]), "BF16", json!(row)), 422, "validation", Some("inputs[0].datatype")),
+        case("data shorter than shape", infer, infer_body(json!([2, 13]), "FP32", json!(row)), 422, "validation", Some("inputs[0].data")),
+        case("data longer than shape", infer, infer_body(json!([1, 13]), "FP32", json!([row.clone(), row.clone()].concat())), 422, "validation", Some("inputs[0].data")),
+        case("string element", infer, infer_body(json!([1, 13]), "FP32", json!(vec!["x"; 13])), 422, "validation", Some("inputs[0].data[0]")),
+        case("unknown input", infer, json!({"inputs": [{"name": "x", "shape": [1, 13], "datatype": "FP32", "data": row}]}).to_string(), 422, "validation", Some("inputs[0].name")),
+        case("no inputs", infer, json!({"inputs": []}).to_string(), 422, "validation", Some("inputs")),
+        case("unknown output", infer, json!({"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32", "data": row}], "outputs": [{"name": "nope"}]}).to_string(), 422, "validation", Some("outputs[0].name")),
+        case("unknown model", "/v2/models/nope/infer", infer_body(json!([1, 13]), "FP32", json!(row)), 404, "model_not_found", None),
+    ]
+}
+
+async fn still_serving(server: &TestServer) {
+    assert_eq!(server.status("/readyz").await, 200);
+    let response = server.post_json("/predict", &record()).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_status_and_a_named_field() {
+    let server = Spawn::default().ready().await;
+    for case in cases() {
+        let response = server
+            .post_raw(case.path, case.content_type, case.body.clone())
+            .await;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{}: body is not JSON: {e}", case.name));
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        assert_eq!(body["error_type"], case.error_type, "{}: {body}", case.name);
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{}: {body}",
+            case.name
+        );
+        if let Some(field) = case.field {
+            assert_eq!(body["field"], field, "{}: {body}", case.name);
+        }
+    }
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413_with_or_without_a_length() {
+    let server = Spawn::default().env("MAX_BODY_BYTES", "4096").ready().await;
+    let big = json!(vec![record(); 40]).to_string();
+    assert!(big.len() > 4096);
+    let response = server
+        .post_raw("/predict", "application/json", big.clone())
+        .await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_type"], "payload_too_large");
+
+    // Chunked, with no Content-Length: the limit holds while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.as_bytes().chunks(512).map(|c| Ok(c.to_vec())).collect();
+    let stream = futures_util::stream::iter(chunks);
+    let response = server
+        .client
+        .post(server.url("/v2/models/heart-disease/infer"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn batch_and_tensor_limits_are_enforced() {
+    let server = Spawn::default()
+        .env("MAX_BATCH_ROWS", "3")
+        .env("MAX_TENSOR_ELEMENTS", "26")
+        .ready()
+        .await;
+    let response = server
+        .post_json("/predict", &json!(vec![record(); 4]))
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("MAX_BATCH_ROWS"),
+        "{body}"
+    );
+    assert_eq!(
+        server
+            .post_json("/predict", &json!(vec![record(); 3]))
+            .await
+            .status(),
+        200
+    );
+
+    let data = vec![1.0; 39];
+    let request =
+        json!({"inputs": [{"name": "input", "shape": [3, 13], "datatype": "FP32", "data": data}]});
+    let response = server
+        .post_json("/v2/models/heart-disease/infer", &request)
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("limit of 26"),
+        "{body}"
+    );
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_404() {
+    let server = Spawn::default().ready().await;
+    let response = server.get("/nope").await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_type"], "not_found");
+    let response = server
+        .client
+        .get(server.url("/predict"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    still_serving(&server).await;
+}

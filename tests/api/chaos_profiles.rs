@@ -1,0 +1,494 @@
+//! Every built-in profile run by the real binary at a small time scale, observed from outside:
+//! HTTP status over time, exit code or signal, the termination message. Each fault must happen
+//! when the plan (computed by the same library the `plan` subcommand uses) says, within
+//! `EARLY` before and `LATE` after, generous for a loaded 2-core machine.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use chaos_inference::chaos::plan::{Action, Plan};
+use chaos_inference::chaos::profile::Profile;
+use serde_json::Value;
+
+use crate::helpers::{PATIENCE, Spawn, TestServer, ended, record, run_cli};
+
+const SEED: u64 = 42;
+const EARLY: Duration = Duration::from_millis(30);
+const LATE: Duration = Duration::from_millis(1500);
+
+fn plan(profile: &str, time_scale: f64) -> Plan {
+    Plan::new(&Profile::load(profile).unwrap(), SEED, time_scale)
+}
+
+fn assert_on_time(what: &str, observed: Duration, planned: Duration) {
+    assert!(
+        observed + EARLY >= planned && observed <= planned + LATE,
+        "{what}: observed at {observed:?}, planned at {planned:?}"
+    );
+}
+
+/// Ready time measured by polling, and the plan's first schedule offset.
+async fn ready_and_first(server: &TestServer, plan: &Plan) -> (Duration, Duration) {
+    let ready = server.wait_ready().await;
+    assert_on_time("ready", ready, plan.bind_delay + plan.load_delay);
+    (ready, plan.schedules[0].first)
+}
+
+#[tokio::test]
+async fn none_stays_healthy() {
+    let server = Spawn::default().profile("none", 1.0).ready().await;
+    let chaos = server.get_json("/chaos").await;
+    assert_eq!(chaos["profile"], "none");
+    assert_eq!(chaos["seed"], SEED);
+    assert_eq!(chaos["next"], serde_json::json!([]));
+    for _ in 0..5 {
+        assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+        assert_eq!(server.status("/livez").await, 200);
+    }
+}
+
+#[tokio::test]
+async fn v2_loads_late_then_exits_1_with_a_termination_message() {
+    let scale = 0.02;
+    let plan = plan("v2", scale);
+    let mut server = Spawn::default().profile("v2", scale).listening();
+    assert_eq!(
+        server.status("/readyz").await,
+        503,
+        "not ready during the load"
+    );
+    let (ready, crash_after) = ready_and_first(&server, &plan).await;
+    let chaos = server.get_json("/chaos").await;
+    assert_eq!(chaos["next"][0]["fault"], "crash");
+    assert!(chaos["next"][0]["in_ms"].as_u64().is_some(), "{chaos}");
+    let (status, exited) = server.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(1), "{}", ended(&status));
+    assert_on_time("crash", exited - ready, crash_after);
+    let message = server.termination_message();
+    assert!(
+        message.starts_with("v2: crash (exit code 1) after "),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn slow_start_keeps_startup_failing_while_liveness_passes() {
+    let scale = 0.02; // 90 s -> 1.8 s
+    let plan = plan("slow-start", scale);
+    let server = Spawn::default().profile("slow-start", scale).listening();
+    assert_eq!(server.status("/startupz").await, 503);
+    assert_eq!(server.status("/livez").await, 200);
+    let started = server.wait_status("/startupz", 200, PATIENCE).await;
+    assert_on_time("startup", started, plan.load_delay);
+    assert_eq!(server.status("/readyz").await, 200);
+}
+
+#[tokio::test]
+async fn crash_loop_exits_1_shortly_after_every_start() {
+    let scale = 0.1; // 5 s -> 0.5 s
+    let plan = plan("crash-loop", scale);
+    for _ in 0..2 {
+        let mut server = Spawn::default().profile("crash-loop", scale).listening();
+        let (ready, after) = ready_and_first(&server, &plan).await;
+        let (status, exited) = server.wait_exit(PATIENCE);
+        assert_eq!(status.code(), Some(1), "{}", ended(&status));
+        assert_on_time("crash", exited - ready, after);
+        assert!(
+            server
+                .termination_message()
+                .starts_with("crash-loop: crash"),
+            "{}",
+            server.termination_message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn liveness_hang_stops_answering_every_route_but_stays_up() {
+    let scale = 0.02; // 30 s -> 0.6 s
+    let plan = plan("liveness-hang", scale);
+    let mut server = Spawn::default().profile("liveness-hang", scale).listening();
+    let (ready, after) = ready_and_first(&server, &plan).await;
+    // Poll liveness with a short timeout, as the kubelet does, until it times out.
+    let deadline = Instant::now() + PATIENCE;
+    let hung_at = loop {
+        let result = server
+            .client
+            .get(server.url("/livez"))
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        match result {
+            Ok(r) => assert_eq!(
+                r.status(),
+                200,
+                "a hang is a timeout, never an error status"
+            ),
+            Err(e) => {
+                assert!(e.is_timeout(), "{e}");
+                break server.started.elapsed();
+            }
+        }
+        assert!(Instant::now() < deadline, "never hung");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // The timeout includes the 300 ms wait.
+    assert_on_time(
+        "hang",
+        hung_at.saturating_sub(Duration::from_millis(300)) - ready,
+        after,
+    );
+    for path in ["/readyz", "/metrics", "/chaos"] {
+        let r = server
+            .client
+            .get(server.url(path))
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(r.is_err_and(|e| e.is_timeout()), "{path} must not answer");
+    }
+    // The port still accepts connections: the process is up, not crashed.
+    assert!(std::net::TcpStream::connect(format!("127.0.0.1:{}", server.port())).is_ok());
+    assert!(server.alive());
+}
+
+#[tokio::test]
+async fn unhealthy_fails_liveness_with_500_while_predictions_work() {
+    let scale = 0.01; // 60 s -> 0.6 s
+    let plan = plan("unhealthy", scale);
+    let server = Spawn::default().profile("unhealthy", scale).listening();
+    let (ready, after) = ready_and_first(&server, &plan).await;
+    let at = server.wait_status("/livez", 500, PATIENCE).await;
+    assert_on_time("unhealthy", at - ready, after);
+    let body: Value = server.get_json("/livez").await;
+    assert_eq!(body["phase"], "unhealthy");
+    assert!(
+        body["status"].as_str().unwrap().contains("unhealthy"),
+        "{body}"
+    );
+    assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+    assert_eq!(server.status("/readyz").await, 200);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .contains(r#"chaos_inference_chaos_events_total{action="start",fault="unhealthy"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn flapping_readiness_follows_its_windows() {
+    let scale = 0.05; // first at 1 s after ready, 0.5 s unready in every 1.5 s
+    let plan = plan("flapping-readiness", scale);
+    let s = &plan.schedules[0];
+    let server = Spawn::default()
+        .profile("flapping-readiness", scale)
+        .listening();
+    let ready = server.wait_ready().await;
+    // Record readiness transitions for two periods.
+    let mut transitions: Vec<(Duration, u16)> = Vec::new();
+    let mut last = 200;
+    let until = ready + s.first + s.period.unwrap() * 2 + Duration::from_millis(300);
+    while server.started.elapsed() < until {
+        let status = server.status("/readyz").await;
+        if status != last {
+            transitions.push((server.started.elapsed() - ready, status));
+            last = status;
+        }
+        assert_eq!(server.status("/livez").await, 200, "liveness stays green");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let unready: Vec<Duration> = transitions
+        .iter()
+        .filter(|t| t.1 == 503)
+        .map(|t| t.0)
+        .collect();
+    let back: Vec<Duration> = transitions
+        .iter()
+        .filter(|t| t.1 == 200)
+        .map(|t| t.0)
+        .collect();
+    assert!(unready.len() >= 2 && back.len() >= 2, "{transitions:?}");
+    for k in 0..2 {
+        let o = s.occurrence(k as u64).unwrap();
+        assert_on_time(&format!("window {k} start"), unready[k], o.start);
+        assert_on_time(&format!("window {k} end"), back[k], o.end.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn latency_slows_predictions_with_a_long_tail_but_never_probes() {
+    let scale = 0.2; // median 10 ms, p99 200 ms
+    let server = Spawn::default().profile("latency", scale).ready().await;
+    let mut took: Vec<Duration> = Vec::new();
+    for _ in 0..60 {
+        let started = Instant::now();
+        assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+        took.push(started.elapsed());
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median >= Duration::from_millis(5) && median <= Duration::from_millis(60),
+        "median {median:?}"
+    );
+    assert!(took[took.len() - 1] >= median * 2, "no tail: {took:?}");
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(server.status("/livez").await, 200);
+        assert_eq!(server.status("/readyz").await, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(20 * 10 * 2 * 2),
+        "probes were delayed: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn errors_fail_a_fraction_of_predictions_only() {
+    let server = Spawn::default().profile("errors", 1.0).ready().await;
+    let mut failed = 0;
+    for _ in 0..300 {
+        let response = server.post_json("/predict", &record()).await;
+        let status = response.status().as_u16();
+        if status != 200 {
+            assert!(status == 500 || status == 503, "{status}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error_type"], "chaos");
+            failed += 1;
+        }
+    }
+    // 10% of 300 = 30; a binomial draw stays within 10..60 with overwhelming probability.
+    assert!((10..=60).contains(&failed), "{failed} of 300 failed");
+    for path in ["/livez", "/readyz", "/metrics", "/chaos"] {
+        for _ in 0..20 {
+            assert_eq!(server.status(path).await, 200, "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn memory_leak_grows_resident_memory_at_its_rate() {
+    let scale = 0.02; // starts 0.1 s after ready; 10 MiB/s is a rate, not scaled
+    let server = Spawn::default().profile("memory-leak", scale).ready().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (rss0, t0) = (server.rss_bytes(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss1, t1) = (server.rss_bytes(), Instant::now());
+    let rate = (rss1 as f64 - rss0 as f64) / (1 << 20) as f64 / (t1 - t0).as_secs_f64();
+    assert!((6.0..=14.0).contains(&rate), "grew {rate:.1} MiB/s");
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    let leaked: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("chaos_inference_chaos_leaked_bytes "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(leaked >= 20.0 * (1 << 20) as f64, "leaked {leaked}");
+}
+
+#[tokio::test]
+async fn cpu_burn_uses_a_core() {
+    let server = Spawn::default().profile("cpu-burn", 1.0).ready().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cpu0, t0) = (server.cpu_seconds(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cores = (server.cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();
+    assert!(cores >= 0.6, "burned {cores:.2} cores");
+    assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn slow_shutdown_ignores_sigterm_until_sigkill() {
+    let mut server = Spawn::default().profile("slow-shutdown", 1.0).ready().await;
+    server.signal(libc::SIGTERM);
+    server.wait_status("/readyz", 503, PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(server.alive(), "SIGTERM must be ignored");
+    assert_eq!(server.status("/livez").await, 200);
+    assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+    let chaos = server.get_json("/chaos").await;
+    assert!(
+        chaos["past"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["fault"] == "ignore-sigterm"),
+        "{chaos}"
+    );
+    server.signal(libc::SIGKILL);
+    let (status, _) = server.wait_exit(PATIENCE);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", ended(&status));
+}
+
+/// Crash modes through the overrides: (mode, expected end).
+#[tokio::test]
+async fn every_crash_mode_ends_the_process_as_named() {
+    let cases: [(&str, Option<i32>, Option<i32>); 4] = [
+        ("exit", Some(7), None),
+        ("panic", Some(101), None),
+        ("abort", None, Some(libc::SIGABRT)),
+        ("sigkill", None, Some(libc::SIGKILL)),
+    ];
+    for (mode, code, signal) in cases {
+        let mut server = Spawn::default()
+            .env("CHAOS_CRASH_AFTER", "200ms")
+            .env("CHAOS_CRASH_MODE", mode)
+            .env("CHAOS_EXIT_CODE", "7")
+            .ready()
+            .await;
+        let (status, _) = server.wait_exit(PATIENCE);
+        assert_eq!(
+            (status.code(), status.signal()),
+            (code, signal),
+            "{mode}: {}",
+            ended(&status)
+        );
+        let message = server.termination_message();
+        assert!(message.starts_with("none: crash"), "{mode}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn oom_crash_allocates_until_the_memory_limit_stops_it() {
+    // Without a container, a 2 GiB address-space limit plays the memory limit: the allocation
+    // that crosses it fails and the process aborts. Under a cgroup limit it is OOMKilled instead.
+    let mut server = Spawn::default()
+        .env("CHAOS_CRASH_AFTER", "100ms")
+        .env("CHAOS_CRASH_MODE", "oom")
+        .env("INFERENCE_WORKERS", "1")
+        .address_space_limit(2 << 30)
+        .ready()
+        .await;
+    let (status, _) = server.wait_exit(PATIENCE);
+    assert!(
+        status.signal() == Some(libc::SIGABRT) || status.signal() == Some(libc::SIGKILL),
+        "{}",
+        ended(&status)
+    );
+    assert!(
+        server.termination_message().contains("crash (oom)"),
+        "{}",
+        server.termination_message()
+    );
+}
+
+#[tokio::test]
+async fn hang_crash_mode_keeps_the_process_but_not_the_answers() {
+    let mut server = Spawn::default()
+        .env("CHAOS_CRASH_AFTER", "100ms")
+        .env("CHAOS_CRASH_MODE", "hang")
+        .ready()
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = server
+        .client
+        .get(server.url("/livez"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(r.is_err_and(|e| e.is_timeout()));
+    assert!(server.alive());
+}
+
+#[test]
+fn plan_prints_the_same_timeline_for_a_seed_and_another_for_another_seed() {
+    let run = |seed: &str| run_cli(&["plan", "--profile", "v2", "--seed", seed], &[]);
+    let (code, a, _) = run("1");
+    assert_eq!(code, Some(0));
+    assert_eq!(a, run("1").1);
+    assert_ne!(a, run("2").1);
+    assert!(a.contains("fault[0] crash (exit code 1) starts"), "{a}");
+    // The printed plan is the plan the server follows.
+    let expected = Plan::new(&Profile::load("v2").unwrap(), 1, 1.0).render(3);
+    assert_eq!(a, expected);
+    let (_, scaled, _) = run_cli(
+        &[
+            "plan",
+            "--profile",
+            "crash-loop",
+            "--seed",
+            "1",
+            "--time-scale",
+            "0.1",
+        ],
+        &[],
+    );
+    assert!(scaled.contains("ready + 500ms"), "{scaled}");
+}
+
+#[test]
+fn profiles_lists_every_builtin() {
+    let (code, out, _) = run_cli(&["profiles"], &[]);
+    assert_eq!(code, Some(0));
+    for name in [
+        "none",
+        "v2",
+        "slow-start",
+        "crash-loop",
+        "liveness-hang",
+        "unhealthy",
+        "flapping-readiness",
+        "latency",
+        "errors",
+        "memory-leak",
+        "cpu-burn",
+        "slow-shutdown",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn chaos_route_shows_past_and_next_events_with_countdowns() {
+    let scale = 0.05;
+    let server = Spawn::default()
+        .profile("flapping-readiness", scale)
+        .ready()
+        .await;
+    let chaos = server.get_json("/chaos").await;
+    assert_eq!(chaos["profile"], "flapping-readiness");
+    assert_eq!(chaos["time_scale"], scale);
+    let next = &chaos["next"][0];
+    assert_eq!(next["fault"], "unready");
+    assert!(next["in_ms"].as_u64().unwrap() <= 1000, "{chaos}");
+    server.wait_status("/readyz", 503, PATIENCE).await;
+    let chaos = server.get_json("/chaos").await;
+    assert_eq!(chaos["phase"], "unready");
+    let past = chaos["past"].as_array().unwrap();
+    assert!(
+        past.iter()
+            .any(|e| e["fault"] == "unready" && e["action"] == "start"),
+        "{chaos}"
+    );
+    assert_eq!(chaos["next"][0]["action"], "end");
+    let logs = server.logs().join("\n");
+    assert!(
+        logs.contains(r#""level":"WARN","message":"chaos event""#),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn same_seed_gives_the_same_observed_timeline() {
+    let scale = 0.02;
+    let mut ends = Vec::new();
+    for _ in 0..2 {
+        let mut server = Spawn::default().profile("v2", scale).listening();
+        let ready = server.wait_ready().await;
+        let (_, exited) = server.wait_exit(PATIENCE);
+        ends.push((ready, exited - ready));
+    }
+    let planned = plan("v2", scale);
+    let Action::Crash { .. } = planned.schedules[0].action else {
+        panic!()
+    };
+    for (ready, crash) in ends {
+        assert_on_time("ready", ready, planned.load_delay);
+        assert_on_time("crash", crash, planned.schedules[0].first);
+    }
+}

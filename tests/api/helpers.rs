@@ -1,0 +1,380 @@
+//! Starts the real binary on a free port and talks to it over real HTTP, like a user or the
+//! kubelet would.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chaos-inference");
+
+/// A generous limit for anything that should take well under a second, so a loaded 2-core
+/// machine does not make tests flaky.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A valid heart-disease record.
+pub fn record() -> Value {
+    serde_json::json!({"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2,
+                       "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6})
+}
+
+/// The fixture written by models/heart-disease/train.py: rows and onnxruntime's outputs.
+pub fn fixture() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/heart-disease/fixture.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// How to start the server.
+pub struct Spawn {
+    env: Vec<(String, String)>,
+    bind: String,
+    limit_address_space: Option<u64>,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Spawn {
+            env: Vec::new(),
+            bind: "127.0.0.1:0".into(),
+            limit_address_space: None,
+        }
+    }
+}
+
+impl Spawn {
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn profile(self, name: &str, time_scale: f64) -> Self {
+        self.env("CHAOS_PROFILE", name)
+            .env("CHAOS_TIME_SCALE", time_scale.to_string())
+    }
+
+    /// A fixed address, for tests that must know the port before it opens.
+    pub fn bind(mut self, address: &str) -> Self {
+        self.bind = address.into();
+        self
+    }
+
+    /// Caps virtual memory (RLIMIT_AS), so an OOM crash ends quickly without a container.
+    pub fn address_space_limit(mut self, bytes: u64) -> Self {
+        self.limit_address_space = Some(bytes);
+        self
+    }
+
+    /// Starts the process without waiting for it to listen.
+    pub fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let termination_log = dir.path().join("termination-log");
+        let mut command = Command::new(BIN);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CHAOS_")
+                || key == "ADMIN_TOKEN"
+                || key == "MODEL_PATH"
+                || key == "RUST_LOG"
+            {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("BIND", &self.bind)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("CHAOS_SEED", "42")
+            .env("HTTP_WORKERS", "2")
+            .env("INFERENCE_WORKERS", "2")
+            .env("TERMINATION_LOG", &termination_log)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(limit) = self.limit_address_space {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                command.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let started = Instant::now();
+        let mut child = command.spawn().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = port_tx.send(v["port"].as_u64().unwrap() as u16);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(format!("stderr: {line}"));
+            }
+        });
+        TestServer {
+            child,
+            port_rx: Mutex::new(Some(port_rx)),
+            port: Mutex::new(None),
+            logs,
+            termination_log,
+            started,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// Starts the process and waits for it to listen.
+    pub fn listening(self) -> TestServer {
+        let server = self.start();
+        server.port();
+        server
+    }
+
+    /// Starts the process and waits for `/readyz` to answer 200.
+    pub async fn ready(self) -> TestServer {
+        let server = self.listening();
+        server.wait_ready().await;
+        server
+    }
+}
+
+/// A running server process.
+pub struct TestServer {
+    pub child: Child,
+    port_rx: Mutex<Option<mpsc::Receiver<u16>>>,
+    port: Mutex<Option<u16>>,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub termination_log: PathBuf,
+    pub started: Instant,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// The port, once the "listening" log line has come.
+    pub fn port(&self) -> u16 {
+        if let Some(port) = *self.port.lock().unwrap() {
+            return port;
+        }
+        let rx = self
+            .port_rx
+            .lock()
+            .unwrap()
+            .take()
+            .expect("port already awaited");
+        let port = rx
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("server did not listen; logs:\n{}", self.logs().join("\n")));
+        *self.port.lock().unwrap() = Some(port);
+        port
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port())
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn status(&self, path: &str) -> u16 {
+        self.get(path).await.status().as_u16()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends raw bytes with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `path` until it answers `status`; returns the time since the process started.
+    pub async fn wait_status(&self, path: &str, status: u16, limit: Duration) -> Duration {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(self.url(path))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                && r.status().as_u16() == status
+            {
+                return self.started.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never answered {status} within {limit:?}; logs:\n{}",
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn wait_ready(&self) -> Duration {
+        self.wait_status("/readyz", 200, PATIENCE).await
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the process to end, polling; returns its status and the time since start.
+    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.started.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process still running after {limit:?}; logs:\n{}",
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn termination_message(&self) -> String {
+        std::fs::read_to_string(&self.termination_log).unwrap_or_default()
+    }
+
+    /// Resident memory in bytes, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    /// User + system CPU seconds used so far, from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Fields 14 and 15 of stat(5); index 11 and 12 after the name and state.
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Describes how a process ended, for assertion messages.
+pub fn ended(status: &ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (_, Some(signal)) => format!("signal {signal}"),
+        _ => "unknown".into(),
+    }
+}
+
+/// Runs the binary to completion with arguments and environment.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CHAOS_") {
+            command.env_remove(key);
+        }
+    }
+    let out = command
+        .args(args)
+        .env("BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,200 @@
+//! Start-up, readiness, SIGTERM and drain, and configuration errors, seen from outside.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{PATIENCE, Spawn, ended, free_port, record, run_cli};
+
+#[tokio::test]
+async fn probes_fail_while_the_model_loads_and_pass_after() {
+    // A 1.5 s load delay: port open, startup and readiness 503, liveness 200.
+    let server = Spawn::default()
+        .env("CHAOS_STARTUP_DELAY", "1500ms")
+        .listening();
+    assert_eq!(server.status("/livez").await, 200);
+    assert_eq!(server.status("/startupz").await, 503);
+    let response = server.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["phase"], "loading");
+    assert_eq!(server.post_json("/predict", &record()).await.status(), 503);
+    assert_eq!(server.status("/v2/models/heart-disease/ready").await, 503);
+
+    let ready_at = server.wait_ready().await;
+    assert!(
+        ready_at >= Duration::from_millis(1500),
+        "ready after {ready_at:?}, before the load delay ended"
+    );
+    assert_eq!(server.status("/startupz").await, 200);
+    assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn bind_delay_keeps_the_port_closed_but_load_delay_does_not() {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Spawn::default()
+        .bind(&address)
+        .env("CHAOS_BIND_DELAY", "1500ms")
+        .start();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        TcpStream::connect(&address).is_err(),
+        "port must be closed during the bind delay"
+    );
+    server.port();
+    assert!(server.started.elapsed() >= Duration::from_millis(1500));
+    assert!(TcpStream::connect(&address).is_ok());
+    server.wait_ready().await;
+}
+
+#[tokio::test]
+async fn sigterm_fails_readiness_at_once_and_finishes_in_flight_requests() {
+    // Every prediction takes 1 s; SIGTERM arrives while one is in flight.
+    let mut server = Spawn::default()
+        .env("CHAOS_LATENCY", "1s")
+        .env("SHUTDOWN_DELAY", "1500ms")
+        .env("DRAIN_TIMEOUT", "5s")
+        .ready()
+        .await;
+    let client = server.client.clone();
+    let url = server.url("/predict");
+    let in_flight = tokio::spawn(async move {
+        let started = Instant::now();
+        let response = client.post(url).json(&record()).send().await.unwrap();
+        (response.status().as_u16(), started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal(libc::SIGTERM);
+    server
+        .wait_status("/readyz", 503, Duration::from_secs(1))
+        .await;
+    assert_eq!(server.status("/livez").await, 200, "draining is not dead");
+    let (status, took) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request must complete");
+    assert!(took >= Duration::from_secs(1));
+    let (exit, _) = server.wait_exit(PATIENCE);
+    assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
+    let logs = server.logs().join("\n");
+    assert!(logs.contains("\"to\":\"draining\""), "{logs}");
+}
+
+#[tokio::test]
+async fn sigint_exits_zero_promptly_when_idle() {
+    let mut server = Spawn::default().ready().await;
+    server.signal(libc::SIGINT);
+    let (exit, _) = server.wait_exit(PATIENCE);
+    assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
+}
+
+fn assert_config_error(env: &[(&str, &str)], needle: &str) {
+    let (code, _, stderr) = run_cli(&[], env);
+    assert_eq!(code, Some(2), "{env:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{env:?}: one line expected, got:\n{stderr}");
+    assert!(lines[0].contains(needle), "{env:?}: {stderr}");
+}
+
+#[test]
+fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
+    assert_config_error(&[("CHAOS_PROFILE", "nope")], "CHAOS_PROFILE=nope");
+    assert_config_error(&[("CHAOS_TIME_SCALE", "fast")], "CHAOS_TIME_SCALE");
+    assert_config_error(&[("CHAOS_TIME_SCALE", "-1")], "CHAOS_TIME_SCALE");
+    assert_config_error(&[("CHAOS_CRASH_AFTER", "10")], "CHAOS_CRASH_AFTER");
+    assert_config_error(&[("CHAOS_CRASH_MODE", "boom")], "CHAOS_CRASH_MODE");
+    assert_config_error(&[("CHAOS_CRASH_MODE", "abort")], "CHAOS_CRASH_AFTER");
+    assert_config_error(&[("CHAOS_ERROR_RATE", "1.5")], "CHAOS_ERROR_RATE");
+    assert_config_error(&[("CHAOS_SEED", "x")], "CHAOS_SEED");
+    assert_config_error(&[("BIND", "localhost")], "BIND");
+    assert_config_error(&[("DRAIN_TIMEOUT", "soon")], "DRAIN_TIMEOUT");
+    assert_config_error(
+        &[("MODEL_PATH", "/nonexistent/model.onnx")],
+        "MODEL_PATH=/nonexistent/model.onnx",
+    );
+    assert_config_error(
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+        "ORT_DYLIB_PATH",
+    );
+}
+
+#[test]
+fn malformed_profile_files_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[fault]]\ntype = \"crash\"\nafter = \"a while\"\n",
+            "expected a duration",
+        ),
+        ("[[fault]]\ntype = \"crash\"\nafterr = \"1s\"\n", "afterr"),
+        ("[[fault]]\ntype = \"errors\"\nrate = 3\n", "fault[0].rate"),
+        ("[startup\n", "line 1"),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("p{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        assert_config_error(&[("CHAOS_PROFILE", &path)], needle);
+    }
+}
+
+#[test]
+fn a_model_file_that_is_not_onnx_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.onnx");
+    std::fs::write(&path, b"not a model").unwrap();
+    let (code, _, stderr) = run_cli(&[], &[("MODEL_PATH", path.to_str().unwrap())]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("broken.onnx"), "{stderr}");
+}
+
+#[test]
+fn a_missing_onnx_runtime_says_how_to_get_it() {
+    if ["/usr/local/lib", "/usr/lib"]
+        .iter()
+        .any(|d| std::path::Path::new(d).join("libonnxruntime.so").exists())
+    {
+        return; // a system-wide library would be found; nothing to show here
+    }
+    // A copy of the binary far from .ort/, with no Python on PATH.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("chaos-inference");
+    std::fs::copy(crate::helpers::BIN, &bin).unwrap();
+    let out = std::process::Command::new(&bin)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("scripts/fetch-onnxruntime.sh"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_probe_subcommand_checks_routes() {
+    let server = Spawn::default()
+        .env("CHAOS_STARTUP_DELAY", "2s")
+        .listening();
+    let addr = format!("127.0.0.1:{}", server.port());
+    let (code, _, _) = run_cli(&["probe", "livez", "--addr", &addr], &[]);
+    assert_eq!(code, Some(0));
+    let (code, _, stderr) = run_cli(&["probe", "readyz", "--addr", &addr], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("503"), "{stderr}");
+    server.wait_ready().await;
+    let (code, stdout, _) = run_cli(&["probe", "startupz", "--addr", &addr], &[]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("200"), "{stdout}");
+    let (code, _, _) = run_cli(
+        &[
+            "probe",
+            "livez",
+            "--addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "nothing listening");
+}
