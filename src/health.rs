@@ -64,6 +64,7 @@ pub struct Health {
     loaded: AtomicBool,
     draining: AtomicBool,
     hung: AtomicBool,
+    live_while_loading: AtomicBool,
     /// Reasons by source (`fault[2]`, `admin`), so overlapping faults do not cancel each other.
     unready: Mutex<BTreeMap<String, String>>,
     unhealthy: Mutex<BTreeMap<String, String>>,
@@ -79,6 +80,7 @@ impl Health {
             loaded: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             hung: AtomicBool::new(false),
+            live_while_loading: AtomicBool::new(true),
             unready: Mutex::new(BTreeMap::new()),
             unhealthy: Mutex::new(BTreeMap::new()),
             phase: Mutex::new(Phase::Starting),
@@ -114,6 +116,9 @@ impl Health {
 
     /// `Ok` when alive, else why not.
     pub fn liveness(&self) -> Result<(), String> {
+        if !self.started() && !self.live_while_loading.load(Ordering::SeqCst) {
+            return Err("model is loading".into());
+        }
         match lock(&self.unhealthy).values().next() {
             Some(reason) => Err(reason.clone()),
             None => Ok(()),
@@ -128,6 +133,11 @@ impl Health {
     /// True after SIGTERM.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Whether liveness passes before the model has loaded (a profile may say no).
+    pub fn set_live_while_loading(&self, live: bool) {
+        self.live_while_loading.store(live, Ordering::SeqCst);
     }
 
     /// The port is open.

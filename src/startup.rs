@@ -85,6 +85,7 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
     } = prepared;
     let metrics = Metrics::new();
     let health = Arc::new(Health::new(metrics.clone()));
+    health.set_live_while_loading(plan.live_while_loading);
     let (chaos, mut crash_orders) = ChaosEngine::new(
         plan.clone(),
         started,

@@ -211,6 +211,8 @@ pub struct Plan {
     /// Port open, model loading, for at least this long.
     pub load_delay: Duration,
     pub ignore_sigterm: bool,
+    /// `/livez` passes during the load.
+    pub live_while_loading: bool,
     pub schedules: Vec<Schedule>,
 }
 
@@ -272,6 +274,7 @@ impl Plan {
             bind_delay: draw(profile.startup.bind_delay, BIND_STREAM),
             load_delay: draw(profile.startup.load_delay, LOAD_STREAM),
             ignore_sigterm: profile.shutdown.ignore_sigterm,
+            live_while_loading: profile.startup.live_while_loading.unwrap_or(true),
             schedules,
         }
     }
@@ -299,8 +302,13 @@ impl Plan {
         );
         let _ = writeln!(
             out,
-            "start + {:<12} model load begins",
-            show(self.bind_delay)
+            "start + {:<12} model load begins{}",
+            show(self.bind_delay),
+            if self.live_while_loading {
+                ""
+            } else {
+                " (/livez answers 503 until it ends)"
+            }
         );
         let _ = writeln!(
             out,

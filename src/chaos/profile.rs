@@ -78,6 +78,9 @@ pub struct Startup {
     pub bind_delay: Option<DurationRange>,
     /// Port open, model loading: `/startupz` and `/readyz` answer 503.
     pub load_delay: Option<DurationRange>,
+    /// Whether `/livez` passes while the model loads (default true). False models a server that
+    /// cannot answer health checks until it has started, which is what startup probes are for.
+    pub live_while_loading: Option<bool>,
 }
 
 /// SIGTERM handling.

@@ -34,15 +34,18 @@ fn answer(
     }
 }
 
-/// Liveness: 200 unless a fault made the process unhealthy (then 500).
+/// Liveness: 200 unless a fault made the process unhealthy (500), or the profile says the
+/// process is not live until the model has loaded (503).
 #[utoipa::path(get, path = "/livez", tag = "probes",
-    responses((status = 200, body = ProbeStatus), (status = 500, body = ProbeStatus, description = "an unhealthy fault is active")))]
+    responses((status = 200, body = ProbeStatus), (status = 500, body = ProbeStatus, description = "an unhealthy fault is active"),
+        (status = 503, body = ProbeStatus, description = "still loading, with a profile that is not live while loading")))]
 pub async fn livez(state: web::Data<AppState>) -> HttpResponse {
-    answer(
-        state.health.liveness(),
-        state.health.phase(),
-        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-    )
+    let failure = if state.health.started() {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    answer(state.health.liveness(), state.health.phase(), failure)
 }
 
 /// Readiness: 503 while loading, during unready faults and after SIGTERM.

@@ -72,15 +72,21 @@ async fn v2_loads_late_then_exits_1_with_a_termination_message() {
 }
 
 #[tokio::test]
-async fn slow_start_keeps_startup_failing_while_liveness_passes() {
+async fn slow_start_fails_every_probe_until_the_model_has_loaded() {
     let scale = 0.02; // 90 s -> 1.8 s
     let plan = plan("slow-start", scale);
     let server = Spawn::default().profile("slow-start", scale).listening();
     assert_eq!(server.status("/startupz").await, 503);
-    assert_eq!(server.status("/livez").await, 200);
+    assert_eq!(
+        server.status("/livez").await,
+        503,
+        "not live while loading: liveness alone would kill it"
+    );
+    assert_eq!(server.status("/readyz").await, 503);
     let started = server.wait_status("/startupz", 200, PATIENCE).await;
     assert_on_time("startup", started, plan.load_delay);
     assert_eq!(server.status("/readyz").await, 200);
+    assert_eq!(server.status("/livez").await, 200);
 }
 
 #[tokio::test]

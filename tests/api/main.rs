@@ -5,4 +5,5 @@ mod bad_input;
 mod chaos_profiles;
 mod helpers;
 mod lifecycle;
+mod manifests;
 mod routes;
