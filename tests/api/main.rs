@@ -7,3 +7,4 @@ mod helpers;
 mod lifecycle;
 mod manifests;
 mod routes;
+mod saturation;

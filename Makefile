@@ -1,0 +1,17 @@
+# Shortcuts; each target is one documented script.
+.PHONY: run test e2e bench manifests
+
+run:
+	scripts/fetch-onnxruntime.sh && cargo run --release
+
+test:
+	scripts/fetch-onnxruntime.sh && cargo test
+
+e2e:
+	e2e/run.sh
+
+bench:
+	bench/core.sh
+
+manifests:
+	scripts/check-manifests.sh

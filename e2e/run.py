@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""End-to-end suite: runs the shipped manifests and profiles on a real kubelet and checks what
+kubectl reports.
+
+    KUBECONFIG=... e2e/run.py [--only NAME ...] [--transcripts DIR]
+
+Works against any cluster given by KUBECONFIG. The images must already be in the cluster as
+E2E_IMAGE_REPO:v1 and :v2 (e2e/load-images.sh does that for k8s-local; with kind:
+`docker build` + `kind load docker-image`). Each scenario renders a manifest from manifests/
+through a Kustomize overlay that swaps only the image name and imagePullPolicy (and sets
+CHAOS_TIME_SCALE or CHAOS_PROFILE where a scenario says so), never the probe settings, applies it
+in its own namespace, and asserts on what `kubectl get -o json` and events report, within time
+limits. A failing scenario prints what it saw and the suite exits 1.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MANIFESTS = ROOT / "manifests"
+IMAGE_REPO = os.environ.get("E2E_IMAGE_REPO", "localhost/chaos-inference")
+KUBECTL = os.environ.get("KUBECTL", "kubectl")
+# kubectl 1.20's built-in kustomize is too old for current kustomizations; render with a newer one.
+RENDER_KUBECTL = os.environ.get("E2E_RENDER_KUBECTL", str(ROOT / ".tools" / "bin" / "kubectl"))
+RECORD = json.dumps({"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2,
+                     "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}).encode()
+
+
+class Failed(AssertionError):
+    pass
+
+
+def log(message):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def kubectl(*args, check=True, input=None, timeout=120):
+    result = subprocess.run([KUBECTL, *args], capture_output=True, text=True, input=input, timeout=timeout)
+    if check and result.returncode != 0:
+        raise Failed(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def get_json(ns, *what):
+    return json.loads(kubectl("-n", ns, "get", *what, "-o", "json"))
+
+
+def render(manifest, image_tag="v1", env=None, remove_startup_probe=False):
+    """A Kustomize overlay of one shipped manifest: image name, pull policy, optional env."""
+    with tempfile.TemporaryDirectory() as d:
+        d = pathlib.Path(d)
+        shutil.copy(MANIFESTS / manifest, d / manifest)
+        patches = []
+        for kind, base in (("Pod", "/spec"), ("ReplicaSet", "/spec/template/spec"), ("Deployment", "/spec/template/spec")):
+            ops = [{"op": "replace", "path": f"{base}/containers/0/imagePullPolicy", "value": "Never"}]
+            for name, value in (env or {}).items():
+                ops.append({"op": "add", "path": f"{base}/containers/0/env/-", "value": {"name": name, "value": value}})
+            if remove_startup_probe:
+                ops.append({"op": "remove", "path": f"{base}/containers/0/startupProbe"})
+            patches.append({"target": {"kind": kind}, "patch": json.dumps(ops)})
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [manifest],
+            "images": [{"name": "chaos-inference", "newName": IMAGE_REPO, "newTag": image_tag}],
+            "patches": patches,
+        }
+        (d / "kustomization.yaml").write_text(json.dumps(kustomization))
+        rendered = subprocess.run([RENDER_KUBECTL, "kustomize", str(d)], capture_output=True, text=True)
+        if rendered.returncode != 0:
+            raise Failed(f"kustomize {manifest}: {rendered.stderr}")
+        return rendered.stdout
+
+
+class Scenario:
+    """A namespace of its own, a transcript, helpers to wait for what kubectl reports."""
+
+    def __init__(self, name, transcripts):
+        self.name = name
+        self.ns = f"e2e-{name}"
+        self.lines = []
+        self.transcripts = transcripts
+        self.started = time.monotonic()
+
+    def __enter__(self):
+        kubectl("delete", "namespace", self.ns, "--ignore-not-found", "--wait=true", timeout=180)
+        kubectl("create", "namespace", self.ns)
+        # The ServiceAccount controller fills the namespace asynchronously; pods need it.
+        self.wait(lambda: "default" in kubectl("-n", self.ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
+        return self
+
+    def __exit__(self, *exc):
+        if self.transcripts:
+            path = pathlib.Path(self.transcripts) / f"{self.name}.txt"
+            path.write_text("\n".join(self.lines) + "\n")
+        kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
+        return False
+
+    def note(self, text):
+        stamp = f"{time.monotonic() - self.started:6.1f}s"
+        self.lines.append(f"[{stamp}] {text}")
+        log(f"{self.name}: {text}")
+
+    def apply(self, rendered):
+        kubectl("-n", self.ns, "apply", "-f", "-", input=rendered)
+
+    def wait(self, condition, limit, what):
+        deadline = time.monotonic() + limit
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = condition()
+                if last:
+                    return last
+            except (Failed, KeyError, IndexError, json.JSONDecodeError):
+                pass
+            time.sleep(0.5)
+        raise Failed(f"{self.name}: {what} not seen within {limit}s (last: {last!r})")
+
+    def pod(self, name):
+        return get_json(self.ns, "pod", name)
+
+    def pods(self, selector=None):
+        args = ["pods"] + (["-l", selector] if selector else [])
+        return get_json(self.ns, *args)["items"]
+
+    def table(self, *args):
+        """`kubectl get pods`-style lines for the transcript."""
+        out = kubectl("-n", self.ns, "get", *args, check=False)
+        for line in out.strip().splitlines():
+            self.note(line)
+
+    def events_for(self, pod):
+        events = get_json(self.ns, "events", "--field-selector", f"involvedObject.name={pod}")["items"]
+        return [f"{e.get('reason')}: {e.get('message', '').strip()}" for e in events]
+
+
+def status(pod):
+    cs = (pod.get("status", {}).get("containerStatuses") or [{}])[0]
+    return cs
+
+
+def ready(pod):
+    return bool(status(pod).get("ready"))
+
+
+def restarts(pod):
+    return status(pod).get("restartCount", 0)
+
+
+def http(ip, path, body=None, timeout=3):
+    request = urllib.request.Request(f"http://{ip}:8000{path}", data=body,
+                                     headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def plain_pods(s):
+    for manifest, name in (("online-inference-pod.yaml", "online-inference"),
+                           ("online-inference-pod-resources.yaml", "online-inference-resources")):
+        s.apply(render(manifest))
+        pod = s.wait(lambda: (p := s.pod(name)) and ready(p) and p, 120, f"{name} Ready")
+        ip = pod["status"]["podIP"]
+        code, body = http(ip, "/predict", RECORD)
+        s.note(f"{name}: Ready, POST http://{ip}:8000/predict -> {code} {body.decode()}")
+        if code != 200 or b'"label":1' not in body:
+            raise Failed(f"{name}: /predict answered {code} {body!r}")
+    s.table("pods", "-o", "wide")
+
+
+def probes_v2(s):
+    # Time scale 0.2: load 4-6 s, exit 12-24 s after ready; probes as shipped.
+    s.apply(render("online-inference-chaos-profiles.yaml") + "---\n" +
+                render("online-inference-pod-probes.yaml", env={"CHAOS_TIME_SCALE": "0.2"}))
+    name = "online-inference-probes"
+    s.wait(lambda: status(s.pod(name)).get("state", {}).get("running") and not ready(s.pod(name)), 120,
+           "Running but not Ready (loading)")
+    s.note("Running, READY 0/1 while the model loads")
+    s.table("pod", name)
+    s.wait(lambda: ready(s.pod(name)), 60, "Ready after the load")
+    s.note("READY 1/1 after the load")
+    s.table("pod", name)
+    pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and p, 120, "a restart after the crash")
+    terminated = status(pod).get("lastState", {}).get("terminated", {})
+    s.note(f"RESTARTS {restarts(pod)}; lastState.terminated: exitCode={terminated.get('exitCode')} "
+           f"reason={terminated.get('reason')} message={terminated.get('message', '').strip()!r}")
+    s.table("pod", name)
+    if terminated.get("exitCode") != 1 or not terminated.get("message", "").startswith("v2: crash (exit code 1) after"):
+        raise Failed(f"unexpected last state {terminated}")
+
+
+def slow_start(s):
+    # Time scale 0.3: load 27 s, /livez 503 meanwhile; liveness as shipped gives up after ~15 s.
+    s.apply(render("online-inference-chaos-profiles.yaml") + "---\n" +
+            render("online-inference-pod-startup-probe.yaml", env={"CHAOS_TIME_SCALE": "0.3"}))
+    name = "online-inference-startup-probe"
+    pod = s.wait(lambda: (p := s.pod(name)) and ready(p) and p, 180, "Ready with the startup probe")
+    s.note(f"with startupProbe: READY 1/1, RESTARTS {restarts(pod)}")
+    s.table("pod", name)
+    if restarts(pod) != 0:
+        raise Failed(f"restarted {restarts(pod)} times with a startup probe")
+    kubectl("-n", s.ns, "delete", "pod", name, "--wait=true", timeout=120)
+    s.apply(render("online-inference-pod-startup-probe.yaml", env={"CHAOS_TIME_SCALE": "0.3"}, remove_startup_probe=True))
+    pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and p, 180, "restart by liveness without a startup probe")
+    events = s.events_for(name)
+    s.note(f"without startupProbe: RESTARTS {restarts(pod)}, never Ready: {not ready(pod)}")
+    for e in events:
+        if "Liveness" in e or "Killing" in e:
+            s.note(f"event {e}")
+    if not any("Liveness probe failed" in e for e in events):
+        raise Failed(f"no liveness failure event: {events}")
+
+
+def liveness_restart(profile, scale):
+    def scenario(s):
+        s.apply(render("online-inference-pod-probes.yaml", env={"CHAOS_PROFILE": profile, "CHAOS_TIME_SCALE": scale}))
+        name = "online-inference-probes"
+        pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and p, 180, f"restart by liveness ({profile})")
+        events = s.events_for(name)
+        terminated = status(pod).get("lastState", {}).get("terminated", {})
+        s.note(f"{profile}: RESTARTS {restarts(pod)}, lastState.terminated exitCode={terminated.get('exitCode')} reason={terminated.get('reason')}")
+        for e in events:
+            if "Liveness" in e or "Killing" in e:
+                s.note(f"event {e}")
+        if not any("Liveness probe failed" in e for e in events):
+            raise Failed(f"no liveness failure event: {events}")
+        if not any("failed liveness probe" in e for e in events):
+            raise Failed(f"no Killing event naming the liveness probe: {events}")
+    return scenario
+
+
+def memory_leak(s):
+    s.apply(render("online-inference-pod-resources.yaml", env={"CHAOS_PROFILE": "memory-leak", "CHAOS_TIME_SCALE": "0.2"}))
+    name = "online-inference-resources"
+    pod = s.wait(lambda: (p := s.pod(name)) and status(p).get("lastState", {}).get("terminated") and p, 180, "a terminated last state")
+    terminated = status(pod)["lastState"]["terminated"]
+    s.note(f"lastState.terminated: reason={terminated.get('reason')} exitCode={terminated.get('exitCode')}")
+    s.table("pod", name)
+    if terminated.get("reason") != "OOMKilled":
+        raise Failed(f"expected OOMKilled, got {terminated}")
+
+
+def slow_shutdown(s):
+    s.apply(render("online-inference-pod.yaml", env={"CHAOS_PROFILE": "slow-shutdown"}))
+    name = "online-inference"
+    s.wait(lambda: ready(s.pod(name)), 120, "Ready")
+    grace = s.pod(name)["spec"]["terminationGracePeriodSeconds"]
+    started = time.monotonic()
+    seen = {}
+
+    def watch():
+        # The last status before the pod object disappears carries the exit code.
+        while time.monotonic() - started < grace + 30:
+            out = kubectl("-n", s.ns, "get", "pod", name, "-o", "json", check=False)
+            if not out:
+                return
+            term = status(json.loads(out)).get("state", {}).get("terminated")
+            if term:
+                seen.update(term)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    kubectl("-n", s.ns, "delete", "pod", name, "--wait=true", timeout=grace + 60)
+    took = time.monotonic() - started
+    watcher.join()
+    s.note(f"kubectl delete took {took:.1f}s (terminationGracePeriodSeconds {grace}); last state {seen}")
+    if took < grace - 2:
+        raise Failed(f"deletion took {took:.1f}s, less than the {grace}s grace period: SIGTERM was not ignored")
+    if seen and seen.get("exitCode") != 137:
+        raise Failed(f"exit code {seen.get('exitCode')}, expected 137 (SIGKILL)")
+    if not seen:
+        s.note("the pod was removed before a terminated state could be read; duration shows the SIGKILL path")
+
+
+def images_by_pod(s, selector):
+    out = {}
+    for p in s.pods(selector):
+        if p["metadata"].get("deletionTimestamp"):
+            continue
+        out[p["metadata"]["name"]] = p["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+    return out
+
+
+def replicaset(s):
+    s.apply(render("online-inference-replicaset.yaml"))
+    selector = "app.kubernetes.io/instance=online-inference-replicaset"
+    s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods")
+    s.note(f"3 pods: {images_by_pod(s, selector)}")
+    kubectl("-n", s.ns, "set", "image", "rs/online-inference-replicaset", f"chaos-inference={IMAGE_REPO}:v2")
+    time.sleep(5)
+    after_set = images_by_pod(s, selector)
+    s.note(f"after set image v2: {after_set}")
+    if sorted(after_set.values()) != ["v1", "v1", "v1"]:
+        raise Failed(f"a template change must not touch running pods: {after_set}")
+    kubectl("-n", s.ns, "scale", "rs/online-inference-replicaset", "--replicas=1")
+    s.wait(lambda: len(images_by_pod(s, selector)) == 1, 120, "1 pod")
+    down = images_by_pod(s, selector)
+    s.note(f"scaled to 1: {down}")
+    kubectl("-n", s.ns, "scale", "rs/online-inference-replicaset", "--replicas=3")
+    s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods again")
+    up = images_by_pod(s, selector)
+    s.note(f"scaled to 3: {up}")
+    s.table("pods", "-l", selector, "-o", "custom-columns=NAME:.metadata.name,IMAGE:.spec.containers[0].image,READY:.status.containerStatuses[0].ready")
+    if sorted(up.values()) != ["v1", "v2", "v2"]:
+        raise Failed(f"expected one v1 survivor and two v2 pods, got {up}")
+
+
+def rollout(manifest, deployment, expect):
+    def scenario(s):
+        s.apply(render(manifest))
+        selector = f"app.kubernetes.io/instance={deployment}"
+        s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods")
+        kubectl("-n", s.ns, "set", "image", f"deployment/{deployment}", f"chaos-inference={IMAGE_REPO}:v2")
+        timeline = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            pods = [p for p in s.pods(selector) if not p["metadata"].get("deletionTimestamp") or status(p).get("state", {}).get("running")]
+            count = {"v1": 0, "v2": 0, "v1 ready": 0, "v2 ready": 0}
+            for p in pods:
+                tag = p["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+                count[tag] += 1
+                count[f"{tag} ready"] += ready(p)
+            if not timeline or timeline[-1][1] != count:
+                timeline.append((round(time.monotonic() - s.started, 1), count))
+                s.note(f"pods by image: v1={count['v1']} (ready {count['v1 ready']}) v2={count['v2']} (ready {count['v2 ready']})")
+            if count["v1"] == 0 and count["v2 ready"] == 3:
+                break
+            time.sleep(0.3)
+        else:
+            raise Failed(f"rollout did not finish: {timeline}")
+        expect(timeline)
+    return scenario
+
+
+def expect_blue_green(timeline):
+    peak = max(c["v1"] + c["v2"] for _, c in timeline)
+    if peak != 6 or not any(c["v1"] == 3 and c["v2"] == 3 for _, c in timeline):
+        raise Failed(f"blue-green should peak at 3 old + 3 new pods: {timeline}")
+    if any(c["v1 ready"] + c["v2 ready"] < 3 for _, c in timeline):
+        raise Failed(f"blue-green dropped below 3 Ready pods: {timeline}")
+
+
+def expect_rolling(timeline):
+    if not any(c["v1"] == 0 and c["v2 ready"] == 0 for _, c in timeline):
+        raise Failed(f"maxUnavailable 100% should have a moment with no old pod and no Ready new one: {timeline}")
+    if any(c["v1"] + c["v2"] > 3 for _, c in timeline):
+        raise Failed(f"maxSurge 0 must never exceed 3 pods: {timeline}")
+
+
+def rollout_under_load(s):
+    """Requests to the pod IPs of Ready pods during a rollout of the default (Kustomize base)
+    Deployment: zero failures, thanks to readiness, the shutdown delay and the drain."""
+    base = subprocess.run([RENDER_KUBECTL, "kustomize", str(MANIFESTS / "kustomize" / "base")], capture_output=True, text=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as d:
+        d = pathlib.Path(d)
+        (d / "base.yaml").write_text(base)
+        (d / "kustomization.yaml").write_text(json.dumps({
+            "resources": ["base.yaml"],
+            "images": [{"name": "chaos-inference", "newName": IMAGE_REPO, "newTag": "v1"}],
+            "patches": [{"target": {"kind": "Deployment"}, "patch": json.dumps(
+                [{"op": "replace", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "Never"}])}],
+        }))
+        rendered = subprocess.run([RENDER_KUBECTL, "kustomize", str(d)], capture_output=True, text=True, check=True).stdout
+    s.apply(rendered)
+    selector = "app.kubernetes.io/name=chaos-inference"
+    s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods")
+    results = {"ok": 0, "failed": 0, "errors": []}
+    stop = threading.Event()
+    endpoints = []
+
+    def refresh():
+        while not stop.is_set():
+            try:
+                endpoints[:] = [p["status"]["podIP"] for p in s.pods(selector) if ready(p) and not p["metadata"].get("deletionTimestamp")]
+            except Exception:  # noqa: BLE001 - keep the last known list
+                pass
+            time.sleep(0.5)
+
+    def load():
+        i = 0
+        while not stop.is_set() and results["ok"] + results["failed"] < 200_000:
+            if not endpoints:
+                time.sleep(0.05)
+                continue
+            ip = endpoints[i % len(endpoints)]
+            i += 1
+            try:
+                code, _ = http(ip, "/predict", RECORD, timeout=5)
+                if code == 200:
+                    results["ok"] += 1
+                else:
+                    results["failed"] += 1
+                    results["errors"].append(f"{ip}: {code}")
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                results["failed"] += 1
+                results["errors"].append(f"{ip}: {e}")
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=refresh)] + [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(3)
+        kubectl("-n", s.ns, "set", "image", "deployment/chaos-inference", f"chaos-inference={IMAGE_REPO}:v2")
+        kubectl("-n", s.ns, "rollout", "status", "deployment/chaos-inference", "--timeout=240s", timeout=260)
+        time.sleep(8)  # past the old pods' shutdown delay and drain
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    s.note(f"requests during the rollout: {results['ok']} ok, {results['failed']} failed {results['errors'][:5]}")
+    if results["failed"] or results["ok"] < 100:
+        raise Failed(f"{results['failed']} failed requests (of {results['ok'] + results['failed']})")
+
+
+SCENARIOS = {
+    "plain-pods": plain_pods,
+    "probes-v2": probes_v2,
+    "slow-start": slow_start,
+    "liveness-hang": liveness_restart("liveness-hang", "0.2"),
+    "unhealthy": liveness_restart("unhealthy", "0.1"),
+    "memory-leak": memory_leak,
+    "slow-shutdown": slow_shutdown,
+    "replicaset": replicaset,
+    "blue-green": rollout("online-inference-deployment-blue-green.yaml", "online-inference-blue-green", expect_blue_green),
+    "rolling-update": rollout("online-inference-deployment-rolling-update.yaml", "online-inference-rolling-update", expect_rolling),
+    "rollout-under-load": rollout_under_load,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", help="scenario names")
+    parser.add_argument("--transcripts", help="write one transcript per scenario into this folder")
+    args = parser.parse_args()
+    if args.transcripts:
+        pathlib.Path(args.transcripts).mkdir(parents=True, exist_ok=True)
+    names = args.only or list(SCENARIOS)
+    version = kubectl("version", "-o", "json", check=False)
+    try:
+        server = json.loads(version)["serverVersion"]["gitVersion"]
+    except (json.JSONDecodeError, KeyError):
+        print("e2e: no cluster answers at KUBECONFIG", file=sys.stderr)
+        return 2
+    log(f"cluster {server}; images {IMAGE_REPO}:v1, :v2; scenarios: {' '.join(names)}")
+    passed, failed = [], []
+    for name in names:
+        started = time.monotonic()
+        try:
+            with Scenario(name, args.transcripts) as s:
+                SCENARIOS[name](s)
+            passed.append(name)
+            log(f"PASS {name} ({time.monotonic() - started:.0f}s)")
+        except Exception as e:  # noqa: BLE001 - report every scenario
+            failed.append(name)
+            log(f"FAIL {name} ({time.monotonic() - started:.0f}s): {e}")
+            traceback.print_exc()
+    log(f"Kubernetes {server}: passed {' '.join(passed) or '-'}; failed {' '.join(failed) or '-'}")
+    print(f"e2e: {len(passed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

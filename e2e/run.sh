@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The end-to-end suite's one entry point (`make e2e`).
+#
+# Against any cluster: set KUBECONFIG and E2E_LOAD_IMAGES, a command that puts the images
+# $E2E_IMAGE_REPO:v1 and :v2 into the cluster, e.g. with kind:
+#   E2E_IMAGE_REPO=chaos-inference E2E_LOAD_IMAGES='docker build --target v1 -t chaos-inference:v1 . &&
+#     docker build --target v2 -t chaos-inference:v2 . && kind load docker-image chaos-inference:v1 chaos-inference:v2' e2e/run.sh
+# With neither set, it uses k8s-local (../shared/k8s-local or K8S_LOCAL): brings the cluster up
+# (cached after the first build) and loads the release binary with the ONNX Runtime library.
+# Transcripts of what kubectl showed go to e2e/out/.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export E2E_IMAGE_REPO="${E2E_IMAGE_REPO:-localhost/chaos-inference}"
+[ -x .tools/bin/kubectl ] || scripts/install-validators.sh
+
+if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
+    k8s_local="${K8S_LOCAL:-$root/../shared/k8s-local}"
+    [ -x "$k8s_local/up.sh" ] || { echo "e2e: no KUBECONFIG/E2E_LOAD_IMAGES and no k8s-local at $k8s_local" >&2; exit 2; }
+    if ! "$k8s_local/up.sh"; then
+        echo "e2e: NOT RUN: the k8s-local cluster did not start (see ${K8S_DIR:-/tmp/k8s-local}/logs)" >&2
+        exit 3
+    fi
+    export KUBECONFIG="${K8S_DIR:-/tmp/k8s-local}/admin.kubeconfig"
+    export PATH="${K8S_DIR:-/tmp/k8s-local}/bin:$PATH"
+    scripts/fetch-onnxruntime.sh >/dev/null
+    cargo build --release --locked --quiet
+    lib="$(readlink -f .ort/libonnxruntime.so)"
+    E2E_LOAD_IMAGES="$k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v1 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=none LOG_FORMAT=json"
+    E2E_LOAD_IMAGES="$E2E_LOAD_IMAGES && $k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v2 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=v2 LOG_FORMAT=json"
+fi
+: "${KUBECONFIG:?set KUBECONFIG to the cluster to test}"
+bash -c "$E2E_LOAD_IMAGES"
+exec python3 e2e/run.py --transcripts e2e/out "$@"

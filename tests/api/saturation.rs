@@ -1,0 +1,66 @@
+//! Back-pressure of the inference pool, in process: with every worker busy and the queue full,
+//! a request is refused at once instead of waiting without bound.
+
+use chaos_inference::metrics::Metrics;
+use chaos_inference::model::pool::PoolError;
+use chaos_inference::model::runtime;
+use chaos_inference::model::tensor::{Tensor, TensorData};
+use chaos_inference::model::{LoadOptions, ModelSource, ServedModel};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_instead_of_waiting() {
+    let library = runtime::discover(None).expect("run scripts/fetch-onnxruntime.sh");
+    let environment = runtime::init_environment(&library.path).unwrap();
+    let options = LoadOptions {
+        name: "heart-disease".into(),
+        workers: 1,
+        queue: 1,
+    };
+    let model = ServedModel::load(
+        &environment,
+        &ModelSource::builtin(),
+        &options,
+        &Metrics::new(),
+    )
+    .unwrap();
+    // 20,000 rows keep the one worker busy for milliseconds per run: far longer than it takes
+    // to submit every request below.
+    let rows = 20_000;
+    let batch = || Tensor {
+        name: "input".into(),
+        shape: vec![rows, 13],
+        data: TensorData::F32(vec![1.0; rows as usize * 13]),
+    };
+    let runs: Vec<_> = (0..16)
+        .map(|_| {
+            let pool = model.pool.clone();
+            let input = batch();
+            tokio::spawn(async move { pool.run(vec![input], vec!["label".into()]).await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut refused = 0;
+    for run in runs {
+        match run.await.unwrap() {
+            Ok(out) => {
+                assert_eq!(out[0].shape, vec![rows]);
+                ok += 1;
+            }
+            Err(PoolError::Saturated {
+                workers: 1,
+                queue: 1,
+            }) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(ok >= 1, "the worker must keep serving");
+    assert!(refused >= 1, "a full queue must refuse ({ok} ran)");
+    // Once the burst is over, the pool serves again.
+    assert!(
+        model
+            .pool
+            .run(vec![batch()], vec!["label".into()])
+            .await
+            .is_ok()
+    );
+}
