@@ -616,3 +616,82 @@ mod tests {
         assert_eq!(seed_from_hostname(""), 0xcbf2_9ce4_8422_2325);
     }
 }
+
+/// Properties of the planner for any profile, seed and time scale.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::chaos::duration::scale;
+    use proptest::prelude::*;
+
+    /// A profile text with random timings for one fault of each windowed kind and a crash.
+    fn profile_text() -> impl Strategy<Value = (String, Vec<(u64, u64, u64, u64, u64)>)> {
+        // (after low, after spread, for, every extra, probability %) in milliseconds
+        let timing = (
+            0u64..600_000,
+            0u64..60_000,
+            1u64..30_000,
+            0u64..60_000,
+            0u64..=100,
+        );
+        proptest::collection::vec(timing, 1..5).prop_map(|timings| {
+            let mut text = String::from("[startup]\nload-delay = \"1s..3s\"\n");
+            for (i, (after, spread, window, extra, p)) in timings.iter().enumerate() {
+                let kind = ["unready", "unhealthy", "latency", "errors"][i % 4];
+                text.push_str(&format!(
+                    "[[fault]]\ntype = \"{kind}\"\nafter = \"{after}ms..{}ms\"\nfor = \"{window}ms\"\nevery = \"{}ms\"\nprobability = {}\n",
+                    after + spread,
+                    window + extra,
+                    *p as f64 / 100.0
+                ));
+                match kind {
+                    "latency" => text.push_str("distribution = \"uniform\"\ndelay = \"1ms..5ms\"\n"),
+                    "errors" => text.push_str("rate = 0.5\n"),
+                    _ => {}
+                }
+            }
+            text.push_str("[[fault]]\ntype = \"crash\"\nafter = \"1m..2m\"\n");
+            (text, timings)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn plans_are_ordered_inside_their_windows_scaled_exactly_and_reproducible(
+            (text, timings) in profile_text(),
+            seed in any::<u64>(),
+            time_scale in prop_oneof![Just(1.0), 0.001f64..10.0],
+        ) {
+            let profile = Profile::parse("prop", &text).unwrap();
+            let plan = Plan::new(&profile, seed, time_scale);
+            prop_assert_eq!(&plan, &Plan::new(&profile, seed, time_scale));
+            let unscaled = Plan::new(&profile, seed, 1.0);
+            prop_assert_eq!(plan.load_delay, scale(unscaled.load_delay, time_scale));
+            for (s, u) in plan.schedules.iter().zip(&unscaled.schedules) {
+                prop_assert_eq!(s.first, scale(u.first, time_scale));
+                prop_assert_eq!(s.window, u.window.map(|w| scale(w, time_scale)));
+                prop_assert_eq!(s.period, u.period.map(|p| scale(p, time_scale)));
+            }
+            for (s, (after, spread, window, extra, _)) in unscaled.schedules.iter().zip(&timings) {
+                let ms = |d: Duration| d.as_millis() as u64;
+                prop_assert!(ms(s.first) >= *after && ms(s.first) <= after + spread);
+                prop_assert_eq!(s.window.map(ms), Some(*window));
+                prop_assert!(s.period.map(ms).is_some_and(|p| p >= *window && p <= window + extra));
+            }
+            for s in &plan.schedules {
+                let mut previous: Option<Occurrence> = None;
+                for k in 0..20 {
+                    let Some(o) = s.occurrence(k) else { break };
+                    if let Some(end) = o.end {
+                        prop_assert!(end >= o.start);
+                    }
+                    if let Some(p) = previous {
+                        prop_assert!(o.start > p.start || s.period == Some(Duration::ZERO));
+                        prop_assert!(p.end.is_none_or(|end| end <= o.start), "windows overlap");
+                    }
+                    previous = Some(o);
+                }
+            }
+        }
+    }
+}
