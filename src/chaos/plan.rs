@@ -624,9 +624,11 @@ mod properties {
     use crate::chaos::duration::scale;
     use proptest::prelude::*;
 
+    /// Milliseconds: after (low), after spread, for, every minus for; and probability in percent.
+    type Timings = (u64, u64, u64, u64, u64);
+
     /// A profile text with random timings for one fault of each windowed kind and a crash.
-    fn profile_text() -> impl Strategy<Value = (String, Vec<(u64, u64, u64, u64, u64)>)> {
-        // (after low, after spread, for, every extra, probability %) in milliseconds
+    fn profile_text() -> impl Strategy<Value = (String, Vec<Timings>)> {
         let timing = (
             0u64..600_000,
             0u64..60_000,
