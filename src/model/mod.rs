@@ -206,7 +206,8 @@ impl ServedModel {
     }
 }
 
-fn new_session(
+/// A session with the server's settings: one intra-op thread, full graph optimisation.
+pub fn new_session(
     environment: &ort::environment::Environment,
     bytes: &[u8],
 ) -> Result<Session, String> {

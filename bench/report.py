@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Turns bench/results.json into bench/RESULTS.md (tables, ratios, targets) and bench/results.png."""
+import json
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def fmt(v, unit=""):
+    return "-" if v is None else f"{v:,}{unit}"
+
+
+def main():
+    r = json.loads((HERE / "results.json").read_text())
+    servers = r["servers"]
+    ours = servers[0]
+    by = {s["name"]: s for s in servers}
+    sat = lambda s, k="saturation_1_row": s.get(k, {}).get("requests_per_s")  # noqa: E731
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Command: `{r['command']}` ({r['seconds_per_measurement']} s per measurement), {r['date']}.",
+        f"Machine: {r['machine']['cpus']} CPUs ({r['machine']['cpu']}), {r['machine']['memory_gib']} GiB, "
+        f"Linux {r['machine']['kernel']}, Python {r['machine']['python']}. Every server pinned to CPU 0, "
+        "the load generator (oha) to CPU 1; each server runs one worker process/thread set on its one CPU.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()) + ".",
+        "",
+        "Request bodies are identical for every server: a V2 infer request with one row, and one with 64 rows",
+        "(`FP32`, shape `[n, 13]`). MLServer's scikit-learn runtime returns only the `predict` output for it;",
+        "the others return label and probabilities.",
+        "",
+        "![throughput and p99 per server](results.png)",
+        "",
+        "## Throughput at saturation (64 connections)",
+        "",
+        "| server | 1-row infer req/s | 64-row infer req/s | /predict req/s | ours is x faster (1 row) | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in servers:
+        ratio = sat(ours) / sat(s) if sat(s) else None
+        errors = sum(m["errors"] for m in s.values() if isinstance(m, dict))
+        lines.append(f"| {s['name']} | {fmt(sat(s))} | {fmt(sat(s, 'saturation_64_rows'))} | {fmt(sat(s, 'saturation_predict'))} | "
+                     f"{'-' if ratio is None else f'{ratio:.1f}x'} | {errors} |")
+    lines += ["", "## Latency at fixed offered rates (1-row infer, 16 connections, latency-corrected)", "",
+              "| server | rate | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in servers:
+        for rate in (500, 1000):
+            m = s.get(f"rate_{rate}_1_row")
+            if m:
+                lines.append(f"| {s['name']} | {rate} | {fmt(m['requests_per_s'])} | {fmt(m['p50_ms'])} | {fmt(m['p99_ms'])} | {fmt(m['p99_9_ms'])} | {m['errors']} |")
+    lines += ["", "## Start-up and memory", "", "| server | start to first 200 on readiness | peak RSS (process tree) |", "|---|---:|---:|"]
+    for s in servers:
+        lines.append(f"| {s['name']} | {s['start_to_ready_ms']} ms | {s['peak_rss_mib']} MiB |")
+    http = ours["ceiling_http"]["requests_per_s"]
+    ort = r["ceiling_inference_one_row"]
+    lines += ["", "## Ceilings (same run)", "",
+              f"- HTTP only: our server answering `GET /livez` (no body, no JSON, no model): {http:,} req/s at 64 connections. "
+              f"One-row infer reaches {sat(ours) / http:.0%} of it.",
+              f"- Inference only: ONNX Runtime in-process, one row: p50 {ort['p50_us']} us, p99 {ort['p99_us']} us "
+              f"(mean {ort['mean_us']} us over {ort['runs']:,} runs): at most {1e6 / ort['p50_us']:,.0f} runs/s on one CPU."]
+    targets = []
+    fa, ml = by.get("FastAPI + onnxruntime"), by.get("MLServer (scikit-learn)")
+    if fa:
+        targets.append(("throughput >= 20x FastAPI + onnxruntime", sat(ours) / sat(fa), 20))
+    if ml:
+        targets.append(("throughput >= 10x MLServer", sat(ours) / sat(ml), 10))
+    targets.append((">= 50% of the static-200 (HTTP-only) ceiling", sat(ours) / http, 0.5))
+    p99 = ours["rate_1000_1_row"]["p99_ms"]
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
+    for name, value, goal in targets:
+        shown = f"{value:.1f}x" if goal >= 1 else f"{value:.0%}"
+        lines.append(f"| {name} | {shown} | {'yes' if value >= goal else 'no'} |")
+    lines.append(f"| p99 < 1 ms at 1,000 req/s (1-row infer) | {p99} ms | {'yes' if p99 < 1 else 'no'} |")
+    lines.append(f"| start to ready < 100 ms (profile none) | {ours['start_to_ready_ms']} ms | {'yes' if ours['start_to_ready_ms'] < 100 else 'no'} |")
+    lines.append(f"| peak RSS < 50 MiB | {ours['peak_rss_mib']} MiB | {'yes' if ours['peak_rss_mib'] < 50 else 'no'} |")
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    plot(servers)
+    print("wrote bench/RESULTS.md and bench/results.png")
+
+
+def plot(servers):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["name"] for s in servers]
+    rps = [s["saturation_1_row"]["requests_per_s"] for s in servers]
+    p99 = [s["rate_1000_1_row"]["p99_ms"] for s in servers]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = ["#d9480f"] + ["#868e96"] * (len(names) - 1)
+    a.barh(names, rps, color=colors)
+    a.set_xlabel("requests/s at saturation, 1-row V2 infer (higher is better)")
+    for y, v in enumerate(rps):
+        a.text(v, y, f" {v:,.0f}", va="center")
+    a.invert_yaxis()
+    b.barh(names, p99, color=colors)
+    b.set_xscale("log")
+    b.set_xlabel("p99 latency at 1,000 req/s offered, ms, log scale (lower is better)")
+    for y, v in enumerate(p99):
+        b.text(v, y, f" {v:,.2f} ms", va="center")
+    b.invert_yaxis()
+    b.set_yticklabels([])
+    fig.suptitle("chaos-inference vs Python model servers, same model, same requests, one CPU each")
+    fig.tight_layout()
+    fig.savefig(HERE / "results.png", dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""chaos-inference against the Python servers people use instead: same model, same load, one run.
+
+    bench/run.sh            # full run (about 6 minutes), writes bench/RESULTS.md, results.json, results.png
+    bench/run.sh --smoke    # ours only, 2 s per measurement (CI)
+
+Every server is pinned to CPU 0 and the load generator (oha) to CPU 1. Measured per server:
+throughput at saturation (64 connections) for a one-row and a 64-row V2 infer request (the same
+bytes for every server) and for /predict where the server has one; p50/p99/p99.9 at fixed offered
+rates of 500 and 1,000 requests/s (with oha's latency correction, so queueing is not hidden); time
+from process start to the first 200 on its readiness route; peak resident memory of its process
+tree; and every non-2xx answer or connection error. Two ceilings in the same run: our own server
+answering /livez (HTTP only: no body, no JSON, no model) and ONNX Runtime's in-process time for one
+row (examples/ort_one_row.rs).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+MODEL = ROOT / "models" / "heart-disease" / "model.onnx"
+PIPELINE = ROOT / "models" / "heart-disease" / "pipeline.joblib"
+SERVER_CPU, LOAD_CPU = "0", "1"
+ROW = [63, 1, 4, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]
+RECORD = dict(zip(["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak",
+                   "slope", "ca", "thal"], ROW))
+
+
+def infer_body(rows):
+    return json.dumps({"id": "bench", "inputs": [
+        {"name": "input", "shape": [rows, 13], "datatype": "FP32", "data": ROW * rows}]})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(port, path):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            return int(s.recv(64).split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss_bytes(pid):
+    """Resident memory of a process and all its descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = pathlib.Path(f"/proc/{p}/status").read_text()
+            total += int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmRSS:"))) * 1024
+            for task in pathlib.Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+class Server:
+    """A server process pinned to the server CPU, with its peak memory sampled in the background."""
+
+    def __init__(self, name, command, ready_path, env=None, cwd=None):
+        self.name, self.command, self.ready_path = name, command, ready_path
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.peak_rss = 0
+        self.proc = None
+
+    def start(self, port):
+        self.port = port
+        started = time.monotonic()
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *self.command], env=self.env, cwd=self.cwd,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = started + 120
+        while time.monotonic() < deadline:
+            if http_status(port, self.ready_path) == 200:
+                self.start_to_ready = time.monotonic() - started
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.002)
+        else:
+            raise RuntimeError(f"{self.name} not ready within 120 s")
+        self._sampling = True
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _sample(self):
+        while self._sampling and self.proc.poll() is None:
+            self.peak_rss = max(self.peak_rss, tree_rss_bytes(self.proc.pid))
+            time.sleep(0.1)
+
+    def stop(self):
+        self._sampling = False
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def oha(url, seconds, body=None, connections=64, rate=None):
+    command = ["taskset", "-c", LOAD_CPU, "oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s",
+               "-c", str(connections)]
+    if rate:
+        command += ["-q", str(rate), "--latency-correction"]
+    if body is not None:
+        command += ["-m", "POST", "-H", "content-type: application/json", "-d", body]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    summary, percentiles = data["summary"], data.get("latencyPercentiles", {})
+    codes = {int(k): v for k, v in (data.get("statusCodeDistribution") or {}).items()}
+    errors = sum((data.get("errorDistribution") or {}).values())
+    ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
+    return {
+        "requests_per_s": round(summary["requestsPerSec"], 1),
+        "p50_ms": ms(percentiles.get("p50")),
+        "p99_ms": ms(percentiles.get("p99")),
+        "p99_9_ms": ms(percentiles.get("p99.9")),
+        "ok": sum(v for k, v in codes.items() if 200 <= k < 300),
+        "errors": sum(v for k, v in codes.items() if not 200 <= k < 300) + errors,
+    }
+
+
+def servers(ours_only):
+    ports = {}
+    ours = Server("chaos-inference", [str(ROOT / "target" / "release" / "chaos-inference")], "/readyz",
+                  env={"LOG_FORMAT": "json", "RUST_LOG": "warn", "CHAOS_PROFILE": "none", "INFERENCE_QUEUE": "4096"})
+    result = [(ours, "/v2/models/heart-disease/infer", "/predict")]
+    if ours_only:
+        return result, ports
+    peers = HERE / "peers"
+    fastapi = Server("FastAPI + onnxruntime", [str(HERE / ".venv-fastapi" / "bin" / "uvicorn"), "fastapi_server:app",
+                     "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--log-level", "warning", "--no-access-log"],
+                     "/v2/health/ready", env={"MODEL_PATH": str(MODEL)}, cwd=peers)
+    result.append((fastapi, "/v2/models/heart-disease/infer", "/predict"))
+    mlserver = Server("MLServer (scikit-learn)", [str(HERE / ".venv-mlserver" / "bin" / "mlserver"), "start", "{dir}"],
+                      "/v2/health/ready", cwd=peers)
+    result.append((mlserver, "/v2/models/heart-disease/infer", None))
+    if (HERE / ".venv-kserve" / "bin" / "python").exists():
+        kserve = Server("KServe (onnxruntime)", [str(HERE / ".venv-kserve" / "bin" / "python"), "kserve_server.py",
+                        "--http_port", "{port}", "--grpc_port", "{grpc}"], "/v2/health/ready", env={"MODEL_PATH": str(MODEL)}, cwd=peers)
+        result.append((kserve, "/v2/models/heart-disease/infer", None))
+    return result, ports
+
+
+def mlserver_dir(port, work):
+    model_dir = work / "heart-disease"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "model-settings.json").write_text(
+        (HERE / "peers" / "mlserver" / "model-settings.json.in").read_text().replace("@PIPELINE@", str(PIPELINE)))
+    (work / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 1,
+        "debug": False}))
+    return work
+
+
+def run_server(server, infer_path, predict_path, seconds, work, smoke):
+    port = free_port()
+    server.command = [c.replace("{port}", str(port)).replace("{grpc}", str(free_port()))
+                      .replace("{dir}", str(mlserver_dir(port, work / "mlserver"))) for c in server.command]
+    server.start(port)
+    base = f"http://127.0.0.1:{port}"
+    result = {"name": server.name, "start_to_ready_ms": round(server.start_to_ready * 1000, 1)}
+    try:
+        result["saturation_1_row"] = oha(base + infer_path, seconds, infer_body(1))
+        result["saturation_64_rows"] = oha(base + infer_path, seconds, infer_body(64))
+        if predict_path:
+            result["saturation_predict"] = oha(base + predict_path, seconds, json.dumps(RECORD))
+        for rate in (500, 1000):
+            result[f"rate_{rate}_1_row"] = oha(base + infer_path, seconds, infer_body(1), connections=16, rate=rate)
+        if server.name == "chaos-inference":
+            result["ceiling_http"] = oha(base + "/livez", seconds)
+    finally:
+        server.stop()
+    result["peak_rss_mib"] = round(server.peak_rss / 2**20, 1)
+    return result
+
+
+def ort_ceiling():
+    out = subprocess.run(["taskset", "-c", SERVER_CPU, str(ROOT / "target" / "release" / "examples" / "ort_one_row"), "20000"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def versions():
+    v = {"chaos-inference": subprocess.run([str(ROOT / "target" / "release" / "chaos-inference"), "--version"],
+                                           capture_output=True, text=True).stdout.strip()}
+    v["oha"] = subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
+    for venv, packages in (("fastapi", ["fastapi", "uvicorn", "onnxruntime"]), ("mlserver", ["mlserver", "mlserver-sklearn", "scikit-learn"]),
+                           ("kserve", ["kserve", "onnxruntime"])):
+        pip = HERE / f".venv-{venv}" / "bin" / "pip"
+        if not pip.exists():
+            continue
+        frozen = subprocess.run([str(pip), "freeze"], capture_output=True, text=True).stdout.lower().splitlines()
+        for p in packages:
+            v[f"{venv}: {p}"] = next((l.split("==")[1] for l in frozen if l.startswith(p + "==")), "?")
+    return v
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = next(l.split()[1] for l in pathlib.Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(int(mem) / 2**20, 1), "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="ours only, 2 s per measurement")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--out", default=str(HERE))
+    args = parser.parse_args()
+    seconds = 2 if args.smoke else args.seconds
+    out = pathlib.Path(args.out)
+    work = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"chaos-bench-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    results = {"command": " ".join(["bench/run.sh", *sys.argv[1:]]), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), "versions": versions(), "seconds_per_measurement": seconds,
+               "ceiling_inference_one_row": ort_ceiling(), "servers": []}
+    chosen, _ = servers(args.smoke)
+    for server, infer_path, predict_path in chosen:
+        print(f"bench: {server.name}", flush=True)
+        results["servers"].append(run_server(server, infer_path, predict_path, seconds, work, args.smoke))
+    shutil.rmtree(work, ignore_errors=True)
+    ours = results["servers"][0]
+    errors = sum(m["errors"] for s in results["servers"] for m in s.values() if isinstance(m, dict))
+    if args.smoke:
+        print(json.dumps(ours, indent=1))
+        if errors or ours["saturation_1_row"]["ok"] == 0:
+            print(f"bench smoke: {errors} errors", file=sys.stderr)
+            return 1
+        print("bench smoke: ok")
+        return 0
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
