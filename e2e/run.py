@@ -332,7 +332,8 @@ def rollout(manifest, deployment, expect):
         timeline = []
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            pods = [p for p in s.pods(selector) if not p["metadata"].get("deletionTimestamp") or status(p).get("state", {}).get("running")]
+            # As the Deployment controller counts them: a terminating pod no longer counts.
+            pods = [p for p in s.pods(selector) if not p["metadata"].get("deletionTimestamp")]
             count = {"v1": 0, "v2": 0, "v1 ready": 0, "v2 ready": 0}
             for p in pods:
                 tag = p["spec"]["containers"][0]["image"].rsplit(":", 1)[1]

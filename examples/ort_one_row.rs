@@ -12,11 +12,17 @@ use chaos_inference::model::runtime;
 use chaos_inference::model::tensor::{Tensor, TensorData};
 
 fn main() -> Result<(), String> {
-    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
     let library = runtime::discover(None)?;
     let environment = runtime::init_environment(&library.path)?;
-    let mut session = chaos_inference::model::new_session(&environment, chaos_inference::model::BUILTIN_MODEL)?;
-    let row = vec![63.0f32, 1.0, 4.0, 145.0, 233.0, 1.0, 2.0, 150.0, 0.0, 2.3, 3.0, 0.0, 6.0];
+    let mut session =
+        chaos_inference::model::new_session(&environment, chaos_inference::model::BUILTIN_MODEL)?;
+    let row = vec![
+        63.0f32, 1.0, 4.0, 145.0, 233.0, 1.0, 2.0, 150.0, 0.0, 2.3, 3.0, 0.0, 6.0,
+    ];
     let wanted = vec!["label".to_string(), "probabilities".to_string()];
     let input = || Tensor {
         name: "input".into(),

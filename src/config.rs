@@ -98,6 +98,14 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_TENSOR_ELEMENTS", value_name = "MAX_TENSOR_ELEMENTS", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tensor_elements: u32,
 
+    /// Largest total size of a request's header names and values, in bytes (431 above).
+    #[arg(long, env = "MAX_HEADER_BYTES", value_name = "MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_header_bytes: u32,
+
+    /// Deepest nesting of arrays and objects in a request body (400 above).
+    #[arg(long, env = "MAX_JSON_DEPTH", value_name = "MAX_JSON_DEPTH", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=128))]
+    pub max_json_depth: u32,
+
     /// Most open connections per HTTP worker; further ones wait in the listen backlog.
     #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,

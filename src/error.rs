@@ -12,6 +12,10 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error(
+        "request headers total {size} bytes, more than the limit of {limit} (MAX_HEADER_BYTES)"
+    )]
+    HeadersTooLarge { size: usize, limit: usize },
     #[error("unsupported content type {0}; send application/json")]
     UnsupportedMediaType(String),
     /// Valid JSON that breaks the model's schema or the protocol; `field` names where.
@@ -48,6 +52,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Invalid { .. } => "validation",
             ApiError::ModelNotFound(_) => "model_not_found",
@@ -66,7 +71,7 @@ impl ApiError {
 pub struct ErrorBody {
     /// What went wrong, for people.
     pub error: String,
-    /// What went wrong, for programs: malformed_json, payload_too_large, unsupported_media_type,
+    /// What went wrong, for programs: malformed_json, payload_too_large, headers_too_large, unsupported_media_type,
     /// validation, model_not_found, not_found, not_ready, overloaded, unauthorized, inference, chaos.
     pub error_type: String,
     /// The field or variable at fault, for validation errors.
@@ -79,6 +84,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -10,7 +10,8 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
+use actix_web::ResponseError;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 use crate::chaos::engine::ChaosEngine;
 use crate::chaos::plan::{Plan, seed_from_hostname};
 use crate::config::ServeArgs;
+use crate::error::ApiError;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::model::runtime;
@@ -118,6 +120,8 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
             max_body_bytes: args.max_body_bytes as usize,
             max_batch_rows: args.max_batch_rows as usize,
             max_tensor_elements: args.max_tensor_elements as usize,
+            max_json_depth: args.max_json_depth as usize,
+            max_header_bytes: args.max_header_bytes as usize,
         },
         admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
     };
@@ -195,6 +199,7 @@ fn build_server(
     let server = HttpServer::new(move || {
         let metrics = data.metrics.clone();
         let health = Arc::clone(&data.health);
+        let max_header_bytes = data.limits.max_header_bytes;
         App::new()
             .app_data(data.clone())
             .wrap_fn(move |req, srv| {
@@ -212,11 +217,15 @@ fn build_server(
                         .with_label_values(&[&route, &method, &status.to_string()])
                         .inc();
                     metrics.http_duration.with_label_values(&[&route]).observe(elapsed.as_secs_f64());
-                    tracing::debug!(%method, %route, status, elapsed_us = elapsed.as_micros() as u64, "request");
+                    match response.response().error() {
+                        // Every refused request (limits, bad input, saturation) is one log line.
+                        Some(error) => tracing::info!(%method, %route, status, %error, "request refused"),
+                        None => tracing::debug!(%method, %route, status, elapsed_us = elapsed.as_micros() as u64, "request"),
+                    }
                     Ok(response)
                 }
             })
-            .wrap_fn(move |req, srv| hang_gate(&health, req, srv))
+            .wrap_fn(move |req, srv| guard(&health, max_header_bytes, req, srv))
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })
@@ -232,21 +241,49 @@ fn build_server(
 
 type BoxedResponse<B> = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
 
-/// While a hang fault holds, every request blocks its worker thread for good, as a deadlock
-/// would: the port stays open and connections are accepted, but nothing answers, probes
-/// included, so kubelet probes time out instead of failing fast.
-fn hang_gate<S, B>(health: &Health, req: ServiceRequest, srv: &S) -> BoxedResponse<B>
+/// The outermost layer. While a hang fault holds, every request blocks its worker thread for
+/// good, as a deadlock would: the port stays open and connections are accepted, but nothing
+/// answers, probes included, so kubelet probes time out instead of failing fast. Otherwise it
+/// refuses oversized headers before any route sees them.
+fn guard<S, B>(
+    health: &Health,
+    max_header_bytes: usize,
+    req: ServiceRequest,
+    srv: &S,
+) -> BoxedResponse<EitherBody<B>>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     S::Future: 'static,
-    B: MessageBody,
+    B: MessageBody + 'static,
 {
     if health.hung() {
         loop {
             std::thread::park();
         }
     }
-    Box::pin(srv.call(req))
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if size > max_header_bytes {
+        tracing::info!(
+            path = req.path(),
+            size,
+            limit = max_header_bytes,
+            status = 431,
+            "request refused"
+        );
+        let response = ApiError::HeadersTooLarge {
+            size,
+            limit: max_header_bytes,
+        }
+        .error_response();
+        let refused = req.into_response(response).map_into_right_body();
+        return Box::pin(async move { Ok(refused) });
+    }
+    let call = srv.call(req);
+    Box::pin(async move { call.await.map(ServiceResponse::map_into_left_body) })
 }
 
 #[allow(clippy::too_many_arguments)]

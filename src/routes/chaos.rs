@@ -245,4 +245,36 @@ mod tests {
         assert!(!tokens_match(b"secret", b""));
         assert!(!tokens_match(b"secret\0", b"secret"));
     }
+
+    /// Comparing against a token that shares a long prefix with the secret takes as long as
+    /// against one that shares nothing. A byte-wise `==` fails this: it stops at the first
+    /// difference, so the prefix case is thousands of times slower with a 4 KiB token.
+    #[test]
+    fn comparison_time_does_not_depend_on_how_much_matches() {
+        use std::hint::black_box;
+        use std::time::Instant;
+        let secret = vec![b'a'; 4096];
+        let mut almost = secret.clone();
+        *almost.last_mut().unwrap() = b'b';
+        let mut nothing = secret.clone();
+        nothing[0] = b'b';
+        let time = |given: &[u8]| {
+            // The fastest of several rounds: the least disturbed by other work on the machine.
+            (0..7)
+                .map(|_| {
+                    let started = Instant::now();
+                    for _ in 0..200 {
+                        black_box(tokens_match(black_box(&secret), black_box(given)));
+                    }
+                    started.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let (late, early) = (time(&almost), time(&nothing));
+        let ratio = late / early;
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "prefix match {late:.6}s vs none {early:.6}s"
+        );
+    }
 }

@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_rows: usize,
     pub max_tensor_elements: usize,
+    pub max_json_depth: usize,
+    pub max_header_bytes: usize,
 }
 
 /// Everything the handlers share; built once, cloned into each worker.
@@ -113,13 +115,15 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// Reads a JSON body: 415 for another content type, 413 above the limit (checked against
-/// Content-Length before reading, and while reading), 400 for malformed JSON.
+/// Reads a JSON body: 415 for another content type, 413 above the size limit (checked against
+/// Content-Length before reading, and while reading), 400 for malformed JSON or nesting deeper
+/// than the depth limit (checked before parsing, so a hostile body cannot exhaust the stack).
 pub async fn read_json(
     req: &HttpRequest,
     mut payload: web::Payload,
-    limit: usize,
+    limits: &Limits,
 ) -> Result<Value, ApiError> {
+    let limit = limits.max_body_bytes;
     if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
         let text = content_type.to_str().unwrap_or("");
         let essence = text
@@ -153,5 +157,52 @@ pub async fn read_json(
             "empty body; send a JSON document".into(),
         ));
     }
+    if nesting_depth(&body) > limits.max_json_depth {
+        return Err(ApiError::MalformedJson(format!(
+            "nesting deeper than the limit of {} (MAX_JSON_DEPTH)",
+            limits.max_json_depth
+        )));
+    }
     serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// The deepest nesting of `[` and `{` outside strings: a linear scan, no recursion.
+pub fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting_depth;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert_eq!(nesting_depth(b"5"), 0);
+        assert_eq!(nesting_depth(br#"{"a": [1, [2]]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a": "[[[[{{{"}"#), 1);
+        assert_eq!(nesting_depth(br#"{"a": "\\"[[["}"#), 1);
+        assert_eq!(nesting_depth(br#"[{}, {}, [[]]]"#), 3);
+        assert_eq!(nesting_depth(&[b'['; 10_000]), 10_000);
+    }
 }

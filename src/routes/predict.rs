@@ -34,7 +34,7 @@ pub async fn predict(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, state.limits.max_body_bytes).await?;
+    let body = read_json(&req, payload, &state.limits).await?;
     let model = state.model()?;
     let schema = model.schema.as_ref().ok_or_else(|| {
         ApiError::NotFound(format!(

@@ -178,7 +178,7 @@ pub async fn infer(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let model = state.model_named(&name)?;
-    let body = read_json(&req, payload, state.limits.max_body_bytes).await?;
+    let body = read_json(&req, payload, &state.limits).await?;
     let request = decode_infer_request(
         &body,
         &model.inputs,

@@ -209,3 +209,86 @@ async fn unknown_routes_and_methods_answer_json_404() {
     assert_eq!(response.status(), 404);
     still_serving(&server).await;
 }
+
+#[tokio::test]
+async fn deep_nesting_is_refused_before_parsing() {
+    let server = Spawn::default().env("MAX_JSON_DEPTH", "8").ready().await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let response = server
+        .post_raw("/v2/models/heart-disease/infer", "application/json", deep)
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("MAX_JSON_DEPTH"),
+        "{body}"
+    );
+    // A rank-2 tensor nested as rows is well within the limit.
+    let request = json!({"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32",
+        "data": [[63, 1, 4, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]]}]});
+    assert_eq!(
+        server
+            .post_json("/v2/models/heart-disease/infer", &request)
+            .await
+            .status(),
+        200
+    );
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn refused_requests_are_logged_with_their_reason() {
+    let server = Spawn::default().env("MAX_BODY_BYTES", "1024").ready().await;
+    server
+        .post_raw("/predict", "application/json", "x".repeat(4096))
+        .await;
+    server.post_json("/predict", &json!({"age": 1})).await;
+    let logs = server.logs().join("\n");
+    assert!(
+        logs.contains(r#""message":"request refused""#) && logs.contains(r#""status":413"#),
+        "{logs}"
+    );
+    assert!(logs.contains(r#""status":422"#), "{logs}");
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_slow_clients_are_cut_off() {
+    use std::io::{Read, Write};
+    let server = Spawn::default()
+        .env("CLIENT_REQUEST_TIMEOUT", "500ms")
+        .ready()
+        .await;
+    let huge = "x".repeat(32 * 1024);
+    let response = server
+        .client
+        .get(server.url("/livez"))
+        .header("x-big", huge)
+        .send()
+        .await;
+    match response {
+        Ok(r) => assert_eq!(r.status(), 431),
+        Err(e) => panic!("expected 431, got {e}"),
+    }
+    // A client that sends half a request line and stops: answered 408 (or closed) quickly.
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{}", server.port())).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "slow client held for {:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    still_serving(&server).await;
+}
