@@ -198,3 +198,82 @@ async fn the_probe_subcommand_checks_routes() {
     );
     assert_eq!(code, Some(1), "nothing listening");
 }
+
+/// SIGTERM in the middle of a load, with clients that behave like a load balancer: they send
+/// only while the last readiness check (every 200 ms) passed. Every request sent completes with
+/// 200: readiness fails at once, the server keeps serving for SHUTDOWN_DELAY (longer than the
+/// check period), then drains. Clients open a fresh connection per request, so no request can be
+/// lost to a keep-alive connection closing. (Without the delay, connections that complete their
+/// handshake in the last instant before the listener closes are reset by the kernel: that is why
+/// the manifests set SHUTDOWN_DELAY.)
+#[tokio::test]
+async fn sigterm_under_load_loses_no_request_sent_while_ready() {
+    let mut server = Spawn::default()
+        .env("SHUTDOWN_DELAY", "1s")
+        .env("DRAIN_TIMEOUT", "5s")
+        .ready()
+        .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (client, url, ready, stop) = (
+            client.clone(),
+            server.url("/readyz"),
+            ready.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let ok = matches!(client.get(&url).send().await, Ok(r) if r.status() == 200);
+                ready.store(ok, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let url = server.url("/predict");
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, ready) = (client.clone(), url.clone(), ready.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut lost) = (0u32, Vec::new());
+                while Instant::now() < deadline && ok < 50_000 {
+                    if !ready.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    match client.post(&url).json(&record()).send().await {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) => lost.push(format!("status {}", r.status())),
+                        Err(e) => lost.push(format!("{:?}", std::error::Error::source(&e))),
+                    }
+                }
+                (ok, lost)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.signal(libc::SIGTERM);
+    let (mut ok, mut lost) = (0, Vec::new());
+    for w in workers {
+        let (o, l) = w.await.unwrap();
+        ok += o;
+        lost.extend(l);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    poller.await.unwrap();
+    let (exit, _) = server.wait_exit(PATIENCE);
+    assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
+    assert!(
+        lost.is_empty(),
+        "{} of {} requests failed: {:?}",
+        lost.len(),
+        ok as usize + lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests completed");
+}
