@@ -545,8 +545,13 @@ impl Profile {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("CHAOS_PROFILE={name_or_path}: cannot read: {e}"))?;
-        Profile::parse(name_or_path, &text)
-            .map_err(|e| format!("CHAOS_PROFILE={name_or_path}: {e}"))
+        // A mounted profile (e.g. /etc/chaos-inference/profiles/v2.toml) is named by its file stem,
+        // so logs and termination messages read `v2: ...`, not the mount path.
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(name_or_path);
+        Profile::parse(name, &text).map_err(|e| format!("CHAOS_PROFILE={name_or_path}: {e}"))
     }
 }
 
@@ -605,6 +610,17 @@ mod tests {
             let e = Profile::parse("x", text).unwrap_err();
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn profiles_from_files_are_named_by_their_stem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my-profile.toml");
+        std::fs::write(&path, "description = \"x\"\n").unwrap();
+        assert_eq!(
+            Profile::load(path.to_str().unwrap()).unwrap().name,
+            "my-profile"
+        );
     }
 
     #[test]
