@@ -228,7 +228,9 @@ def slow_start(s):
         raise Failed(f"no liveness failure event: {events}")
 
 
-def liveness_restart(profile, scale):
+def liveness_restart(profile, scale, exit_code, reason):
+    """Restarted by the liveness probe. A hung process cannot drain, so the kubelet's SIGTERM is
+    followed by SIGKILL after the grace period (137); an unhealthy one drains and exits 0."""
     def scenario(s):
         s.apply(render("online-inference-pod-probes.yaml", env={"CHAOS_PROFILE": profile, "CHAOS_TIME_SCALE": scale}))
         name = "online-inference-probes"
@@ -243,6 +245,8 @@ def liveness_restart(profile, scale):
             raise Failed(f"no liveness failure event: {events}")
         if not any("failed liveness probe" in e for e in events):
             raise Failed(f"no Killing event naming the liveness probe: {events}")
+        if (terminated.get("exitCode"), terminated.get("reason")) != (exit_code, reason):
+            raise Failed(f"expected exit code {exit_code} ({reason}), got {terminated}")
     return scenario
 
 
@@ -436,8 +440,8 @@ SCENARIOS = {
     "plain-pods": plain_pods,
     "probes-v2": probes_v2,
     "slow-start": slow_start,
-    "liveness-hang": liveness_restart("liveness-hang", "0.2"),
-    "unhealthy": liveness_restart("unhealthy", "0.1"),
+    "liveness-hang": liveness_restart("liveness-hang", "0.2", 137, "Error"),
+    "unhealthy": liveness_restart("unhealthy", "0.1", 0, "Completed"),
     "memory-leak": memory_leak,
     "slow-shutdown": slow_shutdown,
     "replicaset": replicaset,

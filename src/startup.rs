@@ -152,6 +152,11 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
                     health.set_draining();
                     continue;
                 }
+                if health.hung() {
+                    // A deadlocked server cannot drain: like one, wait for SIGKILL (exit 137).
+                    chaos.record("shutdown", "hang", "sigterm", "SIGTERM while hung: nothing can drain; waiting for SIGKILL".into());
+                    continue;
+                }
                 tracing::info!(signal = "SIGTERM", "shutting down");
                 break;
             }

@@ -156,6 +156,13 @@ async fn liveness_hang_stops_answering_every_route_but_stays_up() {
     // The port still accepts connections: the process is up, not crashed.
     assert!(std::net::TcpStream::connect(format!("127.0.0.1:{}", server.port())).is_ok());
     assert!(server.alive());
+    // Like a deadlocked process it cannot drain on SIGTERM; only SIGKILL ends it (exit 137).
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(server.alive(), "a hung process must not exit on SIGTERM");
+    server.signal(libc::SIGKILL);
+    let (status, _) = server.wait_exit(PATIENCE);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
 }
 
 #[tokio::test]
