@@ -201,7 +201,9 @@ mod tests {
         assert_eq!(nesting_depth(b"5"), 0);
         assert_eq!(nesting_depth(br#"{"a": [1, [2]]}"#), 3);
         assert_eq!(nesting_depth(br#"{"a": "[[[[{{{"}"#), 1);
-        assert_eq!(nesting_depth(br#"{"a": "\\"[[["}"#), 1);
+        // An escaped quote does not end the string; an escaped backslash does not escape it.
+        assert_eq!(nesting_depth(br#"{"a": "\"[[["}"#), 1);
+        assert_eq!(nesting_depth(br#"{"a": "\\", "b": [[1]]}"#), 3);
         assert_eq!(nesting_depth(br#"[{}, {}, [[]]]"#), 3);
         assert_eq!(nesting_depth(&[b'['; 10_000]), 10_000);
     }
