@@ -5,7 +5,7 @@
 # $E2E_IMAGE_REPO:v1 and :v2 into the cluster, e.g. with kind:
 #   E2E_IMAGE_REPO=chaos-inference E2E_LOAD_IMAGES='docker build --target v1 -t chaos-inference:v1 . &&
 #     docker build --target v2 -t chaos-inference:v2 . && kind load docker-image chaos-inference:v1 chaos-inference:v2' e2e/run.sh
-# With neither set, it uses k8s-local (../shared/k8s-local or K8S_LOCAL): brings the cluster up
+# With neither set, it uses k8s-local (K8S_LOCAL, ../shared/k8s-local or /work/shared/k8s-local): brings the cluster up
 # (cached after the first build) and loads the release binary with the ONNX Runtime library.
 # Transcripts of what kubectl showed go to e2e/out/.
 set -euo pipefail
@@ -15,12 +15,23 @@ export E2E_IMAGE_REPO="${E2E_IMAGE_REPO:-localhost/chaos-inference}"
 [ -x .tools/bin/kubectl ] || scripts/install-validators.sh
 
 if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
-    k8s_local="${K8S_LOCAL:-$root/../shared/k8s-local}"
-    [ -x "$k8s_local/up.sh" ] || { echo "e2e: no KUBECONFIG/E2E_LOAD_IMAGES and no k8s-local at $k8s_local" >&2; exit 2; }
+    k8s_local="${K8S_LOCAL:-}"
+    if [ -z "$k8s_local" ]; then
+        for candidate in "$root/../shared/k8s-local" /work/shared/k8s-local; do
+            [ -x "$candidate/up.sh" ] && { k8s_local="$candidate"; break; }
+        done
+    fi
+    if [ ! -x "${k8s_local:-/nonexistent}/up.sh" ]; then
+        echo "e2e: NOT RUN: no cluster given (KUBECONFIG + E2E_LOAD_IMAGES) and no k8s-local scripts found (set K8S_LOCAL)" >&2
+        exit 3
+    fi
     if ! "$k8s_local/up.sh"; then
         echo "e2e: NOT RUN: the k8s-local cluster did not start (see ${K8S_DIR:-/tmp/k8s-local}/logs)" >&2
         exit 3
     fi
+    # E2E_STOP_CLUSTER=1 (CI) stops the cluster afterwards so it does not share the CPUs with
+    # whatever runs next; by hand it stays up for the next run.
+    [ "${E2E_STOP_CLUSTER:-0}" = 1 ] && trap '"$k8s_local/down.sh" >/dev/null 2>&1 || true' EXIT
     export KUBECONFIG="${K8S_DIR:-/tmp/k8s-local}/admin.kubeconfig"
     export PATH="${K8S_DIR:-/tmp/k8s-local}/bin:$PATH"
     scripts/fetch-onnxruntime.sh >/dev/null
@@ -31,4 +42,4 @@ if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
 fi
 : "${KUBECONFIG:?set KUBECONFIG to the cluster to test}"
 bash -c "$E2E_LOAD_IMAGES"
-exec python3 e2e/run.py --transcripts e2e/out "$@"
+python3 e2e/run.py --transcripts e2e/out "$@"

@@ -7,6 +7,7 @@ pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod model;

@@ -37,13 +37,25 @@ impl DurationRange {
     }
 }
 
+/// The longest duration a profile or override may name. Far beyond any schedule worth running,
+/// and it keeps every draw, scaling and sum of durations exact (milliseconds fit in `u64`).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl FromStr for DurationRange {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
         let form = "expected a duration such as 30s or a range such as 20s..30s";
         let one = |part: &str| {
-            humantime::parse_duration(part.trim()).map_err(|_| format!("{form}, got `{text}`"))
+            let d = humantime::parse_duration(part.trim())
+                .map_err(|_| format!("{form}, got `{text}`"))?;
+            if d > MAX_DURATION {
+                return Err(format!(
+                    "`{}` is longer than the limit of 365 days",
+                    part.trim()
+                ));
+            }
+            Ok(d)
         };
         match text.split_once("..") {
             None => one(text).map(DurationRange::fixed),
@@ -117,10 +129,22 @@ mod tests {
 
     #[test]
     fn refuses_bad_forms_with_the_expected_form() {
-        for bad in ["", "20", "abc", "30s..20s", "5s..", "..5s", "1x"] {
+        for bad in [
+            "",
+            "20",
+            "abc",
+            "30s..20s",
+            "5s..",
+            "..5s",
+            "1x",
+            "366days",
+            "1s..1000000000years",
+        ] {
             let e = bad.parse::<DurationRange>().unwrap_err();
             assert!(
-                e.contains("expected") || e.contains("ends before"),
+                e.contains("expected")
+                    || e.contains("ends before")
+                    || e.contains("limit of 365 days"),
                 "{bad}: {e}"
             );
         }

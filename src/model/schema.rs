@@ -157,6 +157,53 @@ impl ModelSchema {
             .map(|c| c.name.as_str())
     }
 
+    /// Checks a `/predict` body, one record or a non-empty list of at most `max_rows` records,
+    /// and returns the rows in feature order and whether the body was a single record.
+    pub fn rows_from_body(
+        &self,
+        body: &Value,
+        max_rows: usize,
+    ) -> Result<(Vec<Vec<f64>>, bool), FieldError> {
+        let (records, single) = match body {
+            Value::Array(records) => (records.as_slice(), false),
+            Value::Object(_) => (std::slice::from_ref(body), true),
+            _ => {
+                return Err(FieldError::new(
+                    "body",
+                    "must be a record (object of named features) or a list of records",
+                ));
+            }
+        };
+        if records.is_empty() {
+            return Err(FieldError::new(
+                "body",
+                "empty list: send at least one record",
+            ));
+        }
+        if records.len() > max_rows {
+            return Err(FieldError::new(
+                "body",
+                format!(
+                    "{} records is more than the limit of {max_rows} (MAX_BATCH_ROWS)",
+                    records.len()
+                ),
+            ));
+        }
+        let rows = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| {
+                let prefix = if single {
+                    String::new()
+                } else {
+                    format!("[{i}].")
+                };
+                self.row_from_record(record, &prefix)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((rows, single))
+    }
+
     /// Checks one record (a JSON object of named features) and returns its row in feature order.
     ///
     /// `prefix` goes in front of field names, e.g. `[3].` for the fourth record of a list.

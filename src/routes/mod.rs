@@ -152,18 +152,23 @@ pub async fn read_json(
         }
         body.extend_from_slice(&chunk);
     }
+    parse_json(&body, limits.max_json_depth)
+}
+
+/// Parses a request body: 400 for an empty body, malformed JSON, or nesting deeper than
+/// `max_depth` (checked before parsing, so a hostile body cannot exhaust the stack).
+pub fn parse_json(body: &[u8], max_depth: usize) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::MalformedJson(
             "empty body; send a JSON document".into(),
         ));
     }
-    if nesting_depth(&body) > limits.max_json_depth {
+    if nesting_depth(body) > max_depth {
         return Err(ApiError::MalformedJson(format!(
-            "nesting deeper than the limit of {} (MAX_JSON_DEPTH)",
-            limits.max_json_depth
+            "nesting deeper than the limit of {max_depth} (MAX_JSON_DEPTH)"
         )));
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 /// The deepest nesting of `[` and `{` outside strings: a linear scan, no recursion.

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{AppState, read_json};
 use crate::error::{ApiError, ErrorBody};
@@ -42,46 +41,9 @@ pub async fn predict(
             model.name, model.name
         ))
     })?;
-    let (records, single) = match body {
-        Value::Array(records) => (records, false),
-        record @ Value::Object(_) => (vec![record], true),
-        _ => {
-            return Err(ApiError::invalid(
-                "body",
-                "must be a record (object of named features) or a list of records",
-            ));
-        }
-    };
-    if records.is_empty() {
-        return Err(ApiError::invalid(
-            "body",
-            "empty list: send at least one record",
-        ));
-    }
-    if records.len() > state.limits.max_batch_rows {
-        return Err(ApiError::invalid(
-            "body",
-            format!(
-                "{} records is more than the limit of {} (MAX_BATCH_ROWS)",
-                records.len(),
-                state.limits.max_batch_rows
-            ),
-        ));
-    }
-    let rows = records
-        .iter()
-        .enumerate()
-        .map(|(i, record)| {
-            let prefix = if single {
-                String::new()
-            } else {
-                format!("[{i}].")
-            };
-            schema
-                .row_from_record(record, &prefix)
-                .map_err(|e| ApiError::invalid(e.field, e.message))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (rows, single) = schema
+        .rows_from_body(&body, state.limits.max_batch_rows)
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
     state.chaos.before_prediction().await?;
     let mut predictions = model
         .predict(schema, rows)

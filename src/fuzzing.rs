@@ -1,0 +1,181 @@
+//! Entry points for the code that reads untrusted bytes, shared by the `cargo fuzz` targets in
+//! `fuzz/` and by the test that replays their corpus (`tests/fuzz_corpus.rs`).
+//!
+//! Each function takes arbitrary bytes the way the server would meet them and must return
+//! without panicking, whatever the bytes; where a round trip must hold, it asserts it, so the
+//! fuzzer finds wrong answers as well as crashes.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use clap::Parser;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::chaos::duration::{DurationRange, scale, show};
+use crate::chaos::overrides::ChaosArgs;
+use crate::chaos::plan::Plan;
+use crate::chaos::profile::{BUILTINS, Profile};
+use crate::model::schema::ModelSchema;
+use crate::model::tensor::{TensorLimits, TensorSpec, decode_infer_request};
+use crate::routes::parse_json;
+
+/// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` use them.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("predict_body", predict_body),
+    ("infer_body", infer_body),
+    ("profile_file", profile_file),
+    ("duration_range", duration_range),
+    ("chaos_overrides", chaos_overrides),
+];
+
+/// The default limits, so the fuzzer meets the same bounds a default server has.
+const MAX_JSON_DEPTH: usize = 32;
+const MAX_BATCH_ROWS: usize = 1024;
+const MAX_TENSOR_ELEMENTS: usize = 1 << 20;
+
+fn builtin_schema() -> &'static ModelSchema {
+    static SCHEMA: OnceLock<ModelSchema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        ModelSchema::from_json(include_str!("../models/heart-disease/schema.json"))
+            .expect("the built-in schema parses")
+    })
+}
+
+/// The built-in model's inputs and outputs, plus one input of each other V2 datatype, so every
+/// conversion is reachable.
+fn tensor_specs() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
+    let spec = |name: &str, datatype: &str, shape: &[i64]| TensorSpec {
+        name: name.into(),
+        datatype: datatype.into(),
+        shape: shape.to_vec(),
+    };
+    (
+        vec![
+            spec("input", "FP32", &[-1, 13]),
+            spec("doubles", "FP64", &[-1]),
+            spec("ints", "INT32", &[2, -1]),
+            spec("longs", "INT64", &[-1, -1, 2]),
+        ],
+        vec![
+            spec("label", "INT64", &[-1]),
+            spec("probabilities", "FP32", &[-1, 2]),
+            spec("map", "map(int64,tensor(float))", &[-1]),
+        ],
+    )
+}
+
+/// A `/predict` body: JSON parsing with the depth limit, then the schema's record checks.
+pub fn predict_body(data: &[u8]) {
+    let Ok(body) = parse_json(data, MAX_JSON_DEPTH) else {
+        return;
+    };
+    if let Ok((rows, single)) = builtin_schema().rows_from_body(&body, MAX_BATCH_ROWS) {
+        assert!(!rows.is_empty() && rows.len() <= MAX_BATCH_ROWS);
+        assert!(!single || rows.len() == 1);
+        let width = builtin_schema().features.len();
+        assert!(
+            rows.iter()
+                .all(|r| r.len() == width && r.iter().all(|x| x.is_finite()))
+        );
+    }
+}
+
+/// A V2 infer body: JSON parsing with the depth limit, then tensor decoding against the specs.
+pub fn infer_body(data: &[u8]) {
+    let Ok(body) = parse_json(data, MAX_JSON_DEPTH) else {
+        return;
+    };
+    let (inputs, outputs) = tensor_specs();
+    let limits = TensorLimits {
+        max_elements: MAX_TENSOR_ELEMENTS,
+    };
+    if let Ok(request) = decode_infer_request(&body, &inputs, &outputs, limits) {
+        let total: usize = request.inputs.iter().map(|t| t.data.len()).sum();
+        assert!(total <= MAX_TENSOR_ELEMENTS);
+        for tensor in &request.inputs {
+            let elements = tensor
+                .shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+            assert_eq!(elements, Some(tensor.data.len()), "{}", tensor.name);
+        }
+    }
+}
+
+/// A profile file: TOML parsing and checking, then planning and rendering the plan.
+pub fn profile_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(profile) = Profile::parse("fuzz", text) {
+        plan_everything(&profile);
+    }
+}
+
+/// A duration or `a..b` range: parsing, drawing, scaling, and printing that parses back.
+pub fn duration_range(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(range) = DurationRange::from_str(text) else {
+        return;
+    };
+    assert!(range.low <= range.high);
+    let printed = range.to_string();
+    assert_eq!(
+        DurationRange::from_str(&printed).as_ref(),
+        Ok(&range),
+        "`{printed}` does not parse back"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let drawn = range.sample(&mut rng);
+    assert!(range.low.as_millis() <= drawn.as_millis() && drawn <= range.high);
+    for time_scale in [0.001, 1.0, 1000.0] {
+        let _ = show(scale(drawn, time_scale));
+    }
+}
+
+/// `CHAOS_*` variables, one `NAME=value` per line: parsed as the server parses them, applied to
+/// the profile they name (built-ins only, so the fuzzer reads no files), then planned.
+pub fn chaos_overrides(data: &[u8]) {
+    #[derive(Parser)]
+    #[command(no_binary_name = true)]
+    struct Overrides {
+        #[command(flatten)]
+        chaos: ChaosArgs,
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let args = text.lines().filter_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        let flag = name
+            .strip_prefix("CHAOS_")?
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        Some(format!("--chaos-{flag}={value}"))
+    });
+    let Ok(Overrides { chaos }) = Overrides::try_parse_from(args) else {
+        return;
+    };
+    if !BUILTINS.iter().any(|b| b.name == chaos.profile) {
+        return;
+    }
+    if let Ok(profile) = chaos.resolve() {
+        let plan = Plan::new(&profile, chaos.seed.unwrap_or(0), chaos.time_scale);
+        let _ = plan.render(3);
+        let _ = plan.timeline(3);
+    }
+}
+
+fn plan_everything(profile: &Profile) {
+    for (seed, time_scale) in [(0, 1.0), (u64::MAX, 0.001), (7, 1000.0)] {
+        let plan = Plan::new(profile, seed, time_scale);
+        assert_eq!(
+            plan.render(3),
+            Plan::new(profile, seed, time_scale).render(3)
+        );
+        let _ = plan.timeline(3);
+    }
+}
