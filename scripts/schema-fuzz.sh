@@ -40,8 +40,11 @@ fi
 if ! curl -fs --max-time 5 "http://127.0.0.1:$port/livez" >/dev/null; then
     echo "schema-fuzz: the server stopped answering /livez after the run" >&2; exit 1
 fi
-if grep -q '"level":"ERROR"' "$log"; then
-    grep '"level":"ERROR"' "$log" | head -5
+# actix-http logs a request it cannot parse (a client's fault, answered 400) at error level;
+# anything else at error level is a finding.
+errors="$(grep '"level":"ERROR"' "$log" | grep -v '"message":"stream error: request parse error' || true)"
+if [ -n "$errors" ]; then
+    head -5 <<<"$errors"
     echo "schema-fuzz: the server logged errors during the run" >&2; exit 1
 fi
 exit "$status"

@@ -47,6 +47,12 @@ pub struct InferResponse {
     pub outputs: Vec<OutputTensor>,
 }
 
+/// A one-row request for the built-in model, the example in the OpenAPI document.
+fn infer_example() -> serde_json::Value {
+    serde_json::json!({"id": "1", "inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32",
+        "data": [63, 1, 4, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]}]})
+}
+
 /// The V2 infer request, for the OpenAPI document (the handler checks it field by field).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct InferRequest {
@@ -99,7 +105,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Model metadata: inputs and outputs with datatypes and shapes (-1 for free dimensions).
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
-    params(("name" = String, Path, description = "model name")),
+    params(("name" = String, Path, description = "model name", example = "heart-disease")),
     responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_metadata(
     name: web::Path<String>,
@@ -117,7 +123,7 @@ pub async fn model_metadata(
 
 /// Model readiness: 200 once loaded.
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
-    params(("name" = String, Path, description = "model name")),
+    params(("name" = String, Path, description = "model name", example = "heart-disease")),
     responses((status = 200, description = "ready"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_ready(
     name: web::Path<String>,
@@ -137,7 +143,7 @@ fn check_version(state: &AppState, name: &str, version: &str) -> Result<(), ApiE
 
 /// Metadata of one model version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)),
+    params(("name" = String, Path, description = "model name", example = "heart-disease"), ("version" = String, Path, description = "model version", example = "1")),
     responses((status = 200, body = ModelMetadata), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_version_metadata(
     path: web::Path<(String, String)>,
@@ -150,7 +156,7 @@ pub async fn model_version_metadata(
 
 /// Readiness of one model version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)),
+    params(("name" = String, Path, description = "model name", example = "heart-disease"), ("version" = String, Path, description = "model version", example = "1")),
     responses((status = 200, description = "ready"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_version_ready(
     path: web::Path<(String, String)>,
@@ -164,8 +170,8 @@ pub async fn model_version_ready(
 /// Inference on tensors. Datatypes FP32, FP64, INT32, INT64; `data` flat or nested,
 /// row-major; `outputs` optionally selects outputs; `id` is echoed.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
-    params(("name" = String, Path, description = "model name")),
-    request_body(content = InferRequest, content_type = "application/json"),
+    params(("name" = String, Path, description = "model name", example = "heart-disease")),
+    request_body(content = InferRequest, content_type = "application/json", example = json!(infer_example())),
     responses(
         (status = 200, body = InferResponse),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -220,8 +226,8 @@ pub async fn infer(
 
 /// Inference on one model version.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
-    params(("name" = String, Path), ("version" = String, Path)),
-    request_body(content = InferRequest, content_type = "application/json"),
+    params(("name" = String, Path, description = "model name", example = "heart-disease"), ("version" = String, Path, description = "model version", example = "1")),
+    request_body(content = InferRequest, content_type = "application/json", example = json!(infer_example())),
     responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
