@@ -51,6 +51,16 @@ pub struct ServeArgs {
     )]
     pub admin_token: Option<String>,
 
+    /// Reads the admin token from this file instead (a mounted Secret keeps it out of the
+    /// environment); one trailing newline is ignored.
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN_FILE",
+        value_name = "ADMIN_TOKEN_FILE",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+
     /// Log format; `pretty` on a terminal, else `json`. `RUST_LOG` filters.
     #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -137,6 +147,25 @@ impl ServeArgs {
     /// HTTP workers to start.
     pub fn http_workers(&self) -> usize {
         self.http_workers.map_or_else(Self::cpus, usize::from)
+    }
+
+    /// Reads `ADMIN_TOKEN_FILE` into `admin_token`; an empty `ADMIN_TOKEN` means unset.
+    pub fn load_admin_token(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.admin_token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("ADMIN_TOKEN_FILE={}: cannot read: {e}", path.display()))?;
+            let token = text.strip_suffix('\n').unwrap_or(&text);
+            let token = token.strip_suffix('\r').unwrap_or(token);
+            if token.is_empty() {
+                return Err(format!(
+                    "ADMIN_TOKEN_FILE={}: the file is empty",
+                    path.display()
+                ));
+            }
+            self.admin_token = Some(token.to_string());
+        }
+        self.admin_token = self.admin_token.take().filter(|t| !t.is_empty());
+        Ok(())
     }
 
     /// Inference workers (sessions) to start.

@@ -20,8 +20,11 @@ use crate::model::schema::ModelSchema;
 use crate::model::tensor::{TensorLimits, TensorSpec, decode_infer_request};
 use crate::routes::parse_json;
 
+/// A fuzz entry point: takes any bytes, panics only on a bug.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/` use them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("predict_body", predict_body),
     ("infer_body", infer_body),
     ("profile_file", profile_file),

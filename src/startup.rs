@@ -55,7 +55,8 @@ pub fn resolve_seed(explicit: Option<u64>) -> u64 {
 }
 
 /// Validates the configuration, loads the ONNX Runtime library and reads the model file.
-pub fn prepare(args: ServeArgs) -> Result<Prepared, ConfigError> {
+pub fn prepare(mut args: ServeArgs) -> Result<Prepared, ConfigError> {
+    args.load_admin_token().map_err(ConfigError)?;
     let profile = args.chaos.resolve().map_err(ConfigError)?;
     let plan = Plan::new(
         &profile,
@@ -123,7 +124,7 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
             max_json_depth: args.max_json_depth as usize,
             max_header_bytes: args.max_header_bytes as usize,
         },
-        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        admin_token: args.admin_token.clone(),
     };
     let server = build_server(&args, state, listener)?;
     let handle = server.handle();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{PATIENCE, Spawn, TestServer, ended, record};
+use crate::helpers::{PATIENCE, Spawn, TestServer, ended, record, run_cli};
 
 const TOKEN: &str = "s3cret-admin-token-value";
 
@@ -100,5 +100,45 @@ impl TestServer {
         tokio::time::timeout(Duration::from_secs(5), self.get("/livez"))
             .await
             .is_ok_and(|r| r.status() == 200)
+    }
+}
+
+#[tokio::test]
+async fn the_token_can_come_from_a_file_and_a_bad_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
+    let file = path.to_str().unwrap();
+    let server = Spawn::default().env("ADMIN_TOKEN_FILE", file).ready().await;
+    assert_eq!(post_action(&server, "unready", Some("wrong")).await, 401);
+    assert_eq!(
+        post_action(&server, "unready", Some(TOKEN)).await,
+        202,
+        "the trailing newline is not part of the token"
+    );
+    assert!(!server.logs().join("\n").contains(TOKEN));
+
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.path().join("missing");
+    for (env, expected) in [
+        (
+            vec![("ADMIN_TOKEN_FILE", empty.to_str().unwrap())],
+            "the file is empty",
+        ),
+        (
+            vec![("ADMIN_TOKEN_FILE", missing.to_str().unwrap())],
+            "cannot read",
+        ),
+        (
+            vec![("ADMIN_TOKEN_FILE", file), ("ADMIN_TOKEN", "x")],
+            "cannot be used with",
+        ),
+    ] {
+        let (code, _, stderr) = run_cli(&[], &env);
+        assert_eq!(code, Some(2), "{env:?}: {stderr}");
+        assert!(stderr.contains("ADMIN_TOKEN_FILE"), "{env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        assert!(!stderr.contains(TOKEN), "{env:?}: {stderr}");
     }
 }

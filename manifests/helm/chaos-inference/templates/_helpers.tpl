@@ -23,3 +23,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "chaos-inference.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag }}
 {{- end -}}
+
+{{- /* Test pods must not match the selector of the Deployment, Service or NetworkPolicy. */ -}}
+{{- define "chaos-inference.testLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: chaos-inference
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
