@@ -307,6 +307,8 @@ fn spawn_model_load(
         name: args.model_name.clone(),
         workers: args.inference_workers(),
         queue: args.inference_queue as usize,
+        inline_sessions: args.http_workers(),
+        inline_max_rows: args.inference_inline_rows as usize,
     };
     let load_delay = plan.load_delay;
     tokio::spawn(async move {

@@ -12,7 +12,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, ValueType};
 
-use self::pool::{InferencePool, run_session};
+use self::pool::{InferencePool, InlineSessions, run_session};
 use self::schema::{ModelSchema, SCHEMA_METADATA_KEY};
 use self::tensor::{DataType, Tensor, TensorData, TensorSpec};
 use crate::metrics::Metrics;
@@ -72,6 +72,10 @@ pub struct LoadOptions {
     pub name: String,
     pub workers: usize,
     pub queue: usize,
+    /// Spare sessions for small requests run on the HTTP worker (one per HTTP worker).
+    pub inline_sessions: usize,
+    /// Requests of at most this many rows may run inline; 0 disables it.
+    pub inline_max_rows: usize,
 }
 
 /// A loaded, warmed-up model ready to serve.
@@ -108,7 +112,12 @@ impl ServedModel {
         metrics: &Metrics,
     ) -> Result<Self, String> {
         let started = Instant::now();
-        let mut sessions = (0..options.workers.max(1))
+        let inline_sessions = if options.inline_max_rows == 0 {
+            0
+        } else {
+            options.inline_sessions
+        };
+        let mut sessions = (0..options.workers.max(1) + inline_sessions)
             .map(|_| new_session(environment, &source.bytes))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("model {}: {e}", source.origin))?;
@@ -154,7 +163,11 @@ impl ServedModel {
             warm_up(session, &inputs, &outputs)
                 .map_err(|e| format!("model {}: warm-up run failed: {e}", source.origin))?;
         }
-        let pool = InferencePool::start(sessions, options.queue, &options.name, metrics);
+        let inline = InlineSessions {
+            sessions: sessions.split_off(options.workers.max(1)),
+            max_rows: options.inline_max_rows,
+        };
+        let pool = InferencePool::start(sessions, inline, options.queue, &options.name, metrics);
         Ok(ServedModel {
             name: options.name.clone(),
             version,

@@ -4,7 +4,13 @@
 //! `Session::run` takes `&mut self`, so sessions cannot be shared; one per worker means no lock
 //! on the hot path. The queue is bounded: when every worker is busy and the queue is full, a
 //! request is refused at once (503 with `Retry-After`) instead of piling up latency.
+//!
+//! Small requests skip the queue: a run of a few rows takes microseconds, less than handing it
+//! to another thread and waking the caller again. Such a request borrows one of a few spare
+//! sessions (one per HTTP worker) and runs on the HTTP worker that received it; when none is
+//! free, or the request is larger, it goes through the queue as above.
 
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
@@ -39,11 +45,33 @@ pub struct InferencePool {
     sender: Sender<Job>,
     workers: usize,
     queue: usize,
+    inline: Arc<Inline>,
+}
+
+/// Spare sessions for small requests run on the caller's thread.
+struct Inline {
+    sessions: Mutex<Vec<Session>>,
+    max_rows: i64,
+    duration: prometheus::Histogram,
+    rows: prometheus::IntCounter,
+}
+
+/// Where small requests run.
+pub struct InlineSessions {
+    pub sessions: Vec<Session>,
+    /// Requests of at most this many rows run inline; 0 sends every request to the workers.
+    pub max_rows: usize,
 }
 
 impl InferencePool {
     /// Starts one thread per session.
-    pub fn start(sessions: Vec<Session>, queue: usize, model: &str, metrics: &Metrics) -> Self {
+    pub fn start(
+        sessions: Vec<Session>,
+        inline: InlineSessions,
+        queue: usize,
+        model: &str,
+        metrics: &Metrics,
+    ) -> Self {
         let workers = sessions.len();
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue);
         for (i, session) in sessions.into_iter().enumerate() {
@@ -60,7 +88,51 @@ impl InferencePool {
             sender,
             workers,
             queue,
+            inline: Arc::new(Inline {
+                sessions: Mutex::new(inline.sessions),
+                max_rows: i64::try_from(inline.max_rows).unwrap_or(i64::MAX),
+                duration: metrics.inference_duration.with_label_values(&[model]),
+                rows: metrics.inference_rows.with_label_values(&[model]),
+            }),
         }
+    }
+
+    /// Runs a small request on this thread with a spare session; gives the request back when
+    /// it is too large or every spare session is in use.
+    fn try_inline(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[String],
+    ) -> Result<Result<Vec<Tensor>, String>, Vec<Tensor>> {
+        let batch = batch_rows(&inputs);
+        if batch > self.inline.max_rows {
+            return Err(inputs);
+        }
+        // A poisoned lock only means a run panicked while another thread pushed or popped;
+        // the Vec itself is always whole.
+        let taken = self
+            .inline
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let Some(mut session) = taken else {
+            return Err(inputs);
+        };
+        let started = Instant::now();
+        let result = run_session(&mut session, inputs, outputs);
+        self.inline
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.inline.rows.inc_by(u64::try_from(batch).unwrap_or(0));
+        }
+        self.inline
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session);
+        Ok(result)
     }
 
     /// Runs the model; `outputs` names the outputs to return, in order.
@@ -69,6 +141,10 @@ impl InferencePool {
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
     ) -> Result<Vec<Tensor>, PoolError> {
+        let inputs = match self.try_inline(inputs, &outputs) {
+            Ok(result) => return result.map_err(PoolError::Runtime),
+            Err(inputs) => inputs,
+        };
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs,
@@ -108,12 +184,7 @@ fn worker(
         if job.reply.is_closed() {
             continue;
         }
-        let batch = job
-            .inputs
-            .first()
-            .and_then(|t| t.shape.first())
-            .copied()
-            .unwrap_or(1);
+        let batch = batch_rows(&job.inputs);
         let started = Instant::now();
         let result = run_session(&mut session, job.inputs, &job.outputs);
         duration.observe(started.elapsed().as_secs_f64());
@@ -122,6 +193,15 @@ fn worker(
         }
         let _ = job.reply.send(result);
     }
+}
+
+/// Rows of a request: the first dimension of its first input.
+fn batch_rows(inputs: &[Tensor]) -> i64 {
+    inputs
+        .first()
+        .and_then(|t| t.shape.first())
+        .copied()
+        .unwrap_or(1)
 }
 
 /// One synchronous run: tensors in, the named outputs copied out.

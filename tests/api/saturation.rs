@@ -7,22 +7,29 @@ use chaos_inference::model::runtime;
 use chaos_inference::model::tensor::{Tensor, TensorData};
 use chaos_inference::model::{LoadOptions, ModelSource, ServedModel};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_refuses_instead_of_waiting() {
+/// The built-in model with one inference worker and a queue of one.
+fn one_worker_one_slot(inline_sessions: usize, inline_max_rows: usize) -> ServedModel {
     let library = runtime::discover(None).expect("run scripts/fetch-onnxruntime.sh");
     let environment = runtime::init_environment(&library.path).unwrap();
     let options = LoadOptions {
         name: "heart-disease".into(),
         workers: 1,
         queue: 1,
+        inline_sessions,
+        inline_max_rows,
     };
-    let model = ServedModel::load(
+    ServedModel::load(
         &environment,
         &ModelSource::builtin(),
         &options,
         &Metrics::new(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_instead_of_waiting() {
+    let model = one_worker_one_slot(0, 0);
     // 20,000 rows keep the one worker busy for milliseconds per run: far longer than it takes
     // to submit every request below.
     let rows = 20_000;
@@ -62,5 +69,53 @@ async fn a_full_queue_refuses_instead_of_waiting() {
             .run(vec![batch()], vec!["label".into()])
             .await
             .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_requests_run_inline_while_the_queue_is_full() {
+    let model = one_worker_one_slot(1, 16);
+    let tensor = |rows: usize| Tensor {
+        name: "input".into(),
+        shape: vec![rows as i64, 13],
+        data: TensorData::F32(vec![1.0; rows * 13]),
+    };
+    // Fill the worker and the queue with large batches.
+    let big: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = model.pool.clone();
+            let input = tensor(20_000);
+            tokio::spawn(async move { pool.run(vec![input], vec!["label".into()]).await })
+        })
+        .collect();
+    let mut small_ok = 0;
+    for _ in 0..20 {
+        let out = model
+            .pool
+            .run(vec![tensor(4)], vec!["label".into()])
+            .await
+            .expect("a small request runs inline, never refused");
+        assert_eq!(out[0].shape, vec![4]);
+        small_ok += 1;
+    }
+    let refused = futures_util::future::join_all(big)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Err(PoolError::Saturated { .. }))))
+        .count();
+    assert_eq!(small_ok, 20);
+    assert!(
+        refused >= 1,
+        "the large batches still meet the bounded queue"
+    );
+    // 17 rows is above the inline limit: it goes through the (now idle) queue.
+    assert_eq!(
+        model
+            .pool
+            .run(vec![tensor(17)], vec!["label".into()])
+            .await
+            .unwrap()[0]
+            .shape,
+        vec![17]
     );
 }
