@@ -31,7 +31,13 @@ if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
     fi
     # E2E_STOP_CLUSTER=1 (CI) stops the cluster afterwards so it does not share the CPUs with
     # whatever runs next; by hand it stays up for the next run.
-    [ "${E2E_STOP_CLUSTER:-0}" = 1 ] && trap '"$k8s_local/down.sh" >/dev/null 2>&1 || true' EXIT
+    stop_cluster() {
+        # Delete the suite's workloads first, so no container outlives the kubelet.
+        kubectl delete deployment,replicaset,pod -l app.kubernetes.io/part-of=chaos-inference \
+            --grace-period=1 --wait=true --timeout=90s >/dev/null 2>&1 || true
+        "$k8s_local/down.sh" >/dev/null 2>&1 || true
+    }
+    if [ "${E2E_STOP_CLUSTER:-0}" = 1 ]; then trap stop_cluster EXIT; fi
     export KUBECONFIG="${K8S_DIR:-/tmp/k8s-local}/admin.kubeconfig"
     export PATH="${K8S_DIR:-/tmp/k8s-local}/bin:$PATH"
     scripts/fetch-onnxruntime.sh >/dev/null

@@ -87,9 +87,11 @@ pub struct ServeArgs {
     #[arg(long, env = "INFERENCE_QUEUE", value_name = "INFERENCE_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub inference_queue: u32,
 
-    /// Requests of at most this many rows run on the HTTP worker that received them, with a
-    /// spare session, instead of being handed to an inference worker; 0 hands every request over.
-    #[arg(long, env = "INFERENCE_INLINE_ROWS", value_name = "INFERENCE_INLINE_ROWS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    /// Opt-in: requests of at most this many rows run on the HTTP worker that received them,
+    /// with a spare session, instead of being handed to an inference worker. Off (0) by default,
+    /// so inference never blocks an HTTP executor thread; worth it only for models whose run
+    /// takes microseconds (see the README).
+    #[arg(long, env = "INFERENCE_INLINE_ROWS", value_name = "INFERENCE_INLINE_ROWS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub inference_inline_rows: u32,
 
     /// After SIGTERM, how long to keep serving while readiness fails, so that endpoints are
