@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Spawn, TestServer, record};
+use crate::helpers::{PATIENCE, Spawn, TestServer, record};
 
 fn with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
     let mut r = record();
@@ -243,12 +243,11 @@ async fn refused_requests_are_logged_with_their_reason() {
         .post_raw("/predict", "application/json", "x".repeat(4096))
         .await;
     server.post_json("/predict", &json!({"age": 1})).await;
-    let logs = server.logs().join("\n");
-    assert!(
-        logs.contains(r#""message":"request refused""#) && logs.contains(r#""status":413"#),
-        "{logs}"
-    );
-    assert!(logs.contains(r#""status":422"#), "{logs}");
+    server.logs_with(&[
+        r#""message":"request refused""#,
+        r#""status":413"#,
+        r#""status":422"#,
+    ]);
 }
 
 #[tokio::test]
@@ -291,4 +290,84 @@ async fn oversized_headers_get_431_and_slow_clients_are_cut_off() {
         "{text}"
     );
     still_serving(&server).await;
+}
+
+/// One raw HTTP/1.1 exchange on `stream`: sends `GET path`, returns the status line, or the I/O
+/// error kind when nothing came back within the stream's read timeout.
+fn raw_get(
+    stream: &mut std::net::TcpStream,
+    path: &str,
+    close: bool,
+) -> Result<String, std::io::ErrorKind> {
+    use std::io::{BufRead, BufReader, Write};
+    let connection = if close { "close" } else { "keep-alive" };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\n\r\n"
+    )
+    .map_err(|e| e.kind())?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| e.kind())?;
+    Ok(line.trim_end().to_string())
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_until_one_closes() {
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    // One HTTP worker that may hold one connection. Readiness is polled with connections that
+    // close, so no pooled connection takes the slot.
+    let server = Spawn::default()
+        .env("MAX_CONNECTIONS", "1")
+        .env("HTTP_WORKERS", "1")
+        .listening();
+    let address = format!("127.0.0.1:{}", server.port());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut probe = TcpStream::connect(&address).unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        if raw_get(&mut probe, "/readyz", true).is_ok_and(|s| s.contains(" 200 ")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Closed connections are released a moment after the client closes them.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut holder = TcpStream::connect(&address).unwrap();
+    holder
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(
+        raw_get(&mut holder, "/livez", false).unwrap(),
+        "HTTP/1.1 200 OK"
+    );
+
+    let mut waiting = TcpStream::connect(&address).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let early = raw_get(&mut waiting, "/livez", true);
+    assert!(
+        matches!(
+            early,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "a connection over the limit was served at once: {early:?}"
+    );
+
+    drop(holder);
+    waiting.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut waiting), &mut line).unwrap();
+    assert_eq!(
+        line.trim_end(),
+        "HTTP/1.1 200 OK",
+        "served once a slot is free"
+    );
 }

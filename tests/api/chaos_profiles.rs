@@ -479,11 +479,7 @@ async fn chaos_route_shows_past_and_next_events_with_countdowns() {
         "{chaos}"
     );
     assert_eq!(chaos["next"][0]["action"], "end");
-    let logs = server.logs().join("\n");
-    assert!(
-        logs.contains(r#""level":"WARN","message":"chaos event""#),
-        "{logs}"
-    );
+    server.logs_with(&[r#""level":"WARN","message":"chaos event""#]);
 }
 
 #[tokio::test]

@@ -211,6 +211,23 @@ impl TestServer {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The logs once every needle is in them: lines reach the test through a pipe a moment
+    /// after the server wrote them, so a line is polled for, never expected at once.
+    pub fn logs_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let logs = self.logs().join("\n");
+            if needles.iter().all(|n| logs.contains(n)) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needles:?} within {PATIENCE:?}; logs:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }

@@ -76,8 +76,7 @@ async fn sigterm_fails_readiness_at_once_and_finishes_in_flight_requests() {
     assert!(took >= Duration::from_secs(1));
     let (exit, _) = server.wait_exit(PATIENCE);
     assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
-    let logs = server.logs().join("\n");
-    assert!(logs.contains("\"to\":\"draining\""), "{logs}");
+    server.logs_with(&["\"to\":\"draining\""]);
 }
 
 #[tokio::test]
@@ -108,6 +107,15 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
     assert_config_error(&[("CHAOS_SEED", "x")], "CHAOS_SEED");
     assert_config_error(&[("BIND", "localhost")], "BIND");
     assert_config_error(&[("DRAIN_TIMEOUT", "soon")], "DRAIN_TIMEOUT");
+    assert_config_error(&[("CHAOS_CRASH_AFTER", "400days")], "limit of 365 days");
+    assert_config_error(
+        &[("INFERENCE_INLINE_ROWS", "2000")],
+        "INFERENCE_INLINE_ROWS",
+    );
+    assert_config_error(
+        &[("ADMIN_TOKEN", "a"), ("ADMIN_TOKEN_FILE", "/etc/hostname")],
+        "ADMIN_TOKEN_FILE",
+    );
     assert_config_error(
         &[("MODEL_PATH", "/nonexistent/model.onnx")],
         "MODEL_PATH=/nonexistent/model.onnx",
