@@ -195,6 +195,35 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The route pattern of a request (`/v2/models/{name}/infer`), the label of its metrics.
+///
+/// Finding the pattern walks the whole route table again, so it is remembered per path, per
+/// worker thread; unknown paths (scanners, typos) are bounded by emptying the cache when full.
+fn route_label(req: &actix_web::dev::ServiceRequest) -> std::rc::Rc<str> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    const MAX_PATHS: usize = 1024;
+    thread_local! {
+        static LABELS: RefCell<HashMap<String, Rc<str>>> = RefCell::new(HashMap::new());
+    }
+    LABELS.with(|labels| {
+        let mut labels = labels.borrow_mut();
+        if let Some(label) = labels.get(req.path()) {
+            return Rc::clone(label);
+        }
+        let label: Rc<str> = req
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into())
+            .into();
+        if labels.len() >= MAX_PATHS {
+            labels.clear();
+        }
+        labels.insert(req.path().to_string(), Rc::clone(&label));
+        label
+    })
+}
+
 fn build_server(
     args: &ServeArgs,
     state: AppState,
@@ -210,7 +239,7 @@ fn build_server(
             .app_data(data.clone())
             .wrap_fn(move |req, srv| {
                 let started = std::time::Instant::now();
-                let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                let route = route_label(&req);
                 let method = req.method().to_string();
                 let response = srv.call(req);
                 let metrics = metrics.clone();
@@ -220,7 +249,7 @@ fn build_server(
                     let elapsed = started.elapsed();
                     metrics
                         .http_requests
-                        .with_label_values(&[&route, &method, &status.to_string()])
+                        .with_label_values(&[&*route, method.as_str(), &status.to_string()])
                         .inc();
                     metrics.http_duration.with_label_values(&[&route]).observe(elapsed.as_secs_f64());
                     match response.response().error() {
