@@ -11,7 +11,7 @@ e2e:
 	e2e/run.sh
 
 bench:
-	bench/core.sh
+	bench/run.sh
 
 manifests:
 	scripts/check-manifests.sh
