@@ -49,6 +49,13 @@ def main():
             m = s.get(f"rate_{rate}_1_row")
             if m:
                 lines.append(f"| {s['name']} | {rate} | {fmt(m['requests_per_s'])} | {fmt(m['p50_ms'])} | {fmt(m['p99_ms'])} | {fmt(m['p99_9_ms'])} | {m['errors']} |")
+    lines += ["", "## One connection (ours)", "",
+              "| request | req/s | p50 ms | p99 ms | p99.9 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
+    for key, label in (("one_connection_1_row", "1-row V2 infer"), ("one_connection_predict", "/predict, one record"),
+                       ("one_connection_http", "GET /livez (HTTP only)")):
+        m = ours.get(key)
+        if m:
+            lines.append(f"| {label} | {fmt(m['requests_per_s'])} | {fmt(m['p50_ms'])} | {fmt(m['p99_ms'])} | {fmt(m['p99_9_ms'])} | {m['errors']} |")
     lines += ["", "## Start-up and memory", "", "| server | start to first 200 on readiness | peak RSS (process tree) |", "|---|---:|---:|"]
     for s in servers:
         lines.append(f"| {s['name']} | {s['start_to_ready_ms']} ms | {s['peak_rss_mib']} MiB |")

@@ -203,6 +203,10 @@ def run_server(server, infer_path, predict_path, seconds, work, smoke):
             result[f"rate_{rate}_1_row"] = oha(base + infer_path, seconds, infer_body(1), connections=16, rate=rate)
         if server.name == "chaos-inference":
             result["ceiling_http"] = oha(base + "/livez", seconds)
+            # One connection, one request at a time: latency without queueing.
+            result["one_connection_1_row"] = oha(base + infer_path, seconds, infer_body(1), connections=1)
+            result["one_connection_predict"] = oha(base + predict_path, seconds, json.dumps(RECORD), connections=1)
+            result["one_connection_http"] = oha(base + "/livez", seconds, connections=1)
     finally:
         server.stop()
     result["peak_rss_mib"] = round(server.peak_rss / 2**20, 1)

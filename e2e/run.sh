@@ -32,8 +32,9 @@ if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
     # E2E_STOP_CLUSTER=1 (CI) stops the cluster afterwards so it does not share the CPUs with
     # whatever runs next; by hand it stays up for the next run.
     stop_cluster() {
-        # Delete the suite's workloads first, so no container outlives the kubelet.
-        kubectl delete deployment,replicaset,pod -l app.kubernetes.io/part-of=chaos-inference \
+        # Delete the workloads of every scenario namespace (the last one is still terminating)
+        # first, so no container outlives the kubelet.
+        kubectl delete deployment,replicaset,pod --all-namespaces -l app.kubernetes.io/part-of=chaos-inference \
             --grace-period=1 --wait=true --timeout=90s >/dev/null 2>&1 || true
         "$k8s_local/down.sh" >/dev/null 2>&1 || true
     }
