@@ -183,6 +183,8 @@ def mlserver_dir(port, work):
         # In process: MLServer 1.7.1's separate inference worker dies at start here ("There is no
         # current event loop in thread 'MainThread'") and the model never loads.
         "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+        # Its Prometheus files go to the run's scratch folder, not beside the peer's sources.
+        "metrics_dir": str(work / "metrics"),
         "debug": False}))
     return work
 

@@ -9,6 +9,11 @@ use clap::{Args, ValueEnum};
 
 use crate::chaos::overrides::ChaosArgs;
 
+/// Default request limits (also what the fuzz targets check against).
+pub const DEFAULT_MAX_BATCH_ROWS: u32 = 1024;
+pub const DEFAULT_MAX_TENSOR_ELEMENTS: u32 = 1 << 20;
+pub const DEFAULT_MAX_JSON_DEPTH: u32 = 32;
+
 /// Settings of `chaos-inference serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -108,11 +113,11 @@ pub struct ServeArgs {
     pub max_body_bytes: u32,
 
     /// Most records in one `/predict` request (422 above).
-    #[arg(long, env = "MAX_BATCH_ROWS", value_name = "MAX_BATCH_ROWS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "MAX_BATCH_ROWS", value_name = "MAX_BATCH_ROWS", default_value_t = DEFAULT_MAX_BATCH_ROWS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch_rows: u32,
 
     /// Most tensor elements in one V2 infer request (422 above).
-    #[arg(long, env = "MAX_TENSOR_ELEMENTS", value_name = "MAX_TENSOR_ELEMENTS", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "MAX_TENSOR_ELEMENTS", value_name = "MAX_TENSOR_ELEMENTS", default_value_t = DEFAULT_MAX_TENSOR_ELEMENTS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tensor_elements: u32,
 
     /// Largest total size of a request's header names and values, in bytes (431 above).
@@ -120,7 +125,7 @@ pub struct ServeArgs {
     pub max_header_bytes: u32,
 
     /// Deepest nesting of arrays and objects in a request body (400 above).
-    #[arg(long, env = "MAX_JSON_DEPTH", value_name = "MAX_JSON_DEPTH", default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=128))]
+    #[arg(long, env = "MAX_JSON_DEPTH", value_name = "MAX_JSON_DEPTH", default_value_t = DEFAULT_MAX_JSON_DEPTH, value_parser = clap::value_parser!(u32).range(2..=128))]
     pub max_json_depth: u32,
 
     /// Most open connections per HTTP worker; further ones wait in the listen backlog.

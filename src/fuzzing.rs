@@ -16,6 +16,7 @@ use crate::chaos::duration::{DurationRange, scale, show};
 use crate::chaos::overrides::ChaosArgs;
 use crate::chaos::plan::Plan;
 use crate::chaos::profile::{BUILTINS, Profile};
+use crate::config::{DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TENSOR_ELEMENTS};
 use crate::model::schema::ModelSchema;
 use crate::model::tensor::{TensorLimits, TensorSpec, decode_infer_request};
 use crate::routes::parse_json;
@@ -33,9 +34,9 @@ pub const TARGETS: &[(&str, Target)] = &[
 ];
 
 /// The default limits, so the fuzzer meets the same bounds a default server has.
-const MAX_JSON_DEPTH: usize = 32;
-const MAX_BATCH_ROWS: usize = 1024;
-const MAX_TENSOR_ELEMENTS: usize = 1 << 20;
+const MAX_JSON_DEPTH: usize = DEFAULT_MAX_JSON_DEPTH as usize;
+const MAX_BATCH_ROWS: usize = DEFAULT_MAX_BATCH_ROWS as usize;
+const MAX_TENSOR_ELEMENTS: usize = DEFAULT_MAX_TENSOR_ELEMENTS as usize;
 
 fn builtin_schema() -> &'static ModelSchema {
     static SCHEMA: OnceLock<ModelSchema> = OnceLock::new();

@@ -51,8 +51,9 @@ impl FromStr for DurationRange {
                 .map_err(|_| format!("{form}, got `{text}`"))?;
             if d > MAX_DURATION {
                 return Err(format!(
-                    "`{}` is longer than the limit of 365 days",
-                    part.trim()
+                    "`{}` is longer than the limit of {} days",
+                    part.trim(),
+                    MAX_DURATION.as_secs() / 86_400
                 ));
             }
             Ok(d)

@@ -112,12 +112,13 @@ impl ServedModel {
         metrics: &Metrics,
     ) -> Result<Self, String> {
         let started = Instant::now();
+        let workers = options.workers.max(1);
         let inline_sessions = if options.inline_max_rows == 0 {
             0
         } else {
             options.inline_sessions
         };
-        let mut sessions = (0..options.workers.max(1) + inline_sessions)
+        let mut sessions = (0..workers + inline_sessions)
             .map(|_| new_session(environment, &source.bytes))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("model {}: {e}", source.origin))?;
@@ -164,7 +165,7 @@ impl ServedModel {
                 .map_err(|e| format!("model {}: warm-up run failed: {e}", source.origin))?;
         }
         let inline = InlineSessions {
-            sessions: sessions.split_off(options.workers.max(1)),
+            sessions: sessions.split_off(workers),
             max_rows: options.inline_max_rows,
         };
         let pool = InferencePool::start(sessions, inline, options.queue, &options.name, metrics);

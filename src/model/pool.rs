@@ -54,8 +54,39 @@ pub struct InferencePool {
 struct Inline {
     sessions: Mutex<Vec<Session>>,
     max_rows: i64,
+    measured: Measured,
+}
+
+/// Runs sessions and records each run's duration and, when it succeeds, its rows.
+#[derive(Clone)]
+struct Measured {
     duration: prometheus::Histogram,
     rows: prometheus::IntCounter,
+}
+
+impl Measured {
+    fn new(metrics: &Metrics, model: &str) -> Self {
+        Measured {
+            duration: metrics.inference_duration.with_label_values(&[model]),
+            rows: metrics.inference_rows.with_label_values(&[model]),
+        }
+    }
+
+    fn run(
+        &self,
+        session: &mut Session,
+        inputs: Vec<Tensor>,
+        outputs: &[String],
+    ) -> Result<Vec<Tensor>, String> {
+        let batch = batch_rows(&inputs);
+        let started = Instant::now();
+        let result = run_session(session, inputs, outputs);
+        self.duration.observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.rows.inc_by(u64::try_from(batch).unwrap_or(0));
+        }
+        result
+    }
 }
 
 /// Where small requests run.
@@ -76,13 +107,13 @@ impl InferencePool {
     ) -> Self {
         let workers = sessions.len();
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue);
+        let measured = Measured::new(metrics, model);
         for (i, session) in sessions.into_iter().enumerate() {
             let receiver = receiver.clone();
-            let duration = metrics.inference_duration.with_label_values(&[model]);
-            let rows = metrics.inference_rows.with_label_values(&[model]);
+            let measured = measured.clone();
             thread::Builder::new()
                 .name(format!("inference-{i}"))
-                .spawn(move || worker(session, receiver, duration, rows))
+                .spawn(move || worker(session, receiver, measured))
                 // Failing to start a thread at start-up leaves nothing to serve with.
                 .expect("spawn inference worker");
         }
@@ -93,8 +124,7 @@ impl InferencePool {
             inline: Arc::new(Inline {
                 sessions: Mutex::new(inline.sessions),
                 max_rows: i64::try_from(inline.max_rows).unwrap_or(i64::MAX),
-                duration: metrics.inference_duration.with_label_values(&[model]),
-                rows: metrics.inference_rows.with_label_values(&[model]),
+                measured,
             }),
         }
     }
@@ -106,8 +136,7 @@ impl InferencePool {
         inputs: Vec<Tensor>,
         outputs: &[String],
     ) -> Result<Result<Vec<Tensor>, String>, Vec<Tensor>> {
-        let batch = batch_rows(&inputs);
-        if batch > self.inline.max_rows {
+        if batch_rows(&inputs) > self.inline.max_rows {
             return Err(inputs);
         }
         // A poisoned lock only means a run panicked while another thread pushed or popped;
@@ -121,14 +150,7 @@ impl InferencePool {
         let Some(mut session) = taken else {
             return Err(inputs);
         };
-        let started = Instant::now();
-        let result = run_session(&mut session, inputs, outputs);
-        self.inline
-            .duration
-            .observe(started.elapsed().as_secs_f64());
-        if result.is_ok() {
-            self.inline.rows.inc_by(u64::try_from(batch).unwrap_or(0));
-        }
+        let result = self.inline.measured.run(&mut session, inputs, outputs);
         self.inline
             .sessions
             .lock()
@@ -175,24 +197,13 @@ impl InferencePool {
     }
 }
 
-fn worker(
-    mut session: Session,
-    jobs: Receiver<Job>,
-    duration: prometheus::Histogram,
-    rows: prometheus::IntCounter,
-) {
+fn worker(mut session: Session, jobs: Receiver<Job>, measured: Measured) {
     while let Ok(job) = jobs.recv() {
         // A client that gave up no longer needs the answer.
         if job.reply.is_closed() {
             continue;
         }
-        let batch = batch_rows(&job.inputs);
-        let started = Instant::now();
-        let result = run_session(&mut session, job.inputs, &job.outputs);
-        duration.observe(started.elapsed().as_secs_f64());
-        if result.is_ok() {
-            rows.inc_by(u64::try_from(batch).unwrap_or(0));
-        }
+        let result = measured.run(&mut session, job.inputs, &job.outputs);
         let _ = job.reply.send(result);
     }
 }
