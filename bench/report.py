@@ -101,8 +101,9 @@ def main():
               "Of the 115,000: ONNX Runtime (tensor creation, the run, output copies) about 30%, actix-http request",
               "parsing about 20%, JSON parsed into a generic `serde_json::Value` before it is checked against the",
               "model about 19%. The 20x-FastAPI target is missed by that margin: the next step on our side is a",
-              "typed, borrowing deserializer for the V2 body; `INFERENCE_INLINE_ROWS` closes about half the gap",
-              "for models this small.",
+              "typed, borrowing deserializer for the V2 body. The opt-in `INFERENCE_INLINE_ROWS` (second row of",
+              "the tables) removes the hand-off to the inference thread and closes most or all of the gap for",
+              "a model this small, at the price of running inference on the HTTP threads.",
               ]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     plot(servers)
