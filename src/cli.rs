@@ -5,9 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::chaos::overrides::ChaosArgs;
 use crate::chaos::plan::Plan;
 use crate::chaos::profile::{BUILTINS, Profile};
+use crate::chaos::seed;
 use crate::config::ServeArgs;
 use crate::probe::ProbeArgs;
-use crate::startup::resolve_seed;
 
 /// An ONNX inference server that misbehaves on a schedule, to show and test what Kubernetes
 /// probes, restarts, limits and rollouts do. Every flag is also an environment variable.
@@ -47,7 +47,7 @@ impl PlanArgs {
         let profile = self.chaos.resolve()?;
         Ok(Plan::new(
             &profile,
-            resolve_seed(self.chaos.seed),
+            seed::resolve(self.chaos.seed),
             self.chaos.time_scale,
         ))
     }

@@ -5,6 +5,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::chaos::engine::Injected;
+
 /// Every way a request can fail, each with exactly one status code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,6 +27,13 @@ pub enum ApiError {
     ModelNotFound(String),
     #[error("{0}")]
     NotFound(String),
+    /// A known path called with a method it does not serve; `allow` lists the ones it does.
+    #[error("{path} does not serve {method}; allowed: {allow}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
     #[error("not ready: {0}")]
     NotReady(String),
     #[error("server is saturated: {0}")]
@@ -33,9 +42,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("inference failed: {0}")]
     Inference(String),
-    /// A failure the chaos profile asked for; `status` is the one it chose.
-    #[error("chaos: injected error ({fault})")]
-    Injected { status: u16, fault: String },
+    /// A failure a chaos fault asked for, with the status it chose.
+    #[error(transparent)]
+    Injected(#[from] Injected),
 }
 
 impl ApiError {
@@ -57,11 +66,12 @@ impl ApiError {
             ApiError::Invalid { .. } => "validation",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Inference(_) => "inference",
-            ApiError::Injected { .. } => "chaos",
+            ApiError::Injected(_) => "chaos",
         }
     }
 }
@@ -72,7 +82,8 @@ pub struct ErrorBody {
     /// What went wrong, for people.
     pub error: String,
     /// What went wrong, for programs: malformed_json, payload_too_large, headers_too_large, unsupported_media_type,
-    /// validation, model_not_found, not_found, not_ready, overloaded, unauthorized, inference, chaos.
+    /// validation, model_not_found, not_found, method_not_allowed, not_ready, overloaded, unauthorized, inference,
+    /// chaos.
     pub error_type: String,
     /// The field or variable at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,11 +99,12 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Injected { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            ApiError::Injected(injected) => {
+                StatusCode::from_u16(injected.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
@@ -109,6 +121,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

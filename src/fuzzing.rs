@@ -17,9 +17,9 @@ use crate::chaos::overrides::ChaosArgs;
 use crate::chaos::plan::Plan;
 use crate::chaos::profile::{BUILTINS, Profile};
 use crate::config::{DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TENSOR_ELEMENTS};
+use crate::http::body::parse_json;
 use crate::model::schema::ModelSchema;
 use crate::model::tensor::{TensorLimits, TensorSpec, decode_infer_request};
-use crate::routes::parse_json;
 
 /// A fuzz entry point: takes any bytes, panics only on a bug.
 pub type Target = fn(&[u8]);

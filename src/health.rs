@@ -130,11 +130,6 @@ impl Health {
         self.hung.load(Ordering::SeqCst)
     }
 
-    /// True after SIGTERM.
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
     /// Whether liveness passes before the model has loaded (a profile may say no).
     pub fn set_live_while_loading(&self, live: bool) {
         self.live_while_loading.store(live, Ordering::SeqCst);

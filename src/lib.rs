@@ -7,11 +7,12 @@ pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod probe;
-pub mod routes;
 pub mod startup;
 pub mod telemetry;

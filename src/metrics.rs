@@ -1,19 +1,22 @@
-//! Prometheus metrics, all prefixed `chaos_inference_` (plus the standard `process_*` ones); HTTP ones labelled by route pattern so
-//! label sets stay bounded whatever paths clients send.
+//! Prometheus metrics, all prefixed `chaos_inference_` (plus the standard `process_*` ones), in
+//! base units. Each is declared once, in [`Metrics::new`], where it is also registered. Request
+//! metrics are labelled by protocol and route pattern, never the raw path, so label sets stay
+//! bounded whatever clients send.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
-/// Buckets for HTTP request time: from 100 µs (a healthy one-row predict) to 60 s (a chaos hang
-/// that ends).
-const HTTP_BUCKETS: &[f64] = &[
+/// Buckets for request time: from 100 µs (a healthy one-row predict) to 60 s (a chaos hang that
+/// ends).
+const REQUEST_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0, 60.0,
 ];
 /// Buckets for one ONNX Runtime run: a one-row run takes a few microseconds.
-const INFERENCE_BUCKETS: &[f64] = &[
+const RUN_BUCKETS: &[f64] = &[
     0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1, 1.0,
 ];
 
@@ -21,135 +24,138 @@ const INFERENCE_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
-    pub inference_duration: HistogramVec,
-    pub inference_rows: IntCounterVec,
-    pub inference_rejected: IntCounter,
-    pub model_load_duration_ms: IntGauge,
+    /// Requests by protocol (`http`, `grpc`), route pattern or RPC, method and status.
+    pub requests: IntCounterVec,
+    /// Request time from first byte to response, by protocol and route.
+    pub request_duration: HistogramVec,
+    /// One ONNX Runtime session run, by model.
+    pub model_run_duration: HistogramVec,
+    /// Rows (first dimension) inferred, by model.
+    pub model_rows: IntCounterVec,
+    /// Requests refused because every inference worker and the queue were busy.
+    pub queue_rejected: IntCounter,
+    /// How long the last model load took, warm-up included, chaos delays excluded.
+    pub model_load_duration: Gauge,
+    /// 1 for the current lifecycle phase, 0 for the others.
     pub phase: IntGaugeVec,
+    /// Phase changes, by phase entered.
     pub phase_changes: IntCounterVec,
-    pub chaos_events: IntCounterVec,
-    pub chaos_leaked_bytes: IntGauge,
+    /// Chaos events, by fault and action.
+    pub fault_events: IntCounterVec,
+    /// Memory held on purpose by a leak fault.
+    pub leaked_bytes: IntGauge,
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "chaos_inference_http_requests_total",
-                "HTTP requests by route, method and status",
-            ),
-            &["route", "method", "status"],
-        )
-        .expect("valid metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "chaos_inference_http_request_duration_seconds",
-                "HTTP request time from first byte to response, by route",
-            )
-            .buckets(HTTP_BUCKETS.to_vec()),
-            &["route"],
-        )
-        .expect("valid metric");
-        let inference_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "chaos_inference_inference_duration_seconds",
-                "time of one ONNX Runtime session run, by model",
-            )
-            .buckets(INFERENCE_BUCKETS.to_vec()),
-            &["model"],
-        )
-        .expect("valid metric");
-        let inference_rows = IntCounterVec::new(
-            Opts::new(
-                "chaos_inference_inference_rows_total",
-                "rows (first dimension) inferred, by model",
-            ),
-            &["model"],
-        )
-        .expect("valid metric");
-        let inference_rejected = IntCounter::new(
-            "chaos_inference_inference_rejected_total",
-            "inference requests refused with 503 because every worker and the queue were busy",
-        )
-        .expect("valid metric");
-        let model_load_duration_ms = IntGauge::new(
-            "chaos_inference_model_load_duration_milliseconds",
-            "time the last model load took, including warm-up, excluding chaos delays",
-        )
-        .expect("valid metric");
-        let phase = IntGaugeVec::new(
-            Opts::new(
-                "chaos_inference_phase",
-                "1 for the current lifecycle phase, 0 for the others",
-            ),
-            &["phase"],
-        )
-        .expect("valid metric");
-        let phase_changes = IntCounterVec::new(
-            Opts::new(
-                "chaos_inference_phase_changes_total",
-                "lifecycle phase changes, by phase entered",
-            ),
-            &["phase"],
-        )
-        .expect("valid metric");
-        let chaos_events = IntCounterVec::new(
-            Opts::new(
-                "chaos_inference_chaos_events_total",
-                "chaos events that happened, by fault and action",
-            ),
-            &["fault", "action"],
-        )
-        .expect("valid metric");
-        let chaos_leaked_bytes = IntGauge::new(
-            "chaos_inference_chaos_leaked_bytes",
-            "memory held on purpose by the memory-leak fault",
-        )
-        .expect("valid metric");
+        let r = &registry;
         let metrics = Metrics {
+            requests: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "chaos_inference_requests_total",
+                        "requests by protocol, route pattern (HTTP) or method (gRPC), method and status",
+                    ),
+                    &["protocol", "route", "method", "status"],
+                ),
+            ),
+            request_duration: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "chaos_inference_request_duration_seconds",
+                        "request time from first byte to response, by protocol and route",
+                    )
+                    .buckets(REQUEST_BUCKETS.to_vec()),
+                    &["protocol", "route"],
+                ),
+            ),
+            model_run_duration: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "chaos_inference_model_run_duration_seconds",
+                        "time of one ONNX Runtime session run, by model",
+                    )
+                    .buckets(RUN_BUCKETS.to_vec()),
+                    &["model"],
+                ),
+            ),
+            model_rows: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "chaos_inference_model_rows_total",
+                        "rows (first dimension) inferred, by model",
+                    ),
+                    &["model"],
+                ),
+            ),
+            queue_rejected: register(
+                r,
+                IntCounter::new(
+                    "chaos_inference_queue_rejected_total",
+                    "requests refused because every inference worker and the queue were busy",
+                ),
+            ),
+            model_load_duration: register(
+                r,
+                Gauge::new(
+                    "chaos_inference_model_load_duration_seconds",
+                    "time the last model load took, including warm-up, excluding chaos delays",
+                ),
+            ),
+            phase: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "chaos_inference_phase",
+                        "1 for the current lifecycle phase, 0 for the others",
+                    ),
+                    &["phase"],
+                ),
+            ),
+            phase_changes: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "chaos_inference_phase_changes_total",
+                        "lifecycle phase changes, by phase entered",
+                    ),
+                    &["phase"],
+                ),
+            ),
+            fault_events: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "chaos_inference_fault_events_total",
+                        "chaos events that happened, by fault and action",
+                    ),
+                    &["fault", "action"],
+                ),
+            ),
+            leaked_bytes: register(
+                r,
+                IntGauge::new(
+                    "chaos_inference_leaked_bytes",
+                    "memory held on purpose by a leak fault",
+                ),
+            ),
             registry,
-            http_requests,
-            http_duration,
-            inference_duration,
-            inference_rows,
-            inference_rejected,
-            model_load_duration_ms,
-            phase,
-            phase_changes,
-            chaos_events,
-            chaos_leaked_bytes,
         };
-        metrics.register_all();
-        metrics
-    }
-
-    fn register_all(&self) {
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(self.http_requests.clone()),
-            Box::new(self.http_duration.clone()),
-            Box::new(self.inference_duration.clone()),
-            Box::new(self.inference_rows.clone()),
-            Box::new(self.inference_rejected.clone()),
-            Box::new(self.model_load_duration_ms.clone()),
-            Box::new(self.phase.clone()),
-            Box::new(self.phase_changes.clone()),
-            Box::new(self.chaos_events.clone()),
-            Box::new(self.chaos_leaked_bytes.clone()),
-        ];
-        for collector in collectors {
-            // Names are distinct constants, so registration cannot collide.
-            self.registry.register(collector).expect("unique metric");
-        }
         #[cfg(target_os = "linux")]
-        self.registry
+        metrics
+            .registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
+            // Its `process_*` names are distinct from every name above.
             .expect("unique metric");
+        metrics
     }
 
     /// The Prometheus text exposition of every metric.
@@ -163,8 +169,71 @@ impl Metrics {
     }
 }
 
+/// Registers a new metric and hands it back.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<C>,
+) -> C {
+    // Names and labels are constants of this file, valid and distinct, so neither creating nor
+    // registering can fail.
+    let metric = metric.expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prometheus naming: base units, `_total` on counters, no repeated words after the prefix.
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let metrics = Metrics::new();
+        metrics
+            .requests
+            .with_label_values(&["http", "/livez", "GET", "200"])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&["http", "/livez"])
+            .observe(0.001);
+        metrics
+            .model_run_duration
+            .with_label_values(&["m"])
+            .observe(0.001);
+        metrics.model_rows.with_label_values(&["m"]).inc();
+        metrics.phase.with_label_values(&["serving"]).set(1);
+        metrics.phase_changes.with_label_values(&["serving"]).inc();
+        metrics
+            .fault_events
+            .with_label_values(&["crash", "start"])
+            .inc();
+        let text = metrics.render();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with("chaos_inference_"))
+            .collect();
+        assert_eq!(names.len(), 10, "{names:?}");
+        for name in names {
+            let rest = name.trim_start_matches("chaos_inference_");
+            assert!(
+                !rest.starts_with("inference_") && !rest.starts_with("chaos_"),
+                "{name} stutters"
+            );
+            assert!(
+                !name.contains("milli") && !name.contains("_ms"),
+                "{name} is not in base units"
+            );
+        }
     }
 }

@@ -1,91 +1,147 @@
-//! The runtime: executes a [`Plan`] with tokio timers, and keeps what happened visible (logs,
-//! metrics, `GET /chaos`). It decides nothing itself: every time and draw comes from the plan.
+//! The runtime: walks a [`Plan`] on the tokio clock, switches health and effects, and keeps
+//! what happened visible (logs, metrics, [`ChaosEngine::snapshot`]). It decides nothing itself:
+//! every time and draw comes from the plan. It knows nothing of HTTP or gRPC either: a protocol
+//! layer calls [`ChaosEngine::inject`] before each prediction and maps an [`Injected`] failure
+//! to its own status.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use super::duration::show;
-use super::faults::{self, Burner, Leaker};
-use super::plan::{Action, Plan, mix};
-use super::profile::{Anchor, CrashMode};
-use crate::error::ApiError;
-use crate::health::Health;
+use super::effects::Effects;
+use super::fault::{Anchor, CrashMode, Effect, FaultKind};
+use super::plan::{Plan, mix};
+use crate::health::{Health, Phase};
 use crate::metrics::Metrics;
 
-/// How many past events `/chaos` keeps.
+/// How many past events the engine keeps.
 const HISTORY: usize = 200;
+/// Stream of the per-request draws (latency, errors); fault streams start at 1000.
+const REQUEST_STREAM: u64 = 7;
 
-/// A crash the main task must carry out because it cannot happen on a worker (a panic).
-#[derive(Debug)]
-pub struct CrashOrder {
-    pub reason: String,
+/// Who switched a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// The profile's fault at this index (`fault[i]`).
+    Schedule(usize),
+    /// The admin routes.
+    Admin,
+    /// The SIGTERM handling of the lifecycle.
+    Shutdown,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Schedule(i) => write!(f, "fault[{i}]"),
+            Source::Admin => f.write_str("admin"),
+            Source::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+/// What happened to a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAction {
+    Start,
+    End,
+    /// The probability draw skipped this occurrence.
+    Skipped,
+    /// A SIGTERM arrived while the fault held.
+    Sigterm,
+}
+
+impl EventAction {
+    /// The name in logs, metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Start => "start",
+            EventAction::End => "end",
+            EventAction::Skipped => "skipped",
+            EventAction::Sigterm => "sigterm",
+        }
+    }
 }
 
 /// One thing that happened.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PastEvent {
-    /// Milliseconds since process start.
-    pub at_ms: u64,
-    /// `fault[i]` or `admin`.
-    pub source: String,
-    pub fault: String,
-    /// start, end, skipped.
-    pub action: String,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Since process start.
+    pub at: Duration,
+    pub source: Source,
+    /// A fault name, or `ignore-sigterm`.
+    pub fault: &'static str,
+    pub action: EventAction,
     pub detail: String,
 }
 
-/// One thing that will happen.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct NextEvent {
-    pub source: String,
-    pub fault: String,
-    /// start or end.
-    pub action: String,
-    pub detail: String,
-    /// Countdown in milliseconds; absent while it waits for the process to become ready.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_ms: Option<u64>,
-    /// For events anchored on readiness that is not reached yet: milliseconds after ready.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after_ready_ms: Option<u64>,
+/// One thing the plan will do next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upcoming {
+    /// The schedule's index in the plan.
+    pub schedule: usize,
+    pub action: EventAction,
+    /// Time left, once its anchor is known.
+    pub in_: Option<Duration>,
+    /// For events anchored on a readiness not reached yet: how long after ready.
+    pub after_ready: Option<Duration>,
 }
 
-/// What `GET /chaos` returns.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ChaosStatus {
-    pub profile: String,
-    pub description: String,
-    pub seed: u64,
-    pub time_scale: f64,
-    pub phase: String,
-    pub uptime_ms: u64,
-    /// Milliseconds from start to the first time the process became ready.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ready_at_ms: Option<u64>,
-    pub bind_delay_ms: u64,
-    pub load_delay_ms: u64,
-    pub ignore_sigterm: bool,
-    pub past: Vec<PastEvent>,
-    pub next: Vec<NextEvent>,
+/// The engine's state at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub uptime: Duration,
+    /// From start to the first time the process became ready.
+    pub ready_at: Option<Duration>,
+    pub phase: Phase,
+    pub past: Vec<Event>,
+    /// Soonest first; events waiting for readiness last.
+    pub next: Vec<Upcoming>,
+}
+
+/// A prediction failure a fault asked for, with the HTTP-style status it chose (5xx); each
+/// protocol maps it to its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("chaos: injected error ({status})")]
+pub struct Injected {
+    pub status: u16,
+}
+
+/// What to do about a SIGTERM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sigterm {
+    /// Readiness fails now; drain and exit.
+    Drain,
+    /// The profile ignores SIGTERM: readiness fails, the process stays until SIGKILL.
+    Ignored,
+    /// A hung process cannot drain: like a deadlocked one, it waits for SIGKILL.
+    Hung,
 }
 
 #[derive(Debug, Clone)]
 struct Pending {
     at: Option<Instant>,
     after_ready: Option<Duration>,
-    action: &'static str,
+    action: EventAction,
 }
 
-/// The chaos runtime for one process.
+/// Latency and error faults that are active now. The count lets every prediction skip the lock
+/// when none is (the usual case).
+#[derive(Default)]
+struct RequestFaults {
+    count: AtomicUsize,
+    active: Mutex<BTreeMap<(Source, FaultKind), Effect>>,
+}
+
+/// The chaos runtime of one process.
 pub struct ChaosEngine {
     plan: Plan,
     started: Instant,
@@ -93,57 +149,40 @@ pub struct ChaosEngine {
     ready: Notify,
     health: Arc<Health>,
     metrics: Metrics,
-    termination_log: PathBuf,
-    history: Mutex<VecDeque<PastEvent>>,
+    effects: Box<dyn Effects>,
+    history: Mutex<VecDeque<Event>>,
     pending: Mutex<BTreeMap<usize, Pending>>,
-    /// Per schedule: whether a per-request fault is in its window now.
-    active: Vec<AtomicBool>,
-    /// Per-request faults switched on by the admin routes, by fault kind.
-    admin_faults: Mutex<BTreeMap<&'static str, Action>>,
+    request_faults: RequestFaults,
     request_rng: Mutex<ChaCha8Rng>,
-    crash_orders: mpsc::UnboundedSender<CrashOrder>,
-    leaker: Leaker,
-    burner: Burner,
 }
 
 impl ChaosEngine {
-    /// An engine for `plan`; the receiver gets crashes only the main task can carry out.
+    /// An engine for `plan`, counting from `started` (the process start).
     pub fn new(
         plan: Plan,
         started: Instant,
         health: Arc<Health>,
         metrics: Metrics,
-        termination_log: PathBuf,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<CrashOrder>) {
-        let (crash_orders, receiver) = mpsc::unbounded_channel();
-        let active = plan
-            .schedules
-            .iter()
-            .map(|_| AtomicBool::new(false))
-            .collect();
-        let request_rng = Mutex::new(ChaCha8Rng::seed_from_u64(mix(plan.seed, 7)));
-        let leaker = Leaker::new(metrics.chaos_leaked_bytes.clone());
-        let engine = ChaosEngine {
+        effects: Box<dyn Effects>,
+    ) -> Arc<Self> {
+        health.set_live_while_loading(plan.live_while_loading);
+        let request_rng = Mutex::new(ChaCha8Rng::seed_from_u64(mix(plan.seed, REQUEST_STREAM)));
+        Arc::new(ChaosEngine {
             plan,
             started,
             ready_at: OnceLock::new(),
             ready: Notify::new(),
             health,
             metrics,
-            termination_log,
+            effects,
             history: Mutex::new(VecDeque::new()),
             pending: Mutex::new(BTreeMap::new()),
-            active,
-            admin_faults: Mutex::new(BTreeMap::new()),
+            request_faults: RequestFaults::default(),
             request_rng,
-            crash_orders,
-            leaker,
-            burner: Burner::default(),
-        };
-        (Arc::new(engine), receiver)
+        })
     }
 
-    /// The plan being executed.
+    /// The plan being carried out.
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
@@ -156,12 +195,60 @@ impl ChaosEngine {
         }
     }
 
-    /// The process became ready for the first time: schedules anchored on readiness start
-    /// counting.
-    pub fn mark_ready(&self) {
+    /// Waits out the bind delay: the port stays closed until then.
+    pub async fn bind_delay(&self) {
+        if !self.plan.bind_delay.is_zero() {
+            tracing::warn!(
+                delay_ms = self.plan.bind_delay.as_millis() as u64,
+                "chaos: port stays closed (bind delay)"
+            );
+            sleep_until(self.started + self.plan.bind_delay).await;
+        }
+    }
+
+    /// Waits out the load delay: the port is open, the model not loaded yet.
+    pub async fn load_delay(&self) {
+        if !self.plan.load_delay.is_zero() {
+            tracing::warn!(
+                delay_ms = self.plan.load_delay.as_millis() as u64,
+                "chaos: model load delayed (port open, not ready)"
+            );
+            tokio::time::sleep(self.plan.load_delay).await;
+        }
+    }
+
+    /// The model has loaded: startup and readiness pass, and schedules anchored on readiness
+    /// start counting.
+    pub fn model_loaded(&self) {
+        self.health.set_loaded();
         if self.ready_at.set(Instant::now()).is_ok() {
             self.ready.notify_waiters();
         }
+    }
+
+    /// Decides what a SIGTERM does, and records it.
+    pub fn on_sigterm(&self) -> Sigterm {
+        if self.plan.ignore_sigterm {
+            self.record(
+                Source::Shutdown,
+                "ignore-sigterm",
+                EventAction::Start,
+                "SIGTERM ignored; only SIGKILL ends the process".into(),
+            );
+            self.health.set_draining();
+            return Sigterm::Ignored;
+        }
+        if self.health.hung() {
+            self.record(
+                Source::Shutdown,
+                FaultKind::Hang.name(),
+                EventAction::Sigterm,
+                "SIGTERM while hung: nothing can drain; waiting for SIGKILL".into(),
+            );
+            return Sigterm::Hung;
+        }
+        self.health.set_draining();
+        Sigterm::Drain
     }
 
     async fn wait_ready(&self) -> Instant {
@@ -176,11 +263,11 @@ impl ChaosEngine {
 
     async fn run_schedule(self: Arc<Self>, index: usize) {
         let schedule = &self.plan.schedules[index];
-        let source = format!("fault[{index}]");
+        let source = Source::Schedule(index);
         if schedule.anchor == Anchor::Ready
             && let Some(first) = schedule.occurrence(0)
         {
-            self.set_pending(index, None, Some(first.start), "start");
+            self.set_pending(index, None, Some(first.start), EventAction::Start);
         }
         let anchor = match schedule.anchor {
             Anchor::Start => self.started,
@@ -190,135 +277,128 @@ impl ChaosEngine {
         while let Some(occurrence) = schedule.occurrence(k) {
             k += 1;
             let start = anchor + occurrence.start;
-            self.set_pending(index, Some(start), None, "start");
+            self.set_pending(index, Some(start), None, EventAction::Start);
             sleep_until(start).await;
             if !occurrence.happens {
                 self.record(
-                    &source,
-                    schedule.action.kind(),
-                    "skipped",
+                    source,
+                    schedule.effect.kind().name(),
+                    EventAction::Skipped,
                     format!("probability {}", schedule.probability),
                 );
                 continue;
             }
-            self.switch(&source, Some(index), &schedule.action, true);
+            self.start_fault(source, &schedule.effect);
             if let Some(end) = occurrence.end {
                 let end = anchor + end;
-                self.set_pending(index, Some(end), None, "end");
+                self.set_pending(index, Some(end), None, EventAction::End);
                 sleep_until(end).await;
-                self.switch(&source, Some(index), &schedule.action, false);
+                self.stop_fault(source, schedule.effect.kind());
             }
         }
-        self.clear_pending(index);
+        lock(&self.pending).remove(&index);
     }
 
-    /// Turns a fault on or off. `schedule` is the plan's schedule for per-request faults; admin
-    /// actions pass `None`.
-    pub fn switch(&self, source: &str, schedule: Option<usize>, action: &Action, on: bool) {
-        let kind = action.kind();
-        self.record(
-            source,
-            kind,
-            if on { "start" } else { "end" },
-            action.describe(),
-        );
-        match action {
-            Action::Crash { mode, exit_code } if on => {
-                self.crash(source, *mode, *exit_code, &action.describe())
+    /// Switches a fault on now.
+    pub fn start_fault(&self, source: Source, effect: &Effect) {
+        let kind = effect.kind();
+        self.record(source, kind.name(), EventAction::Start, effect.describe());
+        let label = source.to_string();
+        match effect {
+            Effect::Crash { mode, exit_code } => self.crash(*mode, *exit_code, &effect.describe()),
+            Effect::Hang => self.health.set_hung(),
+            Effect::Unhealthy => self.health.set_unhealthy(
+                &label,
+                Some(format!("{}: {label} unhealthy", self.plan.profile)),
+            ),
+            Effect::Unready => self.health.set_unready(
+                &label,
+                Some(format!("{}: {label} unready", self.plan.profile)),
+            ),
+            Effect::Latency(_) | Effect::Errors { .. } => {
+                let mut active = lock(&self.request_faults.active);
+                active.insert((source, kind), effect.clone());
+                self.request_faults
+                    .count
+                    .store(active.len(), Ordering::SeqCst);
             }
-            Action::Hang if on => self.health.set_hung(),
-            Action::Unhealthy => self.health.set_unhealthy(
-                source,
-                on.then(|| format!("{}: {source} unhealthy", self.plan.profile)),
-            ),
-            Action::Unready => self.health.set_unready(
-                source,
-                on.then(|| format!("{}: {source} unready", self.plan.profile)),
-            ),
-            Action::Latency(_) | Action::Errors { .. } => match schedule {
-                Some(i) => self.active[i].store(on, Ordering::SeqCst),
-                None => {
-                    let mut admin = lock(&self.admin_faults);
-                    if on {
-                        admin.insert(kind, action.clone());
-                    } else {
-                        admin.remove(kind);
-                    }
-                }
-            },
-            Action::Leak {
+            Effect::Leak {
                 mib_per_second,
                 max_mib,
-            } => {
-                if on {
-                    self.leaker.start(*mib_per_second, *max_mib);
-                } else {
-                    self.leaker.stop();
-                }
-            }
-            Action::Burn { cores } => {
-                if on {
-                    self.burner.start(source, *cores);
-                } else {
-                    self.burner.stop(source);
-                }
-            }
-            Action::Crash { .. } | Action::Hang => {}
+            } => self.effects.leak(Some((*mib_per_second, *max_mib))),
+            Effect::Burn { cores } => self.effects.burn(&label, Some(*cores)),
         }
     }
 
-    /// Ends the process as `mode` says, after writing why to the termination log.
-    fn crash(&self, source: &str, mode: CrashMode, exit_code: u8, what: &str) {
+    /// Switches a fault of `source` off; a crash or hang cannot be, and a fault that is not
+    /// on is left alone (recorded all the same, so an admin's request shows).
+    pub fn stop_fault(&self, source: Source, kind: FaultKind) {
+        if !kind.can_stop() {
+            return;
+        }
+        self.record(
+            source,
+            kind.name(),
+            EventAction::End,
+            format!("{kind} cleared"),
+        );
+        let label = source.to_string();
+        match kind {
+            FaultKind::Unhealthy => self.health.set_unhealthy(&label, None),
+            FaultKind::Unready => self.health.set_unready(&label, None),
+            FaultKind::Latency | FaultKind::Errors => {
+                let mut active = lock(&self.request_faults.active);
+                active.remove(&(source, kind));
+                self.request_faults
+                    .count
+                    .store(active.len(), Ordering::SeqCst);
+            }
+            FaultKind::Leak => self.effects.leak(None),
+            FaultKind::Burn => self.effects.burn(&label, None),
+            FaultKind::Crash | FaultKind::Hang => {}
+        }
+    }
+
+    /// Switches off every fault `source` can stop.
+    pub fn stop_all(&self, source: Source) {
+        for kind in FaultKind::ALL.into_iter().filter(|k| k.can_stop()) {
+            self.stop_fault(source, kind);
+        }
+    }
+
+    /// Ends the process as `mode` says, or holds it for a hang.
+    fn crash(&self, mode: CrashMode, exit_code: u8, what: &str) {
         let reason = format!(
             "{}: {what} after {}",
             self.plan.profile,
             show(self.started.elapsed())
         );
-        if let Err(e) = std::fs::write(&self.termination_log, format!("{reason}\n")) {
-            tracing::debug!(path = %self.termination_log.display(), error = %e, "termination log not written");
-        }
-        tracing::error!(source, mode = mode.as_str(), exit_code, reason = %reason, "chaos crash");
-        match mode {
-            CrashMode::Exit => std::process::exit(i32::from(exit_code)),
-            CrashMode::Abort => std::process::abort(),
-            CrashMode::Sigkill => faults::kill_self(),
-            CrashMode::Oom => faults::exhaust_memory(),
-            CrashMode::Hang => self.health.set_hung(),
-            CrashMode::Panic => {
-                // A panic on a tokio worker would only end that task: the main task panics instead.
-                let _ = self.crash_orders.send(CrashOrder { reason });
-            }
+        tracing::error!(mode = mode.as_str(), exit_code, reason = %reason, "chaos crash");
+        if mode == CrashMode::Hang {
+            self.health.set_hung();
+        } else {
+            self.effects.crash(mode, exit_code, &reason);
         }
     }
 
-    /// Applies the active per-request faults to one prediction: waits out injected latency, then
-    /// maybe fails it.
-    pub async fn before_prediction(&self) -> Result<(), ApiError> {
-        let mut actions: Vec<Action> = self
-            .plan
-            .schedules
-            .iter()
-            .zip(&self.active)
-            .filter(|(_, on)| on.load(Ordering::Relaxed))
-            .map(|(s, _)| s.action.clone())
-            .collect();
-        {
-            let admin = lock(&self.admin_faults);
-            if !admin.is_empty() {
-                actions.extend(admin.values().cloned());
-            }
-        }
-        if actions.is_empty() {
+    /// Applies the active latency and error faults to one prediction: waits out the injected
+    /// latency, then maybe fails it.
+    pub async fn inject(&self) -> Result<(), Injected> {
+        if self.request_faults.count.load(Ordering::Relaxed) == 0 {
             return Ok(());
         }
+        let effects: Vec<Effect> = lock(&self.request_faults.active)
+            .values()
+            .cloned()
+            .collect();
         let mut delay = Duration::ZERO;
         let mut failure = None;
         {
             let mut rng = lock(&self.request_rng);
-            for action in &actions {
-                match action {
-                    Action::Latency(latency) => delay += latency.sample(&mut *rng),
-                    Action::Errors { rate, statuses }
+            for effect in &effects {
+                match effect {
+                    Effect::Latency(latency) => delay += latency.sample(&mut *rng),
+                    Effect::Errors { rate, statuses }
                         if failure.is_none() && rng.random::<f64>() < *rate =>
                     {
                         failure = Some(statuses[rng.random_range(0..statuses.len())]);
@@ -333,39 +413,38 @@ impl ChaosEngine {
         match failure {
             Some(status) => {
                 self.metrics
-                    .chaos_events
-                    .with_label_values(&["errors", "inject"])
+                    .fault_events
+                    .with_label_values(&[FaultKind::Errors.name(), "inject"])
                     .inc();
-                Err(ApiError::Injected {
-                    status,
-                    fault: "errors".into(),
-                })
+                Err(Injected { status })
             }
             None => Ok(()),
         }
     }
 
     /// One log line (warn for faults), one metric, one history entry.
-    pub fn record(&self, source: &str, fault: &str, action: &str, detail: String) {
-        let at_ms = self.started.elapsed().as_millis() as u64;
-        if action == "skipped" {
-            tracing::info!(source, fault, action, detail = %detail, at_ms, "chaos event");
+    fn record(&self, source: Source, fault: &'static str, action: EventAction, detail: String) {
+        let at = self.started.elapsed();
+        let at_ms = at.as_millis() as u64;
+        let source_name = source.to_string();
+        if action == EventAction::Skipped {
+            tracing::info!(source = %source_name, fault, action = action.as_str(), detail = %detail, at_ms, "chaos event");
         } else {
-            tracing::warn!(source, fault, action, detail = %detail, at_ms, "chaos event");
+            tracing::warn!(source = %source_name, fault, action = action.as_str(), detail = %detail, at_ms, "chaos event");
         }
         self.metrics
-            .chaos_events
-            .with_label_values(&[fault, action])
+            .fault_events
+            .with_label_values(&[fault, action.as_str()])
             .inc();
         let mut history = lock(&self.history);
         if history.len() == HISTORY {
             history.pop_front();
         }
-        history.push_back(PastEvent {
-            at_ms,
-            source: source.to_string(),
-            fault: fault.to_string(),
-            action: action.to_string(),
+        history.push_back(Event {
+            at,
+            source,
+            fault,
+            action,
             detail,
         });
     }
@@ -375,7 +454,7 @@ impl ChaosEngine {
         index: usize,
         at: Option<Instant>,
         after_ready: Option<Duration>,
-        action: &'static str,
+        action: EventAction,
     ) {
         lock(&self.pending).insert(
             index,
@@ -387,44 +466,26 @@ impl ChaosEngine {
         );
     }
 
-    fn clear_pending(&self, index: usize) {
-        lock(&self.pending).remove(&index);
-    }
-
-    /// Everything `GET /chaos` shows.
-    pub fn status(&self) -> ChaosStatus {
+    /// What happened and what comes next.
+    pub fn snapshot(&self) -> Snapshot {
         let now = Instant::now();
-        let mut next: Vec<NextEvent> = lock(&self.pending)
+        let mut next: Vec<Upcoming> = lock(&self.pending)
             .iter()
-            .map(|(index, p)| {
-                let action = &self.plan.schedules[*index].action;
-                NextEvent {
-                    source: format!("fault[{index}]"),
-                    fault: action.kind().to_string(),
-                    action: p.action.to_string(),
-                    detail: action.describe(),
-                    in_ms: p
-                        .at
-                        .map(|at| at.saturating_duration_since(now).as_millis() as u64),
-                    after_ready_ms: p.after_ready.map(|d| d.as_millis() as u64),
-                }
+            .map(|(index, p)| Upcoming {
+                schedule: *index,
+                action: p.action,
+                in_: p.at.map(|at| at.saturating_duration_since(now)),
+                after_ready: p.after_ready,
             })
             .collect();
-        next.sort_by_key(|e| (e.in_ms.is_none(), e.in_ms.or(e.after_ready_ms)));
-        ChaosStatus {
-            profile: self.plan.profile.clone(),
-            description: self.plan.description.clone(),
-            seed: self.plan.seed,
-            time_scale: self.plan.time_scale,
-            phase: self.health.phase().as_str().to_string(),
-            uptime_ms: self.started.elapsed().as_millis() as u64,
-            ready_at_ms: self
+        next.sort_by_key(|e| (e.in_.is_none(), e.in_.or(e.after_ready)));
+        Snapshot {
+            uptime: now.saturating_duration_since(self.started),
+            ready_at: self
                 .ready_at
                 .get()
-                .map(|at| at.duration_since(self.started).as_millis() as u64),
-            bind_delay_ms: self.plan.bind_delay.as_millis() as u64,
-            load_delay_ms: self.plan.load_delay.as_millis() as u64,
-            ignore_sigterm: self.plan.ignore_sigterm,
+                .map(|at| at.saturating_duration_since(self.started)),
+            phase: self.health.phase(),
             past: lock(&self.history).iter().cloned().collect(),
             next,
         }
@@ -433,4 +494,165 @@ impl ChaosEngine {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The engine on tokio's paused clock: time moves only when every task waits, so each test
+/// steps through a plan exactly, like the planner's tests, with the process effects recorded
+/// instead of carried out.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::profile::Profile;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Effects for Arc<Recorder> {
+        fn crash(&self, mode: CrashMode, exit_code: u8, reason: &str) {
+            lock(&self.0).push(format!("crash {} {exit_code} {reason}", mode.as_str()));
+        }
+        fn leak(&self, rate: Option<(f64, Option<f64>)>) {
+            lock(&self.0).push(format!("leak {rate:?}"));
+        }
+        fn burn(&self, source: &str, cores: Option<f64>) {
+            lock(&self.0).push(format!("burn {source} {cores:?}"));
+        }
+    }
+
+    fn running(profile: &str) -> (Arc<ChaosEngine>, Arc<Health>, Arc<Recorder>) {
+        let profile = Profile::load(profile).unwrap();
+        let plan = Plan::new(&profile, 42, 1.0);
+        let metrics = Metrics::new();
+        let health = Arc::new(Health::new(metrics.clone()));
+        health.set_listening();
+        let recorder = Arc::new(Recorder::default());
+        let engine = ChaosEngine::new(
+            plan,
+            Instant::now(),
+            Arc::clone(&health),
+            metrics,
+            Box::new(Arc::clone(&recorder)),
+        );
+        engine.start();
+        (engine, health, recorder)
+    }
+
+    /// Lets the schedule tasks run up to `at` since the engine started.
+    async fn at(engine: &ChaosEngine, at: Duration) {
+        sleep_until(engine.started + at).await;
+        // The timers that fire at `at` run before this task resumes only if they were first;
+        // one yield lets every task woken at the same instant finish its step.
+        tokio::task::yield_now().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn v2_crashes_with_exit_code_1_when_the_plan_says() {
+        let (engine, _, recorder) = running("v2");
+        let load = engine.plan().load_delay;
+        let crash = engine.plan().schedules[0].first;
+        at(&engine, load).await;
+        assert!(engine.snapshot().next[0].in_.is_none(), "waits for ready");
+        engine.model_loaded();
+        at(&engine, load + crash - Duration::from_millis(1)).await;
+        assert!(lock(&recorder.0).is_empty(), "nothing before the crash");
+        at(&engine, load + crash).await;
+        let calls = lock(&recorder.0).clone();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(
+            calls[0].starts_with("crash exit 1 v2: crash (exit code 1) after "),
+            "{calls:?}"
+        );
+        let past = engine.snapshot().past;
+        assert_eq!(past.last().unwrap().at, load + crash);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flapping_readiness_switches_readiness_in_its_windows() {
+        let (engine, health, _) = running("flapping-readiness");
+        engine.model_loaded();
+        let secs = Duration::from_secs;
+        for (t, ready) in [
+            (19, true),
+            (20, false),
+            (29, false),
+            (30, true),
+            (50, false),
+            (60, true),
+        ] {
+            at(&engine, secs(t)).await;
+            assert_eq!(health.readiness().is_ok(), ready, "at {t}s");
+        }
+        let snapshot = engine.snapshot();
+        let actions: Vec<_> = snapshot.past.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                EventAction::Start,
+                EventAction::End,
+                EventAction::Start,
+                EventAction::End
+            ]
+        );
+        assert_eq!(snapshot.next[0].in_, Some(secs(20)), "next window at 80 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_faults_delay_and_fail_predictions_until_stopped() {
+        let (engine, _, _) = running("none");
+        engine.model_loaded();
+        assert_eq!(engine.inject().await, Ok(()));
+        engine.start_fault(
+            Source::Admin,
+            &Effect::Latency(crate::chaos::fault::LatencyDistribution::Uniform {
+                delay: "250ms".parse().unwrap(),
+            }),
+        );
+        engine.start_fault(
+            Source::Admin,
+            &Effect::Errors {
+                rate: 1.0,
+                statuses: vec![503],
+            },
+        );
+        let before = Instant::now();
+        assert_eq!(engine.inject().await, Err(Injected { status: 503 }));
+        assert_eq!(before.elapsed(), Duration::from_millis(250));
+        engine.stop_all(Source::Admin);
+        let before = Instant::now();
+        assert_eq!(engine.inject().await, Ok(()));
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sources_switch_their_own_faults_only() {
+        let (engine, health, recorder) = running("none");
+        engine.model_loaded();
+        engine.start_fault(Source::Schedule(0), &Effect::Unready);
+        engine.start_fault(Source::Admin, &Effect::Unready);
+        engine.start_fault(Source::Admin, &Effect::Burn { cores: 2.0 });
+        engine.stop_all(Source::Admin);
+        assert!(health.readiness().is_err(), "the schedule's window holds");
+        engine.stop_fault(Source::Schedule(0), FaultKind::Unready);
+        assert!(health.readiness().is_ok());
+        assert_eq!(
+            lock(&recorder.0).clone(),
+            ["burn admin Some(2.0)", "leak None", "burn admin None"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sigterm_drains_unless_ignored_or_hung() {
+        let (engine, health, _) = running("none");
+        engine.model_loaded();
+        assert_eq!(engine.on_sigterm(), Sigterm::Drain);
+        assert_eq!(health.phase(), Phase::Draining);
+        let (engine, health, _) = running("slow-shutdown");
+        engine.model_loaded();
+        assert_eq!(engine.on_sigterm(), Sigterm::Ignored);
+        assert!(health.readiness().is_err(), "readiness fails all the same");
+        let (engine, _, _) = running("none");
+        engine.model_loaded();
+        engine.start_fault(Source::Admin, &Effect::Hang);
+        assert_eq!(engine.on_sigterm(), Sigterm::Hung);
+    }
 }

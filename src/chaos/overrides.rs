@@ -4,7 +4,10 @@
 use clap::Args;
 
 use super::duration::DurationRange;
-use super::profile::{Anchor, CrashMode, Fault, LatencyDistribution, Profile, Timing};
+use super::fault::{
+    CrashMode, DEFAULT_ERROR_STATUSES, Effect, Fault, FaultKind, LatencyDistribution, Timing,
+};
+use super::profile::Profile;
 
 /// Chaos settings; each is also a `CHAOS_*` environment variable.
 #[derive(Debug, Clone, Args)]
@@ -93,15 +96,15 @@ pub struct ChaosArgs {
 
     /// Override: fraction of predictions that fail with 500 or 503 (0 to 1); replaces the
     /// profile's error faults.
-    #[arg(long = "chaos-error-rate", env = "CHAOS_ERROR_RATE", value_name = "CHAOS_ERROR_RATE", value_parser = parse_fraction)]
+    #[arg(long = "chaos-error-rate", env = "CHAOS_ERROR_RATE", value_name = "CHAOS_ERROR_RATE", value_parser = parse_number)]
     pub error_rate: Option<f64>,
 
     /// Override: leak this many MiB per second from ready.
-    #[arg(long = "chaos-leak-mib-per-second", env = "CHAOS_LEAK_MIB_PER_SECOND", value_name = "CHAOS_LEAK_MIB_PER_SECOND", value_parser = parse_positive)]
+    #[arg(long = "chaos-leak-mib-per-second", env = "CHAOS_LEAK_MIB_PER_SECOND", value_name = "CHAOS_LEAK_MIB_PER_SECOND", value_parser = parse_number)]
     pub leak_mib_per_second: Option<f64>,
 
     /// Override: burn this many cores from ready.
-    #[arg(long = "chaos-burn-cores", env = "CHAOS_BURN_CORES", value_name = "CHAOS_BURN_CORES", value_parser = parse_positive)]
+    #[arg(long = "chaos-burn-cores", env = "CHAOS_BURN_CORES", value_name = "CHAOS_BURN_CORES", value_parser = parse_number)]
     pub burn_cores: Option<f64>,
 
     /// Override: ignore SIGTERM (true) or honour it (false).
@@ -128,30 +131,12 @@ fn parse_seed(text: &str) -> Result<u64, String> {
     })
 }
 
-fn parse_fraction(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-        _ => Err(format!(
-            "expected a number from 0 to 1 such as 0.1, got `{text}`"
-        )),
-    }
-}
-
-fn parse_positive(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 && x <= 4096.0 => Ok(x),
-        _ => Err(format!(
-            "expected a number above 0 such as 2.5, got `{text}`"
-        )),
-    }
-}
-
-fn after_ready(after: DurationRange) -> Timing {
-    Timing {
-        from: Anchor::Ready,
-        after: Some(after),
-        ..Timing::default()
-    }
+/// A number; its range is checked with the fault it belongs to (`Fault::check`), so a
+/// variable has the same limits and message as the profile key it overrides.
+fn parse_number(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("expected a number such as 0.5, got `{text}`"))
 }
 
 impl ChaosArgs {
@@ -162,7 +147,8 @@ impl ChaosArgs {
         Ok(profile)
     }
 
-    /// Applies the overrides to a profile.
+    /// Applies the overrides to a profile; every fault they make or change passes the same
+    /// check as a profile's, and an error names the variable.
     pub fn apply(&self, profile: &mut Profile) -> Result<(), String> {
         if let Some(d) = self.bind_delay {
             profile.startup.bind_delay = Some(d);
@@ -174,69 +160,67 @@ impl ChaosArgs {
             profile.shutdown.ignore_sigterm = ignore;
         }
         self.apply_crash(profile)?;
-        let replace = |profile: &mut Profile, kind: &str, fault: Fault| {
-            profile.faults.retain(|f| f.kind() != kind);
+        let from_start = Timing::default;
+        let replacements = [
+            (
+                "CHAOS_HANG_AFTER",
+                self.hang_after
+                    .map(|after| (Timing::after_ready(after), Effect::Hang)),
+            ),
+            (
+                "CHAOS_UNHEALTHY_AFTER",
+                self.unhealthy_after
+                    .map(|after| (Timing::after_ready(after), Effect::Unhealthy)),
+            ),
+            (
+                "CHAOS_LATENCY",
+                self.latency.map(|delay| {
+                    (
+                        from_start(),
+                        Effect::Latency(LatencyDistribution::Uniform { delay }),
+                    )
+                }),
+            ),
+            (
+                "CHAOS_ERROR_RATE",
+                self.error_rate.map(|rate| {
+                    (
+                        from_start(),
+                        Effect::Errors {
+                            rate,
+                            statuses: DEFAULT_ERROR_STATUSES.to_vec(),
+                        },
+                    )
+                }),
+            ),
+            (
+                "CHAOS_LEAK_MIB_PER_SECOND",
+                self.leak_mib_per_second.map(|mib_per_second| {
+                    (
+                        from_start(),
+                        Effect::Leak {
+                            mib_per_second,
+                            max_mib: None,
+                        },
+                    )
+                }),
+            ),
+            (
+                "CHAOS_BURN_CORES",
+                self.burn_cores
+                    .map(|cores| (from_start(), Effect::Burn { cores })),
+            ),
+        ];
+        for (variable, replacement) in replacements {
+            let Some((timing, effect)) = replacement else {
+                continue;
+            };
+            let fault = Fault { timing, effect };
+            fault
+                .check()
+                .map_err(|e| format!("{variable}: {}", e.message))?;
+            profile.faults.retain(|f| f.kind() != fault.kind());
             profile.faults.push(fault);
-        };
-        if let Some(after) = self.hang_after {
-            replace(
-                profile,
-                "hang",
-                Fault::Hang {
-                    timing: after_ready(after),
-                },
-            );
-        }
-        if let Some(after) = self.unhealthy_after {
-            replace(
-                profile,
-                "unhealthy",
-                Fault::Unhealthy {
-                    timing: after_ready(after),
-                },
-            );
-        }
-        if let Some(delay) = self.latency {
-            replace(
-                profile,
-                "latency",
-                Fault::Latency {
-                    timing: Timing::default(),
-                    distribution: LatencyDistribution::Uniform { delay },
-                },
-            );
-        }
-        if let Some(rate) = self.error_rate {
-            replace(
-                profile,
-                "errors",
-                Fault::Errors {
-                    timing: Timing::default(),
-                    rate,
-                    statuses: vec![500, 503],
-                },
-            );
-        }
-        if let Some(mib_per_second) = self.leak_mib_per_second {
-            replace(
-                profile,
-                "leak",
-                Fault::Leak {
-                    timing: Timing::default(),
-                    mib_per_second,
-                    max_mib: None,
-                },
-            );
-        }
-        if let Some(cores) = self.burn_cores {
-            replace(
-                profile,
-                "burn",
-                Fault::Burn {
-                    timing: Timing::default(),
-                    cores,
-                },
-            );
         }
         Ok(())
     }
@@ -245,7 +229,7 @@ impl ChaosArgs {
         if self.crash_after.is_none() && self.crash_mode.is_none() && self.exit_code.is_none() {
             return Ok(());
         }
-        if !profile.faults.iter().any(|f| f.kind() == "crash") {
+        if !profile.faults.iter().any(|f| f.kind() == FaultKind::Crash) {
             let Some(after) = self.crash_after else {
                 let var = if self.crash_mode.is_some() {
                     "CHAOS_CRASH_MODE"
@@ -257,21 +241,18 @@ impl ChaosArgs {
                     profile.name
                 ));
             };
-            profile.faults.push(Fault::Crash {
-                timing: after_ready(after),
-                mode: CrashMode::Exit,
-                exit_code: 1,
+            profile.faults.push(Fault {
+                timing: Timing::after_ready(after),
+                effect: Effect::Crash {
+                    mode: CrashMode::Exit,
+                    exit_code: 1,
+                },
             });
         }
         for fault in &mut profile.faults {
-            if let Fault::Crash {
-                timing,
-                mode,
-                exit_code,
-            } = fault
-            {
+            if let Effect::Crash { mode, exit_code } = &mut fault.effect {
                 if let Some(after) = self.crash_after {
-                    timing.after = Some(after);
+                    fault.timing.after = Some(after);
                 }
                 if let Some(m) = self.crash_mode {
                     *mode = m;
@@ -314,8 +295,11 @@ mod tests {
         let p = a.resolve().unwrap();
         assert!(matches!(
             &p.faults[..],
-            [Fault::Crash {
-                mode: CrashMode::Abort,
+            [Fault {
+                effect: Effect::Crash {
+                    mode: CrashMode::Abort,
+                    ..
+                },
                 ..
             }]
         ));
@@ -341,7 +325,13 @@ mod tests {
         .unwrap();
         let p = a.resolve().unwrap();
         assert_eq!(p.startup.load_delay, Some("1s".parse().unwrap()));
-        assert!(matches!(&p.faults[..], [Fault::Crash { exit_code: 3, .. }]));
+        assert!(matches!(
+            &p.faults[..],
+            [Fault {
+                effect: Effect::Crash { exit_code: 3, .. },
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -349,7 +339,6 @@ mod tests {
         for (flags, var) in [
             (vec!["--chaos-time-scale", "0"], "CHAOS_TIME_SCALE"),
             (vec!["--chaos-crash-after", "soon"], "CHAOS_CRASH_AFTER"),
-            (vec!["--chaos-error-rate", "2"], "CHAOS_ERROR_RATE"),
             (vec!["--chaos-crash-mode", "explode"], "CHAOS_CRASH_MODE"),
             (vec!["--chaos-seed=-1"], "CHAOS_SEED"),
         ] {
@@ -359,6 +348,28 @@ mod tests {
                 e.contains("expected") || e.contains("invalid"),
                 "{flags:?}: {e}"
             );
+        }
+    }
+
+    /// The same limits as the profile keys they override, with the cap in the message.
+    #[test]
+    fn out_of_range_values_name_the_variable_and_the_limit() {
+        for (flags, needle) in [
+            (
+                vec!["--chaos-burn-cores", "1000"],
+                "CHAOS_BURN_CORES: expected a number above 0 and at most 256, got 1000",
+            ),
+            (
+                vec!["--chaos-error-rate", "2"],
+                "CHAOS_ERROR_RATE: expected a number from 0 to 1, got 2",
+            ),
+            (
+                vec!["--chaos-leak-mib-per-second", "0"],
+                "CHAOS_LEAK_MIB_PER_SECOND: expected a number above 0 and at most 4096, got 0",
+            ),
+        ] {
+            let e = args(&flags).unwrap().resolve().unwrap_err();
+            assert_eq!(e, needle, "{flags:?}");
         }
     }
 }

@@ -12,136 +12,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::duration::{DurationRange, scale, show};
-use super::profile::{Anchor, CrashMode, Fault, LatencyDistribution, Profile};
-
-/// z-score of the 99th percentile of a standard normal distribution.
-const Z99: f64 = 2.326_347_874_040_841;
-
-/// What a schedule does when it fires.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Crash {
-        mode: CrashMode,
-        exit_code: u8,
-    },
-    Hang,
-    Unhealthy,
-    Unready,
-    Latency(Latency),
-    Errors {
-        rate: f64,
-        statuses: Vec<u16>,
-    },
-    Leak {
-        mib_per_second: f64,
-        max_mib: Option<f64>,
-    },
-    Burn {
-        cores: f64,
-    },
-}
-
-impl Action {
-    /// The fault name, as in profiles, logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Crash { .. } => "crash",
-            Action::Hang => "hang",
-            Action::Unhealthy => "unhealthy",
-            Action::Unready => "unready",
-            Action::Latency(_) => "latency",
-            Action::Errors { .. } => "errors",
-            Action::Leak { .. } => "leak",
-            Action::Burn { .. } => "burn",
-        }
-    }
-
-    /// A short description with the parameters, for logs and the timeline.
-    pub fn describe(&self) -> String {
-        match self {
-            Action::Crash {
-                mode: CrashMode::Exit,
-                exit_code,
-            } => format!("crash (exit code {exit_code})"),
-            Action::Crash { mode, .. } => format!("crash ({})", mode.as_str()),
-            Action::Hang => "hang (every route stops answering)".into(),
-            Action::Unhealthy => "unhealthy (/livez answers 500)".into(),
-            Action::Unready => "unready (/readyz answers 503)".into(),
-            Action::Latency(Latency::Uniform { low, high }) if low == high => {
-                format!("latency {} on predictions", show(*low))
-            }
-            Action::Latency(Latency::Uniform { low, high }) => {
-                format!("latency {}..{} on predictions", show(*low), show(*high))
-            }
-            Action::Latency(Latency::Lognormal { median, p99, .. }) => {
-                format!(
-                    "latency log-normal median {} p99 {} on predictions",
-                    show(*median),
-                    show(*p99)
-                )
-            }
-            Action::Errors { rate, statuses } => {
-                format!("errors {:.1}% of predictions as {statuses:?}", rate * 100.0)
-            }
-            Action::Leak {
-                mib_per_second,
-                max_mib: None,
-            } => format!("leak {mib_per_second} MiB/s"),
-            Action::Leak {
-                mib_per_second,
-                max_mib: Some(max),
-            } => format!("leak {mib_per_second} MiB/s up to {max} MiB"),
-            Action::Burn { cores } => format!("burn {cores} cores"),
-        }
-    }
-
-    /// True for faults that act on each prediction request while active.
-    pub fn is_per_request(&self) -> bool {
-        matches!(self, Action::Latency(_) | Action::Errors { .. })
-    }
-}
-
-/// Injected latency with its draws done and time scale applied.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Latency {
-    Uniform {
-        low: Duration,
-        high: Duration,
-    },
-    Lognormal {
-        median: Duration,
-        p99: Duration,
-        mu: f64,
-        sigma: f64,
-    },
-}
-
-impl Latency {
-    /// One delay.
-    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
-        match *self {
-            Latency::Uniform { low, high } if low == high => low,
-            Latency::Uniform { low, high } => Duration::from_micros(
-                rng.random_range(low.as_micros() as u64..=high.as_micros() as u64),
-            ),
-            Latency::Lognormal { mu, sigma, .. } => {
-                // Box-Muller: two uniforms give one standard normal draw.
-                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                let u2: f64 = rng.random();
-                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                // Cap at one hour so a freak draw cannot overflow.
-                Duration::from_secs_f64((mu + sigma * z).exp().min(3600.0))
-            }
-        }
-    }
-}
+use super::fault::{Anchor, Effect};
+use super::profile::Profile;
 
 /// One fault of the profile, with its draws done and the time scale applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     /// Position in the profile (`fault[index]`).
     pub index: usize,
-    pub action: Action,
+    /// What it does, with durations scaled and once-per-plan draws done.
+    pub effect: Effect,
     pub anchor: Anchor,
     /// From the anchor to the first occurrence.
     pub first: Duration,
@@ -249,14 +129,14 @@ impl Plan {
                 let mut rng = ChaCha8Rng::seed_from_u64(stream);
                 let mut take =
                     |r: Option<DurationRange>| r.map(|r| scale(r.sample(&mut rng), time_scale));
-                let timing = fault.timing();
+                let timing = &fault.timing;
                 let first = take(timing.after).unwrap_or(Duration::ZERO);
                 let window = take(timing.duration);
                 let period = take(timing.every);
-                let action = action_of(fault, &mut rng, time_scale);
+                let effect = fault.effect.resolve(&mut rng, time_scale);
                 Schedule {
                     index,
-                    action,
+                    effect,
                     anchor: timing.from,
                     first,
                     window,
@@ -343,7 +223,7 @@ impl Plan {
         for s in &self.schedules {
             for k in 0..repeats.max(1) {
                 let Some(o) = s.occurrence(k) else { break };
-                let what = format!("fault[{}] {}", s.index, s.action.describe());
+                let what = format!("fault[{}] {}", s.index, s.effect.describe());
                 if !o.happens {
                     events.push((
                         s.anchor,
@@ -352,10 +232,7 @@ impl Plan {
                     ));
                     continue;
                 }
-                match (
-                    o.end,
-                    matches!(s.action, Action::Crash { .. } | Action::Hang),
-                ) {
+                match (o.end, !s.effect.kind().can_stop()) {
                     (_, true) | (None, false) => {
                         events.push((s.anchor, o.start, format!("{what} starts")))
                     }
@@ -364,7 +241,7 @@ impl Plan {
                         events.push((
                             s.anchor,
                             end,
-                            format!("fault[{}] {} ends", s.index, s.action.kind()),
+                            format!("fault[{}] {} ends", s.index, s.effect.kind()),
                         ));
                     }
                 }
@@ -396,63 +273,10 @@ impl Plan {
     }
 }
 
-fn action_of(fault: &Fault, rng: &mut ChaCha8Rng, time_scale: f64) -> Action {
-    match fault {
-        Fault::Crash {
-            mode, exit_code, ..
-        } => Action::Crash {
-            mode: *mode,
-            exit_code: *exit_code,
-        },
-        Fault::Hang { .. } => Action::Hang,
-        Fault::Unhealthy { .. } => Action::Unhealthy,
-        Fault::Unready { .. } => Action::Unready,
-        Fault::Latency { distribution, .. } => Action::Latency(match distribution {
-            LatencyDistribution::Uniform { delay } => Latency::Uniform {
-                low: scale(delay.low, time_scale),
-                high: scale(delay.high, time_scale),
-            },
-            LatencyDistribution::Lognormal { median, p99 } => {
-                let median = scale(median.sample(rng), time_scale);
-                let p99 = scale(p99.sample(rng), time_scale).max(median);
-                let mu = median.as_secs_f64().max(1e-9).ln();
-                let sigma = (p99.as_secs_f64().max(1e-9).ln() - mu) / Z99;
-                Latency::Lognormal {
-                    median,
-                    p99,
-                    mu,
-                    sigma,
-                }
-            }
-        }),
-        Fault::Errors { rate, statuses, .. } => Action::Errors {
-            rate: *rate,
-            statuses: statuses.clone(),
-        },
-        Fault::Leak {
-            mib_per_second,
-            max_mib,
-            ..
-        } => Action::Leak {
-            mib_per_second: *mib_per_second,
-            max_mib: *max_mib,
-        },
-        Fault::Burn { cores, .. } => Action::Burn { cores: *cores },
-    }
-}
-
-/// The default seed: a hash of the host name, so each pod differs but a restarted container of
-/// the same pod replays the same plan.
-pub fn seed_from_hostname(hostname: &str) -> u64 {
-    // FNV-1a: stable across releases and platforms, unlike std's hasher.
-    hostname.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::fault::CrashMode;
     use crate::chaos::profile::BUILTINS;
 
     fn profile(name: &str) -> Profile {
@@ -493,8 +317,8 @@ mod tests {
                 crash.first >= Duration::from_secs(60) && crash.first <= Duration::from_secs(120)
             );
             assert_eq!(
-                crash.action,
-                Action::Crash {
+                crash.effect,
+                Effect::Crash {
                     mode: CrashMode::Exit,
                     exit_code: 1
                 }
@@ -580,7 +404,7 @@ mod tests {
     #[test]
     fn lognormal_latency_has_its_median_and_a_long_tail() {
         let plan = Plan::new(&profile("latency"), 1, 1.0);
-        let Action::Latency(latency) = plan.schedules[0].action else {
+        let Effect::Latency(latency) = &plan.schedules[0].effect else {
             panic!()
         };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -607,13 +431,6 @@ mod tests {
         assert!(flapping.contains("ready + 20s"), "{flapping}");
         assert!(flapping.contains("ready + 30s"), "{flapping}");
         assert!(flapping.contains("repeats every 30s"), "{flapping}");
-    }
-
-    #[test]
-    fn hostname_seeds_are_stable() {
-        assert_eq!(seed_from_hostname("pod-a"), seed_from_hostname("pod-a"));
-        assert_ne!(seed_from_hostname("pod-a"), seed_from_hostname("pod-b"));
-        assert_eq!(seed_from_hostname(""), 0xcbf2_9ce4_8422_2325);
     }
 }
 

@@ -8,6 +8,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::duration::DurationRange;
+use super::fault::{
+    Anchor, CrashMode, DEFAULT_ERROR_STATUSES, Effect, Fault, FaultKind, LatencyDistribution,
+    Timing,
+};
 
 /// A parsed, checked profile.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,136 +96,20 @@ pub struct Shutdown {
     pub ignore_sigterm: bool,
 }
 
-/// From when a fault's `after` counts.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Anchor {
-    /// Process start.
-    Start,
-    /// The moment the model is loaded and the process first becomes ready.
-    #[default]
-    Ready,
-}
-
-/// When a fault happens: once at `after`, for `for` (or for ever), repeating every `every`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Timing {
-    pub from: Anchor,
-    pub after: Option<DurationRange>,
-    pub duration: Option<DurationRange>,
-    pub every: Option<DurationRange>,
-    /// Chance that each occurrence happens at all (drawn from the seed).
-    pub probability: Option<f64>,
-}
-
-/// How a crash ends the process.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CrashMode {
-    /// `exit(code)`.
-    #[default]
-    Exit,
-    /// A Rust panic (exit code 101).
-    Panic,
-    /// `abort()`: SIGABRT, exit code 134 in a shell or container.
-    Abort,
-    /// SIGKILL to itself: exit code 137, as after an OOM kill or a liveness kill.
-    Sigkill,
-    /// Allocate and touch memory until the kernel or the container limit kills the process.
-    Oom,
-    /// Stop answering every route while the process stays up.
-    Hang,
-}
-
-impl CrashMode {
-    /// The name used in profiles, variables and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CrashMode::Exit => "exit",
-            CrashMode::Panic => "panic",
-            CrashMode::Abort => "abort",
-            CrashMode::Sigkill => "sigkill",
-            CrashMode::Oom => "oom",
-            CrashMode::Hang => "hang",
-        }
-    }
-}
-
-impl std::str::FromStr for CrashMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        [
-            CrashMode::Exit,
-            CrashMode::Panic,
-            CrashMode::Abort,
-            CrashMode::Sigkill,
-            CrashMode::Oom,
-            CrashMode::Hang,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s.trim())
-        .ok_or_else(|| format!("expected one of exit, panic, abort, sigkill, oom, hang, got `{s}`"))
-    }
-}
-
-/// How injected latency is distributed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LatencyDistribution {
-    /// Uniform over `delay` (a duration or an `a..b` range).
-    Uniform { delay: DurationRange },
-    /// Log-normal with the given median and 99th percentile: most requests a little slow, a
-    /// few very slow, as real tail latency looks.
-    Lognormal {
-        median: DurationRange,
-        p99: DurationRange,
-    },
-}
-
-/// One fault of a profile.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    /// The process ends (or hangs) once.
-    Crash {
-        timing: Timing,
-        mode: CrashMode,
-        exit_code: u8,
-    },
-    /// Every route stops answering; the process stays up.
-    Hang { timing: Timing },
-    /// `/livez` answers 500 while predictions still work.
-    Unhealthy { timing: Timing },
-    /// `/readyz` answers 503.
-    Unready { timing: Timing },
-    /// Prediction routes are slowed down.
-    Latency {
-        timing: Timing,
-        distribution: LatencyDistribution,
-    },
-    /// A fraction of predictions fail.
-    Errors {
-        timing: Timing,
-        rate: f64,
-        statuses: Vec<u16>,
-    },
-    /// Memory grows steadily (allocated and touched, so it is resident).
-    Leak {
-        timing: Timing,
-        mib_per_second: f64,
-        /// Stop growing at this size; unset grows until killed.
-        max_mib: Option<f64>,
-    },
-    /// Busy threads burn CPU.
-    Burn { timing: Timing, cores: f64 },
-}
-
-/// The fault types, as `type = "..."` takes them.
-pub const FAULT_TYPES: &str = "crash, hang, unhealthy, unready, latency, errors, leak, burn";
-
 impl RawFault {
-    /// Types the fault, refusing keys that belong to other types and missing required ones.
+    /// Types the fault, refusing keys that belong to other types and missing required ones,
+    /// then checks it like every other fault (`Fault::check`).
     fn into_fault(self, index: usize) -> Result<Fault, String> {
         let at = |key: &str| format!("fault[{index}].{key}");
-        let given: [(&str, bool); 12] = [
+        let kind = FaultKind::from_name(&self.kind).ok_or_else(|| {
+            format!(
+                "{}: unknown fault type `{}`; expected one of {}",
+                at("type"),
+                self.kind,
+                FaultKind::names()
+            )
+        })?;
+        let given: [(&str, bool); 13] = [
             ("mode", self.mode.is_some()),
             ("exit-code", self.exit_code.is_some()),
             ("distribution", self.distribution.is_some()),
@@ -233,55 +121,31 @@ impl RawFault {
             ("mib-per-second", self.mib_per_second.is_some()),
             ("max-mib", self.max_mib.is_some()),
             ("cores", self.cores.is_some()),
-            ("for", self.duration.is_some() || self.every.is_some()),
+            ("for", self.duration.is_some()),
+            ("every", self.every.is_some()),
         ];
-        let allowed: &[&str] = match self.kind.as_str() {
-            "crash" => &["mode", "exit-code"],
-            "hang" => &[],
-            "unhealthy" | "unready" => &["for"],
-            "latency" => &["distribution", "delay", "median", "p99", "for"],
-            "errors" => &["rate", "statuses", "for"],
-            "leak" => &["mib-per-second", "max-mib", "for"],
-            "burn" => &["cores", "for"],
-            other => {
-                return Err(format!(
-                    "{}: unknown fault type `{other}`; expected one of {FAULT_TYPES}",
-                    at("type")
-                ));
-            }
-        };
         if let Some((key, _)) = given
             .iter()
-            .find(|(key, set)| *set && !allowed.contains(key))
+            .find(|(key, set)| *set && !kind.keys().contains(key))
         {
-            let key = if *key == "for" { "for/every" } else { key };
             return Err(format!(
-                "{}: does not apply to a fault of type {}",
-                at(key),
-                self.kind
+                "{}: does not apply to a fault of type {kind}",
+                at(key)
             ));
         }
         let required = |value: Option<f64>, key: &str| {
-            value.ok_or_else(|| format!("{}: required for type {}", at(key), self.kind))
+            value.ok_or_else(|| format!("{}: required for type {kind}", at(key)))
         };
-        let timing = Timing {
-            from: self.from,
-            after: self.after,
-            duration: self.duration,
-            every: self.every,
-            probability: self.probability,
-        };
-        Ok(match self.kind.as_str() {
-            "crash" => Fault::Crash {
-                timing,
+        let effect = match kind {
+            FaultKind::Crash => Effect::Crash {
                 mode: self.mode.unwrap_or_default(),
                 exit_code: self.exit_code.unwrap_or(1),
             },
-            "hang" => Fault::Hang { timing },
-            "unhealthy" => Fault::Unhealthy { timing },
-            "unready" => Fault::Unready { timing },
-            "latency" => {
-                let distribution = match (
+            FaultKind::Hang => Effect::Hang,
+            FaultKind::Unhealthy => Effect::Unhealthy,
+            FaultKind::Unready => Effect::Unready,
+            FaultKind::Latency => Effect::Latency(
+                match (
                     self.distribution.as_deref().unwrap_or("uniform"),
                     self.delay,
                     self.median,
@@ -309,155 +173,36 @@ impl RawFault {
                             at("distribution")
                         ));
                     }
-                };
-                Fault::Latency {
-                    timing,
-                    distribution,
-                }
-            }
-            "errors" => Fault::Errors {
-                timing,
+                },
+            ),
+            FaultKind::Errors => Effect::Errors {
                 rate: required(self.rate, "rate")?,
-                statuses: self.statuses.unwrap_or_else(|| vec![500, 503]),
+                statuses: self
+                    .statuses
+                    .unwrap_or_else(|| DEFAULT_ERROR_STATUSES.to_vec()),
             },
-            "leak" => Fault::Leak {
-                timing,
+            FaultKind::Leak => Effect::Leak {
                 mib_per_second: required(self.mib_per_second, "mib-per-second")?,
                 max_mib: self.max_mib,
             },
-            _ => Fault::Burn {
-                timing,
+            FaultKind::Burn => Effect::Burn {
                 cores: required(self.cores, "cores")?,
             },
-        })
-    }
-}
-
-impl Fault {
-    /// The fault's name, as in profiles, logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Fault::Crash { .. } => "crash",
-            Fault::Hang { .. } => "hang",
-            Fault::Unhealthy { .. } => "unhealthy",
-            Fault::Unready { .. } => "unready",
-            Fault::Latency { .. } => "latency",
-            Fault::Errors { .. } => "errors",
-            Fault::Leak { .. } => "leak",
-            Fault::Burn { .. } => "burn",
-        }
-    }
-
-    /// When it happens.
-    pub fn timing(&self) -> &Timing {
-        match self {
-            Fault::Crash { timing, .. }
-            | Fault::Hang { timing }
-            | Fault::Unhealthy { timing }
-            | Fault::Unready { timing }
-            | Fault::Latency { timing, .. }
-            | Fault::Errors { timing, .. }
-            | Fault::Leak { timing, .. }
-            | Fault::Burn { timing, .. } => timing,
-        }
-    }
-
-    /// Mutable timing, for overrides.
-    pub fn timing_mut(&mut self) -> &mut Timing {
-        match self {
-            Fault::Crash { timing, .. }
-            | Fault::Hang { timing }
-            | Fault::Unhealthy { timing }
-            | Fault::Unready { timing }
-            | Fault::Latency { timing, .. }
-            | Fault::Errors { timing, .. }
-            | Fault::Leak { timing, .. }
-            | Fault::Burn { timing, .. } => timing,
-        }
-    }
-
-    /// Checks values serde cannot: probabilities, rates, statuses, windows.
-    fn check(&self, index: usize) -> Result<(), String> {
-        let at = |key: &str| format!("fault[{index}].{key}");
-        let timing = self.timing();
-        if let Some(p) = timing.probability
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(format!(
-                "{}: expected a number from 0 to 1, got {p}",
-                at("probability")
-            ));
-        }
-        if let Some(every) = timing.every {
-            if every.low.is_zero() {
-                return Err(format!("{}: must be longer than 0s", at("every")));
-            }
-            if let Some(d) = timing.duration
-                && d.high > every.low
-            {
-                return Err(format!(
-                    "{}: a window ({d}) must fit in its period ({every})",
-                    at("for")
-                ));
-            }
-        }
-        match self {
-            Fault::Errors { rate, statuses, .. } => {
-                if !(0.0..=1.0).contains(rate) {
-                    return Err(format!(
-                        "{}: expected a number from 0 to 1, got {rate}",
-                        at("rate")
-                    ));
-                }
-                if statuses.is_empty() || statuses.iter().any(|s| !(500..=599).contains(s)) {
-                    return Err(format!(
-                        "{}: expected 5xx status codes, got {statuses:?}",
-                        at("statuses")
-                    ));
-                }
-            }
-            Fault::Leak {
-                mib_per_second,
-                max_mib,
-                ..
-            } => {
-                if !(mib_per_second.is_finite()
-                    && *mib_per_second > 0.0
-                    && *mib_per_second <= 4096.0)
-                {
-                    return Err(format!(
-                        "{}: expected a number above 0 and at most 4096, got {mib_per_second}",
-                        at("mib-per-second")
-                    ));
-                }
-                if max_mib.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
-                    return Err(format!("{}: expected a positive number", at("max-mib")));
-                }
-            }
-            Fault::Burn { cores, .. } => {
-                if !(cores.is_finite() && *cores > 0.0 && *cores <= 256.0) {
-                    return Err(format!(
-                        "{}: expected a number above 0 and at most 256, got {cores}",
-                        at("cores")
-                    ));
-                }
-            }
-            Fault::Latency { distribution, .. } => {
-                if let LatencyDistribution::Lognormal { median, p99 } = distribution
-                    && (median.low.is_zero() || p99.low < median.high)
-                {
-                    return Err(format!(
-                        "{}: median must be above 0 and p99 at least the median",
-                        at("p99")
-                    ));
-                }
-            }
-            Fault::Crash { .. }
-            | Fault::Hang { .. }
-            | Fault::Unhealthy { .. }
-            | Fault::Unready { .. } => {}
-        }
-        Ok(())
+        };
+        let fault = Fault {
+            timing: Timing {
+                from: self.from,
+                after: self.after,
+                duration: self.duration,
+                every: self.every,
+                probability: self.probability,
+            },
+            effect,
+        };
+        fault
+            .check()
+            .map_err(|e| format!("{}: {}", at(e.key), e.message))?;
+        Ok(fault)
     }
 }
 
@@ -508,11 +253,7 @@ impl Profile {
             .fault
             .into_iter()
             .enumerate()
-            .map(|(i, f)| {
-                let fault = f.into_fault(i)?;
-                fault.check(i)?;
-                Ok(fault)
-            })
+            .map(|(i, f)| f.into_fault(i))
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Profile {
             name: name.to_string(),
@@ -596,7 +337,7 @@ mod tests {
             ),
             (
                 "[[fault]]\ntype = \"crash\"\nevery = \"10s\"\n",
-                "fault[0].for/every",
+                "fault[0].every",
             ),
             ("[[fault]]\ntype = \"crash\"\ncores = 1\n", "fault[0].cores"),
             ("[[fault]]\ntype = \"leak\"\n", "fault[0].mib-per-second"),

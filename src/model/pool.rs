@@ -67,8 +67,8 @@ struct Measured {
 impl Measured {
     fn new(metrics: &Metrics, model: &str) -> Self {
         Measured {
-            duration: metrics.inference_duration.with_label_values(&[model]),
-            rows: metrics.inference_rows.with_label_values(&[model]),
+            duration: metrics.model_run_duration.with_label_values(&[model]),
+            rows: metrics.model_rows.with_label_values(&[model]),
         }
     }
 

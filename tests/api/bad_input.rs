@@ -194,19 +194,39 @@ async fn batch_and_tensor_limits_are_enforced() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_methods_answer_json_404() {
+async fn unknown_routes_answer_404_and_wrong_methods_405_with_allow() {
     let server = Spawn::default().ready().await;
     let response = server.get("/nope").await;
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error_type"], "not_found");
+    for (method, path, allow) in [
+        ("GET", "/predict", "POST"),
+        ("DELETE", "/v2/models/heart-disease/infer", "POST"),
+        ("POST", "/livez", "GET, HEAD"),
+        ("TRACE", "/chaos", "GET, HEAD"),
+        ("PUT", "/v2/models/heart-disease", "GET, HEAD"),
+    ] {
+        let response = server
+            .client
+            .request(method.parse().unwrap(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error_type"], "method_not_allowed");
+    }
+    // HEAD is served wherever GET is (RFC 9110), without a body.
     let response = server
         .client
-        .get(server.url("/predict"))
+        .head(server.url("/readyz"))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 404);
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().is_empty());
     still_serving(&server).await;
 }
 

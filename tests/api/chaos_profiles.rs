@@ -6,7 +6,8 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use chaos_inference::chaos::plan::{Action, Plan};
+use chaos_inference::chaos::fault::Effect;
+use chaos_inference::chaos::plan::Plan;
 use chaos_inference::chaos::profile::Profile;
 use serde_json::Value;
 
@@ -184,7 +185,7 @@ async fn unhealthy_fails_liveness_with_500_while_predictions_work() {
     let metrics = server.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics
-            .contains(r#"chaos_inference_chaos_events_total{action="start",fault="unhealthy"} 1"#),
+            .contains(r#"chaos_inference_fault_events_total{action="start",fault="unhealthy"} 1"#),
         "{metrics}"
     );
 }
@@ -294,7 +295,7 @@ async fn memory_leak_grows_resident_memory_at_its_rate() {
     let metrics = server.get("/metrics").await.text().await.unwrap();
     let leaked: f64 = metrics
         .lines()
-        .find(|l| l.starts_with("chaos_inference_chaos_leaked_bytes "))
+        .find(|l| l.starts_with("chaos_inference_leaked_bytes "))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap();
@@ -493,7 +494,7 @@ async fn same_seed_gives_the_same_observed_timeline() {
         ends.push((ready, exited - ready));
     }
     let planned = plan("v2", scale);
-    let Action::Crash { .. } = planned.schedules[0].action else {
+    let Effect::Crash { .. } = planned.schedules[0].effect else {
         panic!()
     };
     for (ready, crash) in ends {

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chaos_inference::chaos::profile::{Fault, Profile};
+use chaos_inference::chaos::fault::Effect;
+use chaos_inference::chaos::profile::Profile;
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -96,20 +97,16 @@ fn misfits(container: &Value) -> Vec<String> {
         _ => {}
     }
     if readiness.is_none()
-        && (load > Duration::ZERO
-            || profile
-                .faults
-                .iter()
-                .any(|f| matches!(f, Fault::Unready { .. })))
+        && (load > Duration::ZERO || profile.faults.iter().any(|f| f.effect == Effect::Unready))
     {
         problems.push(
             "no readinessProbe, but the profile has times when the pod must not get traffic".into(),
         );
     }
     for fault in &profile.faults {
-        match fault {
-            Fault::Unready { timing } => {
-                if let (Some(window), Some(r)) = (timing.duration, readiness)
+        match fault.effect {
+            Effect::Unready => {
+                if let (Some(window), Some(r)) = (fault.timing.duration, readiness)
                     && r.detection() >= window.low
                 {
                     problems.push(format!(
@@ -119,7 +116,7 @@ fn misfits(container: &Value) -> Vec<String> {
                     ));
                 }
             }
-            Fault::Hang { .. } | Fault::Unhealthy { .. } if liveness.is_none() => {
+            Effect::Hang | Effect::Unhealthy if liveness.is_none() => {
                 problems.push(format!(
                     "profile has a {} fault but there is no livenessProbe to restart it",
                     fault.kind()

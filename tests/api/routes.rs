@@ -217,14 +217,14 @@ async fn metrics_count_requests_by_route_pattern() {
     server.get("/no/such/path/12345").await;
     let text = server.get("/metrics").await.text().await.unwrap();
     for needle in [
-        r#"chaos_inference_http_requests_total{method="POST",route="/predict",status="200"} 1"#,
+        r#"chaos_inference_requests_total{method="POST",protocol="http",route="/predict",status="200"} 1"#,
         r#"route="/v2/models/{name}""#,
         r#"route="unmatched""#,
-        "chaos_inference_http_request_duration_seconds_bucket",
-        "chaos_inference_inference_duration_seconds_bucket",
-        r#"chaos_inference_inference_rows_total{model="heart-disease"}"#,
+        "chaos_inference_request_duration_seconds_bucket",
+        "chaos_inference_model_run_duration_seconds_bucket",
+        r#"chaos_inference_model_rows_total{model="heart-disease"}"#,
         r#"chaos_inference_phase{phase="serving"} 1"#,
-        "chaos_inference_model_load_duration_milliseconds",
+        "chaos_inference_model_load_duration_seconds",
         "process_resident_memory_bytes",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");

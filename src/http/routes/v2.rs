@@ -4,8 +4,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use super::{AppState, read_json};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
+use crate::http::body::read_json;
 use crate::model::tensor::{TensorData, TensorLimits, TensorSpec, decode_infer_request};
 
 /// `GET /v2`.
@@ -24,6 +25,13 @@ pub struct ModelMetadata {
     pub platform: String,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+}
+
+/// `GET /v2/models/{name}/ready`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelReady {
+    pub name: String,
+    pub ready: bool,
 }
 
 /// One output tensor of an infer response.
@@ -47,13 +55,7 @@ pub struct InferResponse {
     pub outputs: Vec<OutputTensor>,
 }
 
-/// A one-row request for the built-in model, the example in the OpenAPI document.
-fn infer_example() -> serde_json::Value {
-    serde_json::json!({"id": "1", "inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32",
-        "data": [63, 1, 4, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]}]})
-}
-
-/// The V2 infer request, for the OpenAPI document (the handler checks it field by field).
+/// The V2 infer request; the served document replaces it with the model's exact schema.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct InferRequest {
     pub id: Option<String>,
@@ -91,14 +93,17 @@ pub async fn server_metadata() -> HttpResponse {
 
 /// Server liveness (same as `/livez`).
 #[utoipa::path(get, path = "/v2/health/live", tag = "v2",
-    responses((status = 200, description = "live"), (status = 500, description = "an unhealthy fault is active")))]
+    responses((status = 200, body = super::health::ProbeStatus, description = "live"),
+        (status = 500, body = super::health::ProbeStatus, description = "an unhealthy fault is active"),
+        (status = 503, body = super::health::ProbeStatus, description = "still loading, with a profile that is not live while loading")))]
 pub async fn live(state: web::Data<AppState>) -> HttpResponse {
     super::health::livez(state).await
 }
 
 /// Server readiness (same as `/readyz`).
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2",
-    responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
+    responses((status = 200, body = super::health::ProbeStatus, description = "ready"),
+        (status = 503, body = super::health::ProbeStatus, description = "not ready")))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     super::health::readyz(state).await
 }
@@ -124,13 +129,16 @@ pub async fn model_metadata(
 /// Model readiness: 200 once loaded.
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
     params(("name" = String, Path, description = "model name", example = "heart-disease")),
-    responses((status = 200, description = "ready"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_ready(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.model_named(&name)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"name": name.as_str(), "ready": true})))
+    Ok(HttpResponse::Ok().json(ModelReady {
+        name: name.into_inner(),
+        ready: true,
+    }))
 }
 
 fn check_version(state: &AppState, name: &str, version: &str) -> Result<(), ApiError> {
@@ -157,7 +165,7 @@ pub async fn model_version_metadata(
 /// Readiness of one model version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2",
     params(("name" = String, Path, description = "model name", example = "heart-disease"), ("version" = String, Path, description = "model version", example = "1")),
-    responses((status = 200, description = "ready"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ModelReady), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn model_version_ready(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
@@ -171,7 +179,7 @@ pub async fn model_version_ready(
 /// row-major; `outputs` optionally selects outputs; `id` is echoed.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
     params(("name" = String, Path, description = "model name", example = "heart-disease")),
-    request_body(content = InferRequest, content_type = "application/json", example = json!(infer_example())),
+    request_body(content = InferRequest, content_type = "application/json"),
     responses(
         (status = 200, body = InferResponse),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -202,7 +210,7 @@ pub async fn infer(
             .map(|o| o.name.clone())
             .collect()
     });
-    state.chaos.before_prediction().await?;
+    state.chaos.inject().await?;
     let outputs = model
         .pool
         .run(request.inputs, wanted)
@@ -227,7 +235,7 @@ pub async fn infer(
 /// Inference on one model version.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
     params(("name" = String, Path, description = "model name", example = "heart-disease"), ("version" = String, Path, description = "model version", example = "1")),
-    request_body(content = InferRequest, content_type = "application/json", example = json!(infer_example())),
+    request_body(content = InferRequest, content_type = "application/json"),
     responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::AppState;
+use crate::http::AppState;
 
 /// Every metric in the Prometheus text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "observability",

@@ -4,8 +4,8 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use super::AppState;
 use crate::health::Phase;
+use crate::http::AppState;
 
 /// Body of every probe route.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -46,6 +46,14 @@ pub async fn livez(state: web::Data<AppState>) -> HttpResponse {
         actix_web::http::StatusCode::SERVICE_UNAVAILABLE
     };
     answer(state.health.liveness(), state.health.phase(), failure)
+}
+
+/// Liveness under its older name (same as `/livez`).
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, body = ProbeStatus), (status = 500, body = ProbeStatus, description = "an unhealthy fault is active"),
+        (status = 503, body = ProbeStatus, description = "still loading, with a profile that is not live while loading")))]
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    livez(state).await
 }
 
 /// Readiness: 503 while loading, during unready faults and after SIGTERM.

@@ -1,12 +1,116 @@
-//! Faults that act on the process itself: memory, CPU, signals.
+//! What faults do to the process itself: crash modes, memory, CPU, and the hang that holds
+//! every request. The engine decides when; this module only does.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
+use tokio::sync::mpsc;
+
+use super::fault::CrashMode;
+use crate::health::Health;
+
+/// The process-level effects the engine switches. One implementation acts on this process
+/// ([`ProcessEffects`]); the engine's tests record the calls instead.
+pub trait Effects: Send + Sync {
+    /// Ends the process as `mode` says (never [`CrashMode::Hang`], which the engine handles
+    /// through health), after writing `reason` where Kubernetes shows it.
+    fn crash(&self, mode: CrashMode, exit_code: u8, reason: &str);
+    /// Starts leaking (`Some(mib_per_second, max_mib)`) or stops growing (`None`).
+    fn leak(&self, rate: Option<(f64, Option<f64>)>);
+    /// Starts (`Some(cores)`) or stops (`None`) the CPU burn of `source`.
+    fn burn(&self, source: &str, cores: Option<f64>);
+}
+
+/// A crash the main task must carry out because it cannot happen on a worker (a panic).
+#[derive(Debug)]
+pub struct CrashOrder {
+    pub reason: String,
+}
+
+/// The effects on this process.
+pub struct ProcessEffects {
+    termination_log: PathBuf,
+    crash_orders: mpsc::UnboundedSender<CrashOrder>,
+    leaker: Leaker,
+    burner: Burner,
+}
+
+impl ProcessEffects {
+    /// Effects that write crash reasons to `termination_log` and count leaked bytes in
+    /// `leaked_bytes`; the receiver gets the crashes only the main task can carry out.
+    pub fn new(
+        termination_log: PathBuf,
+        leaked_bytes: IntGauge,
+    ) -> (Self, mpsc::UnboundedReceiver<CrashOrder>) {
+        let (crash_orders, receiver) = mpsc::unbounded_channel();
+        let effects = ProcessEffects {
+            termination_log,
+            crash_orders,
+            leaker: Leaker::new(leaked_bytes),
+            burner: Burner::default(),
+        };
+        (effects, receiver)
+    }
+}
+
+impl Effects for ProcessEffects {
+    fn crash(&self, mode: CrashMode, exit_code: u8, reason: &str) {
+        if let Err(e) = std::fs::write(&self.termination_log, format!("{reason}\n")) {
+            tracing::debug!(path = %self.termination_log.display(), error = %e, "termination log not written");
+        }
+        match mode {
+            CrashMode::Exit => std::process::exit(i32::from(exit_code)),
+            CrashMode::Abort => std::process::abort(),
+            CrashMode::Sigkill => kill_self(),
+            CrashMode::Oom => exhaust_memory(),
+            // A panic on a tokio worker would only end that task: the main task panics instead.
+            CrashMode::Panic => {
+                let _ = self.crash_orders.send(CrashOrder {
+                    reason: reason.to_string(),
+                });
+            }
+            // The engine holds the process through health; nothing ends here.
+            CrashMode::Hang => {}
+        }
+    }
+
+    fn leak(&self, rate: Option<(f64, Option<f64>)>) {
+        match rate {
+            Some((mib_per_second, max_mib)) => self.leaker.start(mib_per_second, max_mib),
+            None => self.leaker.stop(),
+        }
+    }
+
+    fn burn(&self, source: &str, cores: Option<f64>) {
+        match cores {
+            Some(cores) => self.burner.start(source, cores),
+            None => self.burner.stop(source),
+        }
+    }
+}
+
+/// Blocks the calling thread for good while a hang holds the server, as a deadlock would: the
+/// port stays open and connections are accepted, but nothing answers, probes included, so
+/// kubelet probes time out instead of failing fast. For threads that serve requests one by one.
+pub fn block_if_hung(health: &Health) {
+    if health.hung() {
+        loop {
+            thread::park();
+        }
+    }
+}
+
+/// The same for async handlers: a call that arrives while hung never completes.
+pub async fn pend_if_hung(health: &Health) {
+    if health.hung() {
+        std::future::pending::<()>().await;
+    }
+}
 
 const MIB: usize = 1 << 20;
 /// How often the leak grows: ten small steps a second look like a steady leak in any graph.
@@ -15,7 +119,7 @@ const LEAK_TICK: Duration = Duration::from_millis(100);
 const BURN_PERIOD: Duration = Duration::from_millis(100);
 
 /// Holds memory on purpose, growing at a steady rate on its own thread.
-pub struct Leaker {
+struct Leaker {
     running: Arc<AtomicBool>,
     held: Arc<Mutex<Vec<Box<[u8]>>>>,
     gauge: IntGauge,
@@ -23,7 +127,7 @@ pub struct Leaker {
 
 impl Leaker {
     /// A leaker holding nothing yet.
-    pub fn new(gauge: IntGauge) -> Self {
+    fn new(gauge: IntGauge) -> Self {
         Leaker {
             running: Arc::new(AtomicBool::new(false)),
             held: Arc::new(Mutex::new(Vec::new())),
@@ -32,7 +136,7 @@ impl Leaker {
     }
 
     /// Starts growing by `mib_per_second` until `max_mib` (or for ever). Idempotent.
-    pub fn start(&self, mib_per_second: f64, max_mib: Option<f64>) {
+    fn start(&self, mib_per_second: f64, max_mib: Option<f64>) {
         if self.running.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -67,20 +171,20 @@ impl Leaker {
     }
 
     /// Stops growing; what is held stays held.
-    pub fn stop(&self) {
+    fn stop(&self) {
         self.running.store(false, Ordering::SeqCst);
     }
 }
 
 /// Threads that keep cores busy, by source, so each fault can be stopped on its own.
 #[derive(Default)]
-pub struct Burner {
+struct Burner {
     running: Mutex<BTreeMap<String, Arc<AtomicBool>>>,
 }
 
 impl Burner {
     /// Burns `cores` cores (a fraction runs one thread at that duty cycle).
-    pub fn start(&self, source: &str, cores: f64) {
+    fn start(&self, source: &str, cores: f64) {
         let flag = Arc::new(AtomicBool::new(true));
         if let Some(old) = self
             .running
@@ -104,7 +208,7 @@ impl Burner {
     }
 
     /// Stops the threads of `source`.
-    pub fn stop(&self, source: &str) {
+    fn stop(&self, source: &str) {
         if let Some(flag) = self
             .running
             .lock()
@@ -133,7 +237,7 @@ fn burn(running: &AtomicBool, duty: f64) {
 
 /// SIGKILL to this process: what the kernel does to an OOM victim or the kubelet after a grace
 /// period; no handler, no cleanup, exit code 137.
-pub fn kill_self() -> ! {
+fn kill_self() -> ! {
     // SAFETY: kill(2) with our own pid and a valid signal number has no memory-safety effects.
     unsafe {
         libc::kill(libc::getpid(), libc::SIGKILL);
@@ -145,7 +249,7 @@ pub fn kill_self() -> ! {
 
 /// Allocates and writes memory until something kills the process: the container's memory limit
 /// (OOMKilled), the kernel OOM killer, or a failed allocation (abort).
-pub fn exhaust_memory() -> ! {
+fn exhaust_memory() -> ! {
     let mut held: Vec<Box<[u8]>> = Vec::new();
     loop {
         held.push(vec![0x5Au8; 64 * MIB].into_boxed_slice());

@@ -3,8 +3,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use super::{AppState, read_json};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
+use crate::http::body::read_json;
 use crate::model::Prediction;
 
 /// The answer for a list of records.
@@ -19,8 +20,8 @@ pub struct Predictions {
 /// The features, their order, types and allowed values are those of `GET /model`. One record
 /// gives one prediction object; a list gives `{"predictions": [...]}` in the same order.
 #[utoipa::path(post, path = "/predict", tag = "inference",
-    request_body(content = Object, description = "one record, or a list of records", content_type = "application/json",
-        example = json!({"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2, "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6})),
+    request_body(content = Object, description = "one record, or a list of records (the schema is the served model's)",
+        content_type = "application/json"),
     responses(
         (status = 200, description = "one prediction, or `{predictions}` for a list", body = Prediction),
         (status = 400, body = ErrorBody, description = "malformed JSON"),
@@ -44,7 +45,7 @@ pub async fn predict(
     let (rows, single) = schema
         .rows_from_body(&body, state.limits.max_batch_rows)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
-    state.chaos.before_prediction().await?;
+    state.chaos.inject().await?;
     let mut predictions = model
         .predict(schema, rows)
         .await

@@ -3,8 +3,8 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use super::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::http::AppState;
 use crate::model::schema::ModelSchema;
 use crate::model::tensor::TensorSpec;
 
