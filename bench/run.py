@@ -21,7 +21,6 @@ import os
 import pathlib
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,29 +32,16 @@ ROOT = HERE.parent
 MODEL = ROOT / "models" / "heart-disease" / "model.onnx"
 PIPELINE = ROOT / "models" / "heart-disease" / "pipeline.joblib"
 SERVER_CPU, LOAD_CPU = "0", "1"
-ROW = [63, 1, 4, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]
-RECORD = dict(zip(["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak",
-                   "slope", "ca", "thal"], ROW))
+sys.path.insert(0, str(ROOT / "scripts"))
+import serverctl  # noqa: E402 - the shared start-and-wait helper
+
+ROW = serverctl.example_row()
+RECORD = serverctl.example_record()
 
 
 def infer_body(rows):
     return json.dumps({"id": "bench", "inputs": [
         {"name": "input", "shape": [rows, 13], "datatype": "FP32", "data": ROW * rows}]})
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_status(port, path):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            return int(s.recv(64).split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 def tree_rss_bytes(pid):
@@ -86,22 +72,13 @@ class Server:
 
     def start(self, port):
         self.port = port
-        started = time.monotonic()
         # A file, not a pipe: a server that logs a lot must never block on a full pipe.
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *self.command], env=self.env, cwd=self.cwd,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = started + 120
-        while time.monotonic() < deadline:
-            if http_status(port, self.ready_path) == 200:
-                self.start_to_ready = time.monotonic() - started
-                break
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"{self.name} exited: {self.log.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.002)
-        else:
-            raise RuntimeError(f"{self.name} not ready within 120 s")
+        try:
+            self.proc, self.start_to_ready = serverctl.start(self.command, port, env=self.env, log=self.log,
+                                                             path=self.ready_path, cpu=SERVER_CPU, cwd=self.cwd)
+        except serverctl.NotReady as e:
+            raise RuntimeError(f"{self.name}: {e}") from e
         self._sampling = True
         threading.Thread(target=self._sample, daemon=True).start()
         return self
@@ -182,7 +159,7 @@ def mlserver_dir(port, work):
     (work / "settings.json").write_text(json.dumps({
         # In process: MLServer 1.7.1's separate inference worker dies at start here ("There is no
         # current event loop in thread 'MainThread'") and the model never loads.
-        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+        "http_port": port, "grpc_port": serverctl.free_port(), "metrics_port": serverctl.free_port(), "parallel_workers": 0,
         # Its Prometheus files go to the run's scratch folder, not beside the peer's sources.
         "metrics_dir": str(work / "metrics"),
         "debug": False}))
@@ -190,8 +167,8 @@ def mlserver_dir(port, work):
 
 
 def run_server(server, infer_path, predict_path, seconds, work, smoke):
-    port = free_port()
-    server.command = [c.replace("{port}", str(port)).replace("{grpc}", str(free_port()))
+    port = serverctl.free_port()
+    server.command = [c.replace("{port}", str(port)).replace("{grpc}", str(serverctl.free_port()))
                       .replace("{dir}", str(mlserver_dir(port, work / "mlserver"))) for c in server.command]
     server.start(port)
     base = f"http://127.0.0.1:{port}"

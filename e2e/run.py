@@ -33,8 +33,7 @@ IMAGE_REPO = os.environ.get("E2E_IMAGE_REPO", "localhost/chaos-inference")
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 # kubectl 1.20's built-in kustomize is too old for current kustomizations; render with a newer one.
 RENDER_KUBECTL = os.environ.get("E2E_RENDER_KUBECTL", str(ROOT / ".tools" / "bin" / "kubectl"))
-RECORD = json.dumps({"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2,
-                     "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}).encode()
+RECORD = (ROOT / "models" / "heart-disease" / "example.json").read_bytes()
 
 
 class Failed(AssertionError):

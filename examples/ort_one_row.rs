@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use chaos_inference::model::pool::run_session;
 use chaos_inference::model::runtime;
+use chaos_inference::model::schema::ModelSchema;
 use chaos_inference::model::tensor::{Tensor, TensorData};
 
 fn main() -> Result<(), String> {
@@ -20,9 +21,13 @@ fn main() -> Result<(), String> {
     let environment = runtime::init_environment(&library.path)?;
     let mut session =
         chaos_inference::model::new_session(&environment, chaos_inference::model::BUILTIN_MODEL)?;
-    let row = vec![
-        63.0f32, 1.0, 4.0, 145.0, 233.0, 1.0, 2.0, 150.0, 0.0, 2.3, 3.0, 0.0, 6.0,
-    ];
+    let schema = ModelSchema::from_json(include_str!("../models/heart-disease/schema.json"))?;
+    let record = serde_json::from_str(include_str!("../models/heart-disease/example.json"))
+        .map_err(|e| e.to_string())?;
+    let (rows, _) = schema
+        .rows_from_body(&record, 1)
+        .map_err(|e| e.to_string())?;
+    let row: Vec<f32> = rows[0].iter().map(|x| *x as f32).collect();
     let wanted = vec!["label".to_string(), "probabilities".to_string()];
     let input = || Tensor {
         name: "input".into(),

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,10 +29,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "target" / "release" / "chaos-inference"
-RECORD = {"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2,
-          "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}
-INFER = {"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32",
-                     "data": [63, 1, 4, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]}]}
+sys.path.insert(0, str(ROOT / "scripts"))
+import serverctl  # noqa: E402 - the shared start-and-wait helper, beside this file
+
+RECORD = serverctl.example_record()
+INFER = {"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32", "data": serverctl.example_row()}]}
 STREAMS = [  # name, path, body, share of the rate, the only status expected
     ("predict", "/predict", json.dumps(RECORD), 0.5, 200),
     ("v2-infer", "/v2/models/heart-disease/infer", json.dumps(INFER), 0.3, 200),
@@ -47,12 +47,6 @@ def seconds(text):
     if not match:
         raise argparse.ArgumentTypeError("expected a duration such as 20s or 10m")
     return int(match[1]) * (60 if match[2] == "m" else 1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_bytes(pid):
@@ -90,18 +84,16 @@ def main():
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
 
-    port = free_port()
+    port = serverctl.free_port()
     base = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()
     env = {**os.environ, "CHAOS_PROFILE": "none", "BIND": f"127.0.0.1:{port}", "LOG_FORMAT": "json",
            "RUST_LOG": "warn"}
-    server = subprocess.Popen([str(BINARY)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while get(base + "/readyz", timeout=1) != 200:
-            if server.poll() is not None or time.monotonic() > deadline:
-                sys.exit("soak: the server did not become ready")
-            time.sleep(0.1)
+        server, _ = serverctl.start([str(BINARY)], port, env=env, log=log, timeout=60)
+    except serverctl.NotReady as e:
+        sys.exit(f"soak: {e}")
+    try:
 
         # Warm-up at the same mix, so the baseline RSS includes buffers every route allocates once.
         warm = [oha(base, s, max(1, int(args.rate * s[3])), args.warm_up) for s in STREAMS]

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::chaos::fault::FaultKind;
 use crate::chaos::overrides::ChaosArgs;
 use crate::chaos::plan::Plan;
 use crate::chaos::profile::{BUILTINS, Profile};
@@ -84,18 +85,26 @@ pub fn parse_from(args: Vec<String>) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(args)
 }
 
-/// The `profiles` listing.
+/// The `profiles` listing: each built-in profile with its faults, then every fault type.
 pub fn list_profiles() -> String {
     let mut out = String::new();
     for builtin in BUILTINS {
-        let (description, manifest) = match Profile::parse(builtin.name, builtin.text) {
-            Ok(p) => (p.description, p.manifest),
-            Err(e) => (format!("(broken: {e})"), String::new()),
+        let (description, manifest, faults) = match Profile::parse(builtin.name, builtin.text) {
+            Ok(p) => {
+                let faults: Vec<&str> = p.faults.iter().map(|f| f.kind().name()).collect();
+                (p.description, p.manifest, faults.join(", "))
+            }
+            Err(e) => (format!("(broken: {e})"), String::new(), String::new()),
         };
-        out.push_str(&format!(
-            "{:<20} {description}\n{:<20} pair with {manifest}\n",
-            builtin.name, ""
-        ));
+        out.push_str(&format!("{:<20} {description}\n", builtin.name));
+        if !faults.is_empty() {
+            out.push_str(&format!("{:<20} faults: {faults}\n", ""));
+        }
+        out.push_str(&format!("{:<20} pair with {manifest}\n", ""));
+    }
+    out.push_str("\nfault types for your own profiles ([[fault]] type = ...):\n");
+    for kind in FaultKind::ALL {
+        out.push_str(&format!("  {:<18} {}\n", kind.name(), kind.summary()));
     }
     out
 }

@@ -152,7 +152,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 impl ServeArgs {
     /// CPUs available to this process (cgroup limits included).
-    pub fn cpus() -> usize {
+    fn cpus() -> usize {
         std::thread::available_parallelism().map_or(1, usize::from)
     }
 

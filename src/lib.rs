@@ -6,11 +6,11 @@
 pub mod chaos;
 pub mod cli;
 pub mod config;
-pub mod error;
+pub(crate) mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod health;
-pub mod http;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod metrics;
 pub mod model;
 pub mod probe;

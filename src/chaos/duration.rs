@@ -39,7 +39,7 @@ impl DurationRange {
 
 /// The longest duration a profile or override may name. Far beyond any schedule worth running,
 /// and it keeps every draw, scaling and sum of durations exact (milliseconds fit in `u64`).
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl FromStr for DurationRange {
     type Err = String;

@@ -105,13 +105,6 @@ pub fn block_if_hung(health: &Health) {
     }
 }
 
-/// The same for async handlers: a call that arrives while hung never completes.
-pub async fn pend_if_hung(health: &Health) {
-    if health.hung() {
-        std::future::pending::<()>().await;
-    }
-}
-
 const MIB: usize = 1 << 20;
 /// How often the leak grows: ten small steps a second look like a steady leak in any graph.
 const LEAK_TICK: Duration = Duration::from_millis(100);

@@ -15,11 +15,11 @@ use rand::Rng;
 use super::duration::{DurationRange, scale, show};
 
 /// Most cores a burn fault may ask for.
-pub const MAX_BURN_CORES: f64 = 256.0;
+const MAX_BURN_CORES: f64 = 256.0;
 /// Fastest leak, in MiB per second.
-pub const MAX_LEAK_MIB_PER_SECOND: f64 = 4096.0;
+const MAX_LEAK_MIB_PER_SECOND: f64 = 4096.0;
 /// Largest cap of a leak, in MiB (1 TiB): beyond any container worth testing.
-pub const MAX_LEAK_MIB: f64 = 1024.0 * 1024.0;
+const MAX_LEAK_MIB: f64 = 1024.0 * 1024.0;
 /// The statuses an `errors` fault answers with when none are given.
 pub const DEFAULT_ERROR_STATUSES: [u16; 2] = [500, 503];
 
@@ -116,11 +116,6 @@ impl FaultKind {
     /// for good.
     pub fn can_stop(self) -> bool {
         !matches!(self, FaultKind::Crash | FaultKind::Hang)
-    }
-
-    /// Whether the fault acts on each prediction request while it is active.
-    pub fn per_request(self) -> bool {
-        matches!(self, FaultKind::Latency | FaultKind::Errors)
     }
 }
 

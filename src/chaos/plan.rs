@@ -62,21 +62,6 @@ impl Schedule {
             happens,
         })
     }
-
-    /// The first occurrence that starts, or ends, at or after `elapsed` since the anchor.
-    pub fn next_after(&self, elapsed: Duration) -> Option<Occurrence> {
-        let k = match self.period {
-            Some(p) if elapsed > self.first => {
-                let since = elapsed - self.first;
-                // The occurrence in progress, if any, still has an end to come.
-                (since.as_nanos() / p.as_nanos().max(1)) as u64
-            }
-            _ => 0,
-        };
-        (k..k + 2)
-            .filter_map(|k| self.occurrence(k))
-            .find(|o| o.start >= elapsed || o.end.is_some_and(|e| e >= elapsed))
-    }
 }
 
 /// Everything the server will do, decided up front.
@@ -352,10 +337,6 @@ mod tests {
         assert_eq!((o[0].start, o[0].end), (secs(20), Some(secs(30))));
         assert_eq!((o[1].start, o[1].end), (secs(50), Some(secs(60))));
         assert_eq!((o[2].start, o[2].end), (secs(80), Some(secs(90))));
-        // The clock at 55 s is inside the second window: its end is next.
-        assert_eq!(s.next_after(secs(55)).unwrap().number, 1);
-        assert_eq!(s.next_after(secs(61)).unwrap().number, 2);
-        assert_eq!(s.next_after(Duration::ZERO).unwrap().number, 0);
     }
 
     #[test]
@@ -364,7 +345,6 @@ mod tests {
         let s = &plan.schedules[0];
         assert_eq!(s.occurrence(0).unwrap().start, Duration::from_secs(5));
         assert!(s.occurrence(1).is_none());
-        assert!(s.next_after(Duration::from_secs(6)).is_none());
     }
 
     #[test]

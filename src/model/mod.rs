@@ -12,7 +12,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, ValueType};
 
-use self::pool::{InferencePool, InlineSessions, run_session};
+use self::pool::{InferencePool, InlineRunners, run_session};
 use self::schema::{ModelSchema, SCHEMA_METADATA_KEY};
 use self::tensor::{DataType, Tensor, TensorData, TensorSpec};
 use crate::metrics::Metrics;
@@ -98,7 +98,9 @@ pub struct Prediction {
     /// The class's name, when the schema names classes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
-    /// Probability of each class, in class order (see `GET /model`).
+    /// Probability of each class, in class order (see `GET /model`); `null` where the model
+    /// produced NaN (inputs at the far ends of their ranges can do that), which JSON cannot carry.
+    #[schema(value_type = Vec<Option<f64>>)]
     pub probabilities: Vec<f64>,
 }
 
@@ -164,8 +166,8 @@ impl ServedModel {
             warm_up(session, &inputs, &outputs)
                 .map_err(|e| format!("model {}: warm-up run failed: {e}", source.origin))?;
         }
-        let inline = InlineSessions {
-            sessions: sessions.split_off(workers),
+        let inline = InlineRunners {
+            runners: sessions.split_off(workers),
             max_rows: options.inline_max_rows,
         };
         let pool = InferencePool::start(sessions, inline, options.queue, &options.name, metrics);

@@ -35,6 +35,19 @@ pub enum PoolError {
     Runtime(String),
 }
 
+/// What runs a model: an ONNX Runtime session in the server. The pool's own tests run it with
+/// runners they hold on a gate, so every queueing rule is shown without racing a clock.
+pub trait Runner: Send + 'static {
+    /// Runs the inputs and returns the named outputs, in order.
+    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, String>;
+}
+
+impl Runner for Session {
+    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, String> {
+        run_session(self, inputs, outputs)
+    }
+}
+
 struct Job {
     inputs: Vec<Tensor>,
     outputs: Vec<String>,
@@ -42,17 +55,27 @@ struct Job {
 }
 
 /// Handle to the worker threads; cheap to clone.
-#[derive(Clone)]
-pub struct InferencePool {
+pub struct InferencePool<R: Runner = Session> {
     sender: Sender<Job>,
     workers: usize,
     queue: usize,
-    inline: Arc<Inline>,
+    inline: Arc<Inline<R>>,
 }
 
-/// Spare sessions for small requests run on the caller's thread.
-struct Inline {
-    sessions: Mutex<Vec<Session>>,
+impl<R: Runner> Clone for InferencePool<R> {
+    fn clone(&self) -> Self {
+        InferencePool {
+            sender: self.sender.clone(),
+            workers: self.workers,
+            queue: self.queue,
+            inline: Arc::clone(&self.inline),
+        }
+    }
+}
+
+/// Spare runners for small requests run on the caller's thread.
+struct Inline<R> {
+    runners: Mutex<Vec<R>>,
     max_rows: i64,
     measured: Measured,
 }
@@ -74,13 +97,13 @@ impl Measured {
 
     fn run(
         &self,
-        session: &mut Session,
+        runner: &mut impl Runner,
         inputs: Vec<Tensor>,
         outputs: &[String],
     ) -> Result<Vec<Tensor>, String> {
         let batch = batch_rows(&inputs);
         let started = Instant::now();
-        let result = run_session(session, inputs, outputs);
+        let result = runner.run(inputs, outputs);
         self.duration.observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
             self.rows.inc_by(u64::try_from(batch).unwrap_or(0));
@@ -90,39 +113,39 @@ impl Measured {
 }
 
 /// Where small requests run.
-pub struct InlineSessions {
-    pub sessions: Vec<Session>,
+pub struct InlineRunners<R> {
+    pub runners: Vec<R>,
     /// Requests of at most this many rows run inline; 0 sends every request to the workers.
     pub max_rows: usize,
 }
 
-impl InferencePool {
-    /// Starts one thread per session.
+impl<R: Runner> InferencePool<R> {
+    /// Starts one thread per worker runner.
     pub fn start(
-        sessions: Vec<Session>,
-        inline: InlineSessions,
+        workers: Vec<R>,
+        inline: InlineRunners<R>,
         queue: usize,
         model: &str,
         metrics: &Metrics,
     ) -> Self {
-        let workers = sessions.len();
+        let count = workers.len();
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue);
         let measured = Measured::new(metrics, model);
-        for (i, session) in sessions.into_iter().enumerate() {
+        for (i, runner) in workers.into_iter().enumerate() {
             let receiver = receiver.clone();
             let measured = measured.clone();
             thread::Builder::new()
                 .name(format!("inference-{i}"))
-                .spawn(move || worker(session, receiver, measured))
+                .spawn(move || worker(runner, receiver, measured))
                 // Failing to start a thread at start-up leaves nothing to serve with.
                 .expect("spawn inference worker");
         }
         InferencePool {
             sender,
-            workers,
+            workers: count,
             queue,
             inline: Arc::new(Inline {
-                sessions: Mutex::new(inline.sessions),
+                runners: Mutex::new(inline.runners),
                 max_rows: i64::try_from(inline.max_rows).unwrap_or(i64::MAX),
                 measured,
             }),
@@ -143,19 +166,19 @@ impl InferencePool {
         // the Vec itself is always whole.
         let taken = self
             .inline
-            .sessions
+            .runners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop();
-        let Some(mut session) = taken else {
+        let Some(mut runner) = taken else {
             return Err(inputs);
         };
-        let result = self.inline.measured.run(&mut session, inputs, outputs);
+        let result = self.inline.measured.run(&mut runner, inputs, outputs);
         self.inline
-            .sessions
+            .runners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(session);
+            .push(runner);
         Ok(result)
     }
 
@@ -197,13 +220,13 @@ impl InferencePool {
     }
 }
 
-fn worker(mut session: Session, jobs: Receiver<Job>, measured: Measured) {
+fn worker(mut runner: impl Runner, jobs: Receiver<Job>, measured: Measured) {
     while let Ok(job) = jobs.recv() {
         // A client that gave up no longer needs the answer.
         if job.reply.is_closed() {
             continue;
         }
-        let result = measured.run(&mut session, job.inputs, &job.outputs);
+        let result = measured.run(&mut runner, job.inputs, &job.outputs);
         let _ = job.reply.send(result);
     }
 }
@@ -284,4 +307,125 @@ fn from_value(value: &DynValue, name: &str) -> Result<TensorData, String> {
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{Receiver, Sender, unbounded};
+
+    /// A runner that reports when it starts a run and then waits until the test opens its
+    /// gate; `None` runs at once. Outputs echo the first input's shape.
+    struct Gated {
+        started: Sender<()>,
+        gate: Option<Receiver<()>>,
+    }
+
+    impl Runner for Gated {
+        fn run(&mut self, inputs: Vec<Tensor>, _: &[String]) -> Result<Vec<Tensor>, String> {
+            let _ = self.started.send(());
+            if let Some(gate) = &self.gate {
+                gate.recv().map_err(|e| e.to_string())?;
+            }
+            Ok(inputs)
+        }
+    }
+
+    fn rows(n: i64) -> Vec<Tensor> {
+        vec![Tensor {
+            name: "input".into(),
+            shape: vec![n, 1],
+            data: TensorData::F32(vec![0.0; n as usize]),
+        }]
+    }
+
+    /// One held worker, a queue of one, `inline` free runners for requests of up to 16 rows.
+    fn held_pool(inline: usize) -> (InferencePool<Gated>, Receiver<()>, Sender<()>) {
+        let (started_tx, started) = unbounded();
+        let (open, gate) = unbounded();
+        let worker = Gated {
+            started: started_tx.clone(),
+            gate: Some(gate),
+        };
+        let runners = (0..inline)
+            .map(|_| Gated {
+                started: unbounded().0,
+                gate: None,
+            })
+            .collect();
+        let pool = InferencePool::start(
+            vec![worker],
+            InlineRunners {
+                runners,
+                max_rows: if inline > 0 { 16 } else { 0 },
+            },
+            1,
+            "m",
+            &Metrics::new(),
+        );
+        (pool, started, open)
+    }
+
+    /// Submits a request that occupies the worker, then one that fills the queue.
+    async fn saturate(
+        pool: &InferencePool<Gated>,
+        started: &Receiver<()>,
+    ) -> Vec<tokio::task::JoinHandle<Result<Vec<Tensor>, PoolError>>> {
+        let submit = || {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(rows(100), vec![]).await })
+        };
+        let running = submit();
+        started.recv().unwrap();
+        let queued = submit();
+        // The queued request is in the channel once the pool's sender reports it full.
+        while !pool.sender.is_full() {
+            tokio::task::yield_now().await;
+        }
+        vec![running, queued]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once_and_serves_again_after() {
+        let (pool, started, open) = held_pool(0);
+        let held = saturate(&pool, &started).await;
+        assert!(matches!(
+            pool.run(rows(1), vec![]).await,
+            Err(PoolError::Saturated {
+                workers: 1,
+                queue: 1
+            })
+        ));
+        for _ in 0..2 {
+            open.send(()).unwrap();
+        }
+        for run in held {
+            assert_eq!(run.await.unwrap().unwrap()[0].shape, vec![100, 1]);
+        }
+        open.send(()).unwrap();
+        assert!(pool.run(rows(1), vec![]).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_requests_run_inline_while_the_queue_is_full() {
+        let (pool, started, open) = held_pool(1);
+        let held = saturate(&pool, &started).await;
+        assert!(
+            matches!(
+                pool.run(rows(17), vec![]).await,
+                Err(PoolError::Saturated { .. })
+            ),
+            "above the inline limit: queued, and the queue is full"
+        );
+        for _ in 0..20 {
+            let out = pool.run(rows(4), vec![]).await;
+            assert_eq!(out.unwrap()[0].shape, vec![4, 1], "inline, never refused");
+        }
+        for _ in 0..2 {
+            open.send(()).unwrap();
+        }
+        for run in held {
+            run.await.unwrap().unwrap();
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 const LIB_NAME: &str = "libonnxruntime.so";
 
 /// The one line printed when no library is found.
-pub const HOW_TO_GET_IT: &str = "ONNX Runtime library not found: run scripts/fetch-onnxruntime.sh (puts it in .ort/), \
+const HOW_TO_GET_IT: &str = "ONNX Runtime library not found: run scripts/fetch-onnxruntime.sh (puts it in .ort/), \
      or `pip install onnxruntime`, or set ORT_DYLIB_PATH to libonnxruntime.so";
 
 /// Where the library was found, and how.
@@ -22,61 +22,73 @@ pub struct Discovered {
 
 /// Finds the library; `explicit` is `ORT_DYLIB_PATH` when set.
 pub fn discover(explicit: Option<&Path>) -> Result<Discovered, String> {
-    if let Some(path) = explicit {
-        return if path.is_file() {
-            Ok(Discovered {
-                path: path.to_path_buf(),
-                how: "ORT_DYLIB_PATH",
-            })
-        } else {
-            Err(format!(
-                "ORT_DYLIB_PATH={} is not a file; expected the path of libonnxruntime.so",
-                path.display()
-            ))
-        };
-    }
     let exe_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));
-    let mut local: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        local.push(cwd.join(".ort"));
+    let places = Places {
+        cwd: std::env::current_dir().ok(),
+        exe_dir,
+        system: ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu"]
+            .map(PathBuf::from)
+            .to_vec(),
+        python_package: python_package_dir,
+    };
+    places.discover(explicit)
+}
+
+/// Where to look, in order; a value so the order can be tested with folders of a test's own.
+struct Places {
+    cwd: Option<PathBuf>,
+    exe_dir: Option<PathBuf>,
+    system: Vec<PathBuf>,
+    /// The `onnxruntime/capi` folder of an installed Python package, asked for last because it
+    /// starts a Python.
+    python_package: fn() -> Option<PathBuf>,
+}
+
+impl Places {
+    fn discover(&self, explicit: Option<&Path>) -> Result<Discovered, String> {
+        if let Some(path) = explicit {
+            return if path.is_file() {
+                Ok(Discovered {
+                    path: path.to_path_buf(),
+                    how: "ORT_DYLIB_PATH",
+                })
+            } else {
+                Err(format!(
+                    "ORT_DYLIB_PATH={} is not a file; expected the path of libonnxruntime.so",
+                    path.display()
+                ))
+            };
+        }
+        let mut local: Vec<PathBuf> = self.cwd.iter().map(|d| d.join(".ort")).collect();
+        if let Some(dir) = &self.exe_dir {
+            // target/{debug,release}/chaos-inference finds the checkout's .ort/ from any directory.
+            local.extend(dir.ancestors().take(4).map(|d| d.join(".ort")));
+        }
+        let beside: Vec<PathBuf> = self
+            .exe_dir
+            .iter()
+            .flat_map(|d| [d.clone(), d.join("../lib")])
+            .collect();
+        let found = [
+            (local, "project-local .ort/"),
+            (beside, "next to the binary"),
+            (self.system.clone(), "system library folder"),
+        ]
+        .into_iter()
+        .find_map(|(dirs, how)| first_library_in(&dirs).map(|path| Discovered { path, how }));
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        (self.python_package)()
+            .and_then(|d| first_library_in(&[d]))
+            .map(|path| Discovered {
+                path,
+                how: "onnxruntime Python package",
+            })
+            .ok_or_else(|| HOW_TO_GET_IT.to_string())
     }
-    if let Some(dir) = &exe_dir {
-        // target/{debug,release}/chaos-inference finds the checkout's .ort/ from any directory.
-        local.extend(dir.ancestors().take(4).map(|d| d.join(".ort")));
-    }
-    if let Some(found) = first_library_in(&local) {
-        return Ok(Discovered {
-            path: found,
-            how: "project-local .ort/",
-        });
-    }
-    let mut beside: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = &exe_dir {
-        beside.push(dir.clone());
-        beside.push(dir.join("../lib"));
-    }
-    if let Some(found) = first_library_in(&beside) {
-        return Ok(Discovered {
-            path: found,
-            how: "next to the binary",
-        });
-    }
-    let system = ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu"].map(PathBuf::from);
-    if let Some(found) = first_library_in(&system) {
-        return Ok(Discovered {
-            path: found,
-            how: "system library folder",
-        });
-    }
-    if let Some(found) = python_package_dir().and_then(|d| first_library_in(&[d])) {
-        return Ok(Discovered {
-            path: found,
-            how: "onnxruntime Python package",
-        });
-    }
-    Err(HOW_TO_GET_IT.to_string())
 }
 
 /// `libonnxruntime.so` or, failing that, the newest `libonnxruntime.so.X.Y.Z` in the first
@@ -128,4 +140,52 @@ pub fn init_environment(library: &Path) -> Result<ort::environment::Environment,
         .with_telemetry(false)
         .build()
         .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn library_in(dir: &Path, name: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, b"").unwrap();
+        path
+    }
+
+    /// Every place in its order, in folders of the test's own, so it runs whatever the machine
+    /// has installed.
+    #[test]
+    fn places_are_searched_in_order_and_none_says_how_to_get_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| root.path().join(name);
+        let places = Places {
+            cwd: Some(dir("cwd")),
+            exe_dir: Some(dir("checkout/target/release")),
+            system: vec![dir("usr-lib")],
+            python_package: || None,
+        };
+        assert_eq!(places.discover(None).unwrap_err(), HOW_TO_GET_IT);
+        let system = library_in(&dir("usr-lib"), "libonnxruntime.so.1.24.0");
+        library_in(&dir("usr-lib"), "libonnxruntime.so.1.32.0");
+        let found = places.discover(None).unwrap();
+        assert_eq!(found.how, "system library folder");
+        assert_eq!(
+            found.path,
+            dir("usr-lib/libonnxruntime.so.1.32.0"),
+            "the newest"
+        );
+        let beside = library_in(&dir("checkout/target/release"), "libonnxruntime.so");
+        assert_eq!(places.discover(None).unwrap().path, beside);
+        let checkout = library_in(&dir("checkout/.ort"), "libonnxruntime.so");
+        assert_eq!(places.discover(None).unwrap().path, checkout);
+        let cwd = library_in(&dir("cwd/.ort"), "libonnxruntime.so");
+        assert_eq!(places.discover(None).unwrap().path, cwd);
+        assert_eq!(
+            places.discover(Some(&system)).unwrap().how,
+            "ORT_DYLIB_PATH"
+        );
+        let e = places.discover(Some(&dir("nope.so"))).unwrap_err();
+        assert!(e.starts_with("ORT_DYLIB_PATH="), "{e}");
+    }
 }

@@ -207,7 +207,7 @@ impl ModelSchema {
     /// Checks one record (a JSON object of named features) and returns its row in feature order.
     ///
     /// `prefix` goes in front of field names, e.g. `[3].` for the fourth record of a list.
-    pub fn row_from_record(&self, record: &Value, prefix: &str) -> Result<Vec<f64>, FieldError> {
+    fn row_from_record(&self, record: &Value, prefix: &str) -> Result<Vec<f64>, FieldError> {
         let Value::Object(fields) = record else {
             let what = if prefix.is_empty() {
                 "body".to_string()
@@ -323,8 +323,7 @@ mod tests {
     }
 
     fn record() -> Value {
-        json!({"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2,
-               "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6})
+        serde_json::from_str(include_str!("../../models/heart-disease/example.json")).unwrap()
     }
 
     fn error_for(change: impl FnOnce(&mut Map<String, Value>)) -> FieldError {

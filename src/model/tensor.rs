@@ -36,7 +36,7 @@ impl DataType {
     }
 
     /// Parses a V2 datatype name.
-    pub fn from_v2(name: &str) -> Option<Self> {
+    fn from_v2(name: &str) -> Option<Self> {
         DataType::ALL.into_iter().find(|t| t.as_v2() == name)
     }
 }
@@ -269,11 +269,22 @@ fn decode_shape(value: Option<&Value>, field: &str) -> Result<Vec<i64>, FieldErr
     };
     dims.iter()
         .map(|d| {
-            d.as_i64()
+            whole_number(d)
                 .filter(|d| *d >= 0)
                 .ok_or_else(|| err(field, "dimensions must be whole numbers >= 0"))
         })
         .collect()
+}
+
+/// A JSON number that is a whole number in the i64 range, written as an integer or as a float
+/// with no fraction (`3.0`): JSON Schema's `integer` accepts both, and so do we.
+fn whole_number(value: &Value) -> Option<i64> {
+    // 2^63 is the first float past i64::MAX; every float below it with no fraction fits.
+    const TWO_TO_63: f64 = 9_223_372_036_854_775_808.0;
+    value.as_i64().or_else(|| {
+        let x = value.as_f64()?;
+        (x.fract() == 0.0 && (-TWO_TO_63..TWO_TO_63).contains(&x)).then_some(x as i64)
+    })
 }
 
 fn check_shape(shape: &[i64], declared: &[i64], field: &str) -> Result<(), FieldError> {
@@ -357,7 +368,7 @@ fn convert(values: &[&Value], datatype: DataType, field: &str) -> Result<TensorD
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_i64()
+                whole_number(v)
                     .filter(|x| (lo..=hi).contains(x))
                     .ok_or_else(|| bad(i, what))
             })
@@ -402,12 +413,22 @@ fn decode_outputs(
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| err(format!("outputs[{i}].name"), "required: a string"))?;
-        if !outputs.iter().any(|o| o.name == name) {
+        if !outputs
+            .iter()
+            .any(|o| o.name == name && o.v2_type().is_some())
+        {
             return Err(err(
                 format!("outputs[{i}].name"),
                 format!(
-                    "model has no output `{name}`; outputs are {}",
-                    names(outputs).join(", ")
+                    "model has no output `{name}` the V2 routes can return; outputs are {}",
+                    names(
+                        &outputs
+                            .iter()
+                            .filter(|o| o.v2_type().is_some())
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    )
+                    .join(", ")
                 ),
             ));
         }
@@ -520,6 +541,10 @@ mod tests {
         let body = request(json!([1, 3]), "INT32", json!([1, 3_000_000_000i64, 3]));
         assert!(decode_infer_request(&body, &ints, &outputs(), LIMITS).is_err());
         let body = request(json!([1, 3]), "INT32", json!([1, -2, 3]));
+        let ok = decode_infer_request(&body, &ints, &outputs(), LIMITS).unwrap();
+        assert_eq!(ok.inputs[0].data, TensorData::I32(vec![1, -2, 3]));
+        // Whole numbers written as floats are whole numbers, as JSON Schema's `integer` says.
+        let body = request(json!([1.0, 3]), "INT32", json!([1.0, -2, 3e0]));
         let ok = decode_infer_request(&body, &ints, &outputs(), LIMITS).unwrap();
         assert_eq!(ok.inputs[0].data, TensorData::I32(vec![1, -2, 3]));
     }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PATIENCE, Spawn, TestServer, record};
+use crate::helpers::{PATIENCE, Spawn, TestServer, record, row};
 
 fn with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
     let mut r = record();
@@ -47,9 +47,7 @@ fn case(
 
 fn cases() -> Vec<Case> {
     let infer = "/v2/models/heart-disease/infer";
-    let row: Vec<f64> = vec![
-        63.0, 1.0, 4.0, 145.0, 233.0, 1.0, 2.0, 150.0, 0.0, 2.3, 3.0, 0.0, 6.0,
-    ];
+    let row = row();
     vec![
         case("malformed JSON", "/predict", "{\"age\": 63,".into(), 400, "malformed_json", None),
         case("not JSON at all", infer, "hello".into(), 400, "malformed_json", None),
@@ -245,7 +243,7 @@ async fn deep_nesting_is_refused_before_parsing() {
     );
     // A rank-2 tensor nested as rows is well within the limit.
     let request = json!({"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32",
-        "data": [[63, 1, 4, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]]}]});
+        "data": [row()]}]});
     assert_eq!(
         server
             .post_json("/v2/models/heart-disease/infer", &request)

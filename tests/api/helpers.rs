@@ -17,10 +17,23 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_chaos-inference");
 /// machine does not make tests flaky.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A valid heart-disease record.
+/// The example heart-disease record (`models/heart-disease/example.json`, the README's).
 pub fn record() -> Value {
-    serde_json::json!({"age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2,
-                       "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6})
+    serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/heart-disease/example.json"
+    )))
+    .unwrap()
+}
+
+/// The same record as a row in feature order, by the server's own schema code.
+pub fn row() -> Vec<f64> {
+    let schema = chaos_inference::model::schema::ModelSchema::from_json(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/heart-disease/schema.json"
+    )))
+    .unwrap();
+    schema.rows_from_body(&record(), 1).unwrap().0.remove(0)
 }
 
 /// The fixture written by models/heart-disease/train.py: rows and onnxruntime's outputs.

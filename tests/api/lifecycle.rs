@@ -158,13 +158,12 @@ fn a_model_file_that_is_not_onnx_exits_2() {
 
 #[test]
 fn a_missing_onnx_runtime_says_how_to_get_it() {
-    if ["/usr/local/lib", "/usr/lib"]
+    // The search order itself is unit-tested with folders of its own (model::runtime); this
+    // runs the real binary far from .ort/, with no Python on PATH. Where the machine has a
+    // system-wide library the binary must find it instead.
+    let system = ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu"]
         .iter()
-        .any(|d| std::path::Path::new(d).join("libonnxruntime.so").exists())
-    {
-        return; // a system-wide library would be found; nothing to show here
-    }
-    // A copy of the binary far from .ort/, with no Python on PATH.
+        .any(|d| std::path::Path::new(d).join("libonnxruntime.so").exists());
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("chaos-inference");
     std::fs::copy(crate::helpers::BIN, &bin).unwrap();
@@ -172,9 +171,17 @@ fn a_missing_onnx_runtime_says_how_to_get_it() {
         .current_dir(dir.path())
         .env_clear()
         .env("BIND", "127.0.0.1:0")
+        // Read after the library is loaded: with a system-wide library the start stops here.
+        .env("MODEL_PATH", "/nonexistent/model.onnx")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if system {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("system library folder"), "{stdout}{stderr}");
+        assert!(stderr.contains("MODEL_PATH=/nonexistent"), "{stderr}");
+        return;
+    }
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("scripts/fetch-onnxruntime.sh"), "{stderr}");

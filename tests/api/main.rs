@@ -7,4 +7,3 @@ mod helpers;
 mod lifecycle;
 mod manifests;
 mod routes;
-mod saturation;

@@ -159,7 +159,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
 
 /// True when `given` equals `expected`, comparing every byte of `expected` whatever matches,
 /// so the time taken does not depend on how much of the token is right.
-pub fn tokens_match(expected: &[u8], given: &[u8]) -> bool {
+fn tokens_match(expected: &[u8], given: &[u8]) -> bool {
     compare_every_byte(expected, given, |a, b| a.ct_eq(&b))
 }
 

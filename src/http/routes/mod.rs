@@ -17,7 +17,7 @@ use crate::error::ApiError;
 /// other method gets 405 with an `Allow` header.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get("/livez", health::livez))
-        .service(get("/healthz", health::livez))
+        .service(get("/healthz", health::healthz))
         .service(get("/readyz", health::readyz))
         .service(get("/startupz", health::startupz))
         .service(post("/predict", predict::predict))

@@ -29,10 +29,10 @@ use crate::model::{Prediction, ServedModel};
         super::metrics::metrics, super::chaos::status, super::chaos::action, openapi,
     ),
     components(schemas(
-        ErrorBody, Phase, super::health::ProbeStatus, Prediction, super::predict::Predictions, super::model::ModelInfo,
+        ErrorBody, Phase, super::health::ProbeStatus, Prediction, super::predict::Predictions, super::predict::PredictResponse, super::model::ModelInfo,
         ModelSchema, InputSpec, Feature, FeatureKind, OutputsSpec, OutputSpec, ClassSpec, TensorSpec,
-        super::v2::ServerMetadata, super::v2::ModelMetadata, super::v2::ModelReady, super::v2::InferRequest,
-        super::v2::InferInputTensor, super::v2::RequestedOutput, super::v2::InferResponse, super::v2::OutputTensor,
+        super::v2::ServerMetadata, super::v2::ModelMetadata, super::v2::ModelReady,
+        super::v2::InferResponse, super::v2::OutputTensor,
         ChaosStatus, PastEvent, NextEvent, ActionResult,
     )),
     modifiers(&BearerAuth),
@@ -71,7 +71,8 @@ pub fn document(model: &ServedModel, limits: &Limits) -> Value {
     // The derived document is plain data; serialising it cannot fail.
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI document");
     let schemas = &mut doc["components"]["schemas"];
-    schemas["InferRequest"] = infer_request(&model.inputs, &model.outputs);
+    schemas["InferRequest"] =
+        infer_request(&model.inputs, &model.outputs, limits.max_tensor_elements);
     schemas["PredictRequest"] = match &model.schema {
         Some(schema) => predict_request(schema, limits.max_batch_rows),
         None => json!({"description": "this model has no feature schema: /predict answers 404"}),
@@ -95,7 +96,10 @@ pub fn document(model: &ServedModel, limits: &Limits) -> Value {
                 .into_iter()
                 .flat_map(|o| o.values_mut())
             {
-                for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+                let parameters = operation
+                    .get_mut("parameters")
+                    .and_then(Value::as_array_mut);
+                for parameter in parameters.into_iter().flatten() {
                     let values = match parameter["name"].as_str() {
                         Some("name") => vec![model.name.clone()],
                         Some("version") => vec![model.version.clone()],
@@ -158,8 +162,11 @@ fn predict_request(schema: &ModelSchema, max_rows: usize) -> Value {
 /// its rank and fixed dimensions, and elements of its type, flat or nested row-major. JSON
 /// Schema cannot say that `data` holds as many elements as `shape` multiplies to; the server
 /// checks it (422).
-fn infer_request(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Value {
-    let tensors: Vec<Value> = inputs.iter().map(input_tensor).collect();
+fn infer_request(inputs: &[TensorSpec], outputs: &[TensorSpec], max_elements: usize) -> Value {
+    let tensors: Vec<Value> = inputs
+        .iter()
+        .map(|spec| input_tensor(spec, max_elements))
+        .collect();
     let each_once: Vec<Value> = inputs
         .iter()
         .map(|spec| {
@@ -197,7 +204,16 @@ fn infer_request(inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Value {
     })
 }
 
-fn input_tensor(spec: &TensorSpec) -> Value {
+fn input_tensor(spec: &TensorSpec, max_elements: usize) -> Value {
+    // A free dimension can be at most the element limit over the fixed ones: exact for one free
+    // dimension; with several, their product is checked by the server too (422).
+    let fixed: usize = spec
+        .shape
+        .iter()
+        .filter(|d| **d > 0)
+        .map(|d| *d as usize)
+        .product();
+    let largest = max_elements / fixed.max(1);
     let dimensions: Vec<Value> = spec
         .shape
         .iter()
@@ -205,7 +221,7 @@ fn input_tensor(spec: &TensorSpec) -> Value {
             if *d >= 0 {
                 json!({"const": d})
             } else {
-                json!({"type": "integer", "minimum": 0})
+                json!({"type": "integer", "minimum": 0, "maximum": largest})
             }
         })
         .collect();
@@ -233,7 +249,7 @@ fn input_tensor(spec: &TensorSpec) -> Value {
         "properties": {
             "name": {"const": spec.name},
             "shape": {"type": "array", "prefixItems": dimensions, "minItems": spec.shape.len(),
-                      "maxItems": spec.shape.len()},
+                      "items": false},
             "datatype": {"const": spec.datatype},
             "data": data,
         },

@@ -8,6 +8,14 @@ use crate::http::AppState;
 use crate::http::body::read_json;
 use crate::model::Prediction;
 
+/// The answer: one prediction for one record, the list form for a list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PredictResponse {
+    One(Prediction),
+    Many(Predictions),
+}
+
 /// The answer for a list of records.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Predictions {
@@ -23,7 +31,7 @@ pub struct Predictions {
     request_body(content = Object, description = "one record, or a list of records (the schema is the served model's)",
         content_type = "application/json"),
     responses(
-        (status = 200, description = "one prediction, or `{predictions}` for a list", body = Prediction),
+        (status = 200, description = "one prediction, or `{predictions}` for a list", body = PredictResponse),
         (status = 400, body = ErrorBody, description = "malformed JSON"),
         (status = 404, body = ErrorBody, description = "the model has no feature schema"),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
@@ -50,12 +58,12 @@ pub async fn predict(
         .predict(schema, rows)
         .await
         .map_err(|e| state.pool_error(e))?;
-    Ok(if single {
-        HttpResponse::Ok().json(predictions.swap_remove(0))
+    Ok(HttpResponse::Ok().json(if single {
+        PredictResponse::One(predictions.swap_remove(0))
     } else {
-        HttpResponse::Ok().json(Predictions {
+        PredictResponse::Many(Predictions {
             model: model.name.clone(),
             predictions,
         })
-    })
+    }))
 }

@@ -40,8 +40,9 @@ pub struct OutputTensor {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<i64>,
-    /// Elements in row-major order.
-    #[schema(value_type = Vec<f64>)]
+    /// Elements in row-major order; `null` where the model produced NaN or an infinity, which
+    /// JSON cannot carry.
+    #[schema(value_type = Vec<Option<f64>>)]
     pub data: TensorData,
 }
 
@@ -53,32 +54,6 @@ pub struct InferResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub outputs: Vec<OutputTensor>,
-}
-
-/// The V2 infer request; the served document replaces it with the model's exact schema.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct InferRequest {
-    pub id: Option<String>,
-    pub inputs: Vec<InferInputTensor>,
-    pub outputs: Option<Vec<RequestedOutput>>,
-}
-
-/// One input tensor of an infer request.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct InferInputTensor {
-    pub name: String,
-    pub shape: Vec<i64>,
-    /// FP32, FP64, INT32 or INT64.
-    pub datatype: String,
-    /// Elements, flat or nested, row-major.
-    #[schema(value_type = Vec<f64>)]
-    pub data: serde_json::Value,
-}
-
-/// An output asked for by name.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub struct RequestedOutput {
-    pub name: String,
 }
 
 /// Server metadata.
@@ -179,7 +154,7 @@ pub async fn model_version_ready(
 /// row-major; `outputs` optionally selects outputs; `id` is echoed.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
     params(("name" = String, Path, description = "model name", example = "heart-disease")),
-    request_body(content = InferRequest, content_type = "application/json"),
+    request_body(content = Object, description = "the served model's inputs (see InferRequest)", content_type = "application/json"),
     responses(
         (status = 200, body = InferResponse),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -235,7 +210,7 @@ pub async fn infer(
 /// Inference on one model version.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
     params(("name" = String, Path, description = "model name", example = "heart-disease"), ("version" = String, Path, description = "model version", example = "1")),
-    request_body(content = InferRequest, content_type = "application/json"),
+    request_body(content = Object, description = "the served model's inputs (see InferRequest)", content_type = "application/json"),
     responses((status = 200, body = InferResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
