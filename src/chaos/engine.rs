@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::duration::show;
 use super::effects::Effects;
-use super::fault::{Anchor, CrashMode, Effect, FaultKind};
+use super::fault::{Anchor, CrashMode, Effect, FaultKind, Switches};
 use super::plan::{Plan, mix};
 use crate::health::{Health, Phase};
 use crate::metrics::Metrics;
@@ -301,33 +301,13 @@ impl ChaosEngine {
 
     /// Switches a fault on now.
     pub fn start_fault(&self, source: Source, effect: &Effect) {
-        let kind = effect.kind();
-        self.record(source, kind.name(), EventAction::Start, effect.describe());
-        let label = source.to_string();
-        match effect {
-            Effect::Crash { mode, exit_code } => self.crash(*mode, *exit_code, &effect.describe()),
-            Effect::Hang => self.health.set_hung(),
-            Effect::Unhealthy => self.health.set_unhealthy(
-                &label,
-                Some(format!("{}: {label} unhealthy", self.plan.profile)),
-            ),
-            Effect::Unready => self.health.set_unready(
-                &label,
-                Some(format!("{}: {label} unready", self.plan.profile)),
-            ),
-            Effect::Latency(_) | Effect::Errors { .. } => {
-                let mut active = lock(&self.request_faults.active);
-                active.insert((source, kind), effect.clone());
-                self.request_faults
-                    .count
-                    .store(active.len(), Ordering::SeqCst);
-            }
-            Effect::Leak {
-                mib_per_second,
-                max_mib,
-            } => self.effects.leak(Some((*mib_per_second, *max_mib))),
-            Effect::Burn { cores } => self.effects.burn(&label, Some(*cores)),
-        }
+        self.record(
+            source,
+            effect.kind().name(),
+            EventAction::Start,
+            effect.describe(),
+        );
+        effect.start(source, &self.plan.profile, self);
     }
 
     /// Switches a fault of `source` off; a crash or hang cannot be, and a fault that is not
@@ -342,42 +322,13 @@ impl ChaosEngine {
             EventAction::End,
             format!("{kind} cleared"),
         );
-        let label = source.to_string();
-        match kind {
-            FaultKind::Unhealthy => self.health.set_unhealthy(&label, None),
-            FaultKind::Unready => self.health.set_unready(&label, None),
-            FaultKind::Latency | FaultKind::Errors => {
-                let mut active = lock(&self.request_faults.active);
-                active.remove(&(source, kind));
-                self.request_faults
-                    .count
-                    .store(active.len(), Ordering::SeqCst);
-            }
-            FaultKind::Leak => self.effects.leak(None),
-            FaultKind::Burn => self.effects.burn(&label, None),
-            FaultKind::Crash | FaultKind::Hang => {}
-        }
+        kind.stop(source, self);
     }
 
     /// Switches off every fault `source` can stop.
     pub fn stop_all(&self, source: Source) {
         for kind in FaultKind::ALL.into_iter().filter(|k| k.can_stop()) {
             self.stop_fault(source, kind);
-        }
-    }
-
-    /// Ends the process as `mode` says, or holds it for a hang.
-    fn crash(&self, mode: CrashMode, exit_code: u8, what: &str) {
-        let reason = format!(
-            "{}: {what} after {}",
-            self.plan.profile,
-            show(self.started.elapsed())
-        );
-        tracing::error!(mode = mode.as_str(), exit_code, reason = %reason, "chaos crash");
-        if mode == CrashMode::Hang {
-            self.health.set_hung();
-        } else {
-            self.effects.crash(mode, exit_code, &reason);
         }
     }
 
@@ -489,6 +440,54 @@ impl ChaosEngine {
             past: lock(&self.history).iter().cloned().collect(),
             next,
         }
+    }
+}
+
+impl Switches for ChaosEngine {
+    fn readiness(&self, source: Source, failing: Option<String>) {
+        self.health.set_unready(&source.to_string(), failing);
+    }
+
+    fn liveness(&self, source: Source, failing: Option<String>) {
+        self.health.set_unhealthy(&source.to_string(), failing);
+    }
+
+    fn hang(&self) {
+        self.health.set_hung();
+    }
+
+    /// Ends the process as `mode` says, or holds it for a hang.
+    fn crash(&self, mode: CrashMode, exit_code: u8, what: &str) {
+        let reason = format!(
+            "{}: {what} after {}",
+            self.plan.profile,
+            show(self.started.elapsed())
+        );
+        tracing::error!(mode = mode.as_str(), exit_code, reason = %reason, "chaos crash");
+        if mode == CrashMode::Hang {
+            self.health.set_hung();
+        } else {
+            self.effects.crash(mode, exit_code, &reason);
+        }
+    }
+
+    fn per_request(&self, source: Source, kind: FaultKind, effect: Option<Effect>) {
+        let mut active = lock(&self.request_faults.active);
+        match effect {
+            Some(effect) => active.insert((source, kind), effect),
+            None => active.remove(&(source, kind)),
+        };
+        self.request_faults
+            .count
+            .store(active.len(), Ordering::SeqCst);
+    }
+
+    fn leak(&self, rate: Option<(f64, Option<f64>)>) {
+        self.effects.leak(rate);
+    }
+
+    fn burn(&self, source: Source, cores: Option<f64>) {
+        self.effects.burn(&source.to_string(), cores);
     }
 }
 

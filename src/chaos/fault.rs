@@ -2,10 +2,12 @@
 //! names ([`FaultKind`]) and the one check every fault passes, whichever way it arrives (profile
 //! file, `CHAOS_*` variable, admin route).
 //!
-//! Adding a fault type means: a variant in [`FaultKind`] and [`Effect`], its keys in
-//! [`FaultKind::keys`], its limits in [`Effect::check`], and what it does in
-//! `engine::ChaosEngine::switch`. The parser, the admin route, the OpenAPI document and
-//! `chaos-inference profiles` read the names from here.
+//! Adding a fault type is an edit of this file and its tests only: a variant in [`FaultKind`]
+//! (name, summary, keys) and in [`Effect`] (built from its keys in [`Effect::from_keys`], limits
+//! in [`Effect::check`], text in [`Effect::describe`]), and what it switches while it holds in
+//! [`Effect::start`] and [`FaultKind::stop`], through the [`Switches`] the engine provides. The
+//! profile parser, the admin route, the OpenAPI document and `chaos-inference profiles` read
+//! everything else from here.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::duration::{DurationRange, scale, show};
+use super::engine::Source;
 
 /// Most cores a burn fault may ask for.
 const MAX_BURN_CORES: f64 = 256.0;
@@ -98,24 +101,49 @@ impl FaultKind {
         }
     }
 
-    /// Keys of a profile's `[[fault]]` table that this type takes besides `type`, `from`,
-    /// `after` and `probability` (which every type takes).
+    /// The keys of what this type does, as a profile's `[[fault]]` table spells them; the admin
+    /// route takes the same in snake case. Timing keys (`from`, `after`, `for`, `every`,
+    /// `probability`) come on top in a profile.
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             FaultKind::Crash => &["mode", "exit-code"],
-            FaultKind::Hang => &[],
-            FaultKind::Unhealthy | FaultKind::Unready => &["for", "every"],
-            FaultKind::Latency => &["distribution", "delay", "median", "p99", "for", "every"],
-            FaultKind::Errors => &["rate", "statuses", "for", "every"],
-            FaultKind::Leak => &["mib-per-second", "max-mib", "for", "every"],
-            FaultKind::Burn => &["cores", "for", "every"],
+            FaultKind::Hang | FaultKind::Unhealthy | FaultKind::Unready => &[],
+            FaultKind::Latency => &["distribution", "delay", "median", "p99"],
+            FaultKind::Errors => &["rate", "statuses"],
+            FaultKind::Leak => &["mib-per-second", "max-mib"],
+            FaultKind::Burn => &["cores"],
         }
     }
 
-    /// Whether a running fault of this type can be switched off again. A crash or a hang is
-    /// for good.
+    /// The value a key takes when an admin action leaves it out (a profile must give it).
+    fn admin_default(self, key: &str) -> Option<Value> {
+        Some(match (self, key) {
+            (FaultKind::Latency, "delay") => {
+                Value::Duration(DurationRange::fixed(Duration::from_millis(100)))
+            }
+            (FaultKind::Errors, "rate") => Value::Number(0.5),
+            (FaultKind::Leak, "mib-per-second") => Value::Number(10.0),
+            (FaultKind::Burn, "cores") => Value::Number(1.0),
+            _ => return None,
+        })
+    }
+
+    /// Whether a running fault of this type can be switched off again, and so lasts a window
+    /// (`for`) and repeats (`every`). A crash or a hang is for good.
     pub fn can_stop(self) -> bool {
         !matches!(self, FaultKind::Crash | FaultKind::Hang)
+    }
+
+    /// Switches off what [`Effect::start`] switched on for `source`.
+    pub fn stop(self, source: Source, switches: &dyn Switches) {
+        match self {
+            FaultKind::Unhealthy => switches.liveness(source, None),
+            FaultKind::Unready => switches.readiness(source, None),
+            FaultKind::Latency | FaultKind::Errors => switches.per_request(source, self, None),
+            FaultKind::Leak => switches.leak(None),
+            FaultKind::Burn => switches.burn(source, None),
+            FaultKind::Crash | FaultKind::Hang => {}
+        }
     }
 }
 
@@ -134,12 +162,69 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(key: &'static str, message: impl Into<String>) -> Self {
+    /// `key` breaks the rule `message` states.
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
         Invalid {
             key,
             message: message.into(),
         }
     }
+}
+
+/// What a fault can switch while it holds; the engine provides them. A fault type made of these
+/// needs no change anywhere else.
+pub trait Switches {
+    /// Readiness fails for `source` with this reason, or no longer fails for it.
+    fn readiness(&self, source: Source, failing: Option<String>);
+    /// Liveness fails for `source` with this reason, or no longer fails for it.
+    fn liveness(&self, source: Source, failing: Option<String>);
+    /// Every route stops answering, for good.
+    fn hang(&self);
+    /// The process ends as `mode` says; `what` goes into the termination message.
+    fn crash(&self, mode: CrashMode, exit_code: u8, what: &str);
+    /// Each prediction passes through `effect` ([`Effect::Latency`], [`Effect::Errors`]) until
+    /// switched off with `None`.
+    fn per_request(&self, source: Source, kind: FaultKind, effect: Option<Effect>);
+    /// Memory grows at this rate up to this cap, or stops growing.
+    fn leak(&self, rate: Option<(f64, Option<f64>)>);
+    /// Busy threads keep this many cores busy for `source`, or stop.
+    fn burn(&self, source: Source, cores: Option<f64>);
+}
+
+/// A key's value, from any source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Duration(DurationRange),
+    Word(String),
+    Statuses(Vec<u16>),
+}
+
+/// Where a fault's keys come from: a profile's `[[fault]]` table or an admin route's query.
+/// Keys are named as profiles spell them (`mib-per-second`); each source reads a value as its
+/// own syntax writes it and says `expected ...` when it cannot.
+pub trait Keys {
+    /// The value of `key` read as `like` says (a number, a duration, a word, a list of
+    /// statuses), `None` when absent.
+    fn get(&self, key: &'static str, like: Like) -> Result<Option<Value>, Invalid>;
+}
+
+/// Which kind of value a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Like {
+    Number,
+    Duration,
+    Word,
+    Statuses,
+}
+
+/// What to do about a key that is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Refuse it (profiles say everything).
+    Required,
+    /// Use the admin route's default.
+    AdminDefault,
 }
 
 /// From when a fault's `after` counts.
@@ -317,6 +402,141 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// Builds the effect of a `kind` fault from its keys, then checks it: the one constructor
+    /// for profiles and admin actions alike.
+    pub fn from_keys(
+        kind: FaultKind,
+        keys: &dyn Keys,
+        missing: Missing,
+    ) -> Result<Effect, Invalid> {
+        let get = |key: &'static str, like: Like| -> Result<Option<Value>, Invalid> {
+            match keys.get(key, like)? {
+                Some(value) => Ok(Some(value)),
+                None if missing == Missing::AdminDefault => Ok(kind.admin_default(key)),
+                None => Ok(None),
+            }
+        };
+        let number = |key: &'static str| -> Result<Option<f64>, Invalid> {
+            Ok(match get(key, Like::Number)? {
+                Some(Value::Number(x)) => Some(x),
+                _ => None,
+            })
+        };
+        let required = |key: &'static str| {
+            number(key)?.ok_or_else(|| Invalid::new(key, format!("required for type {kind}")))
+        };
+        let duration = |key: &'static str| -> Result<Option<DurationRange>, Invalid> {
+            Ok(match keys.get(key, Like::Duration)? {
+                Some(Value::Duration(d)) => Some(d),
+                _ => None,
+            })
+        };
+        let word = |key: &'static str| -> Result<Option<String>, Invalid> {
+            Ok(match keys.get(key, Like::Word)? {
+                Some(Value::Word(w)) => Some(w),
+                _ => None,
+            })
+        };
+        let effect = match kind {
+            FaultKind::Crash => Effect::Crash {
+                mode: match word("mode")? {
+                    Some(mode) => mode.parse().map_err(|e| Invalid::new("mode", e))?,
+                    None => CrashMode::default(),
+                },
+                exit_code: match number("exit-code")? {
+                    None => 1,
+                    Some(x) if x.fract() == 0.0 && (0.0..=255.0).contains(&x) => x as u8,
+                    Some(x) => {
+                        return Err(Invalid::new(
+                            "exit-code",
+                            format!("expected a whole number from 0 to 255, got {x}"),
+                        ));
+                    }
+                },
+            },
+            FaultKind::Hang => Effect::Hang,
+            FaultKind::Unhealthy => Effect::Unhealthy,
+            FaultKind::Unready => Effect::Unready,
+            FaultKind::Latency => {
+                let (delay, median, p99) =
+                    (duration("delay")?, duration("median")?, duration("p99")?);
+                let distribution = word("distribution")?;
+                match (distribution.as_deref(), delay, median, p99) {
+                    (None | Some("uniform"), Some(delay), None, None) => {
+                        Effect::Latency(LatencyDistribution::Uniform { delay })
+                    }
+                    (None | Some("lognormal"), None, Some(median), Some(p99)) => {
+                        Effect::Latency(LatencyDistribution::Lognormal { median, p99 })
+                    }
+                    (None, None, None, None) if missing == Missing::AdminDefault => {
+                        let Some(Value::Duration(delay)) = kind.admin_default("delay") else {
+                            unreachable!("latency has a default delay")
+                        };
+                        Effect::Latency(LatencyDistribution::Uniform { delay })
+                    }
+                    (Some(other), ..) if other != "uniform" && other != "lognormal" => {
+                        return Err(Invalid::new(
+                            "distribution",
+                            format!("expected uniform or lognormal, got `{other}`"),
+                        ));
+                    }
+                    (Some("lognormal"), ..) => {
+                        return Err(Invalid::new(
+                            "p99",
+                            "lognormal latency takes `median` and `p99` only",
+                        ));
+                    }
+                    _ => {
+                        return Err(Invalid::new(
+                            "delay",
+                            "give `delay` (uniform) or `median` and `p99` (lognormal)",
+                        ));
+                    }
+                }
+            }
+            FaultKind::Errors => Effect::Errors {
+                rate: required("rate")?,
+                statuses: match keys.get("statuses", Like::Statuses)? {
+                    Some(Value::Statuses(list)) => list,
+                    _ => DEFAULT_ERROR_STATUSES.to_vec(),
+                },
+            },
+            FaultKind::Leak => Effect::Leak {
+                mib_per_second: required("mib-per-second")?,
+                max_mib: number("max-mib")?,
+            },
+            FaultKind::Burn => Effect::Burn {
+                cores: required("cores")?,
+            },
+        };
+        effect.check()?;
+        Ok(effect)
+    }
+
+    /// Switches on what this effect does, for `source`.
+    pub fn start(&self, source: Source, profile: &str, switches: &dyn Switches) {
+        match self {
+            Effect::Crash { mode, exit_code } => {
+                switches.crash(*mode, *exit_code, &self.describe())
+            }
+            Effect::Hang => switches.hang(),
+            Effect::Unhealthy => {
+                switches.liveness(source, Some(format!("{profile}: {source} unhealthy")))
+            }
+            Effect::Unready => {
+                switches.readiness(source, Some(format!("{profile}: {source} unready")))
+            }
+            Effect::Latency(_) | Effect::Errors { .. } => {
+                switches.per_request(source, self.kind(), Some(self.clone()))
+            }
+            Effect::Leak {
+                mib_per_second,
+                max_mib,
+            } => switches.leak(Some((*mib_per_second, *max_mib))),
+            Effect::Burn { cores } => switches.burn(source, Some(*cores)),
+        }
+    }
+
     /// The fault type.
     pub fn kind(&self) -> FaultKind {
         match self {
@@ -454,7 +674,7 @@ impl Fault {
 
     /// Checks timing and effect: the one check of every fault.
     pub fn check(&self) -> Result<(), Invalid> {
-        if !self.kind().keys().contains(&"every")
+        if !self.kind().can_stop()
             && (self.timing.duration.is_some() || self.timing.every.is_some())
         {
             let key = if self.timing.duration.is_some() {

@@ -3,15 +3,13 @@
 //! The built-in ones live in `chaos-profiles/` and are embedded in the binary; any file path
 //! works as well. See `chaos-profiles/README.md` for the format.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::duration::DurationRange;
-use super::fault::{
-    Anchor, CrashMode, DEFAULT_ERROR_STATUSES, Effect, Fault, FaultKind, LatencyDistribution,
-    Timing,
-};
+use super::fault::{Anchor, Effect, Fault, FaultKind, Invalid, Keys, Like, Missing, Timing, Value};
 
 /// A parsed, checked profile.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,31 +45,133 @@ struct RawProfile {
     fault: Vec<RawFault>,
 }
 
-/// One `[[fault]]` table as written: every key any fault type takes, so that unknown keys are
-/// refused by name and keys of another type are refused with the type named.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawFault {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    from: Anchor,
-    after: Option<DurationRange>,
-    #[serde(rename = "for")]
-    duration: Option<DurationRange>,
-    every: Option<DurationRange>,
-    probability: Option<f64>,
-    mode: Option<CrashMode>,
-    exit_code: Option<u8>,
-    distribution: Option<String>,
-    delay: Option<DurationRange>,
-    median: Option<DurationRange>,
-    p99: Option<DurationRange>,
-    rate: Option<f64>,
-    statuses: Option<Vec<u16>>,
-    mib_per_second: Option<f64>,
-    max_mib: Option<f64>,
-    cores: Option<f64>,
+/// One `[[fault]]` table as written, each value with where it stands in the text.
+type RawFault = BTreeMap<String, toml::Spanned<toml::Value>>;
+
+/// Keys every fault takes.
+const TIMING_KEYS: [&str; 4] = ["type", "from", "after", "probability"];
+/// Keys of faults that last a window.
+const WINDOW_KEYS: [&str; 2] = ["for", "every"];
+
+/// A `[[fault]]` table read as fault keys.
+struct TableKeys<'a>(&'a RawFault);
+
+impl Keys for TableKeys<'_> {
+    fn get(&self, key: &'static str, like: Like) -> Result<Option<Value>, Invalid> {
+        let Some(value) = self.0.get(key) else {
+            return Ok(None);
+        };
+        let value = value.get_ref();
+        let expected = |what: &str| Invalid::new(key, format!("expected {what}, got {value}"));
+        Ok(Some(match (like, value) {
+            (Like::Number, toml::Value::Integer(i)) => Value::Number(*i as f64),
+            (Like::Number, toml::Value::Float(x)) => Value::Number(*x),
+            (Like::Number, _) => return Err(expected("a number")),
+            (Like::Duration, toml::Value::String(text)) => {
+                Value::Duration(text.parse().map_err(|e| Invalid::new(key, e))?)
+            }
+            (Like::Duration, _) => return Err(expected("a duration in quotes such as \"30s\"")),
+            (Like::Word, toml::Value::String(word)) => Value::Word(word.clone()),
+            (Like::Word, _) => return Err(expected("a string")),
+            (Like::Statuses, toml::Value::Array(items)) => Value::Statuses(
+                items
+                    .iter()
+                    .map(|item| {
+                        item.as_integer()
+                            .and_then(|i| u16::try_from(i).ok())
+                            .ok_or_else(|| expected("a list of status codes such as [500, 503]"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Like::Statuses, _) => {
+                return Err(expected("a list of status codes such as [500, 503]"));
+            }
+        }))
+    }
+}
+
+/// Types one `[[fault]]` table, refusing keys that belong to other types, through the one
+/// constructor and check of `fault`. Errors name the line and the key.
+fn fault_from_table(index: usize, table: &RawFault, text: &str) -> Result<Fault, String> {
+    let at = |key: &str| match table.get(key) {
+        Some(value) => format!(
+            "line {}: fault[{index}].{key}",
+            line_of(text, value.span().start)
+        ),
+        None => format!("fault[{index}].{key}"),
+    };
+    let keys = TableKeys(table);
+    let word = |key: &'static str| match keys.get(key, Like::Word) {
+        Ok(Some(Value::Word(w))) => Ok(Some(w)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(format!("{}: {}", at(key), e.message)),
+    };
+    let Some(name) = word("type")? else {
+        return Err(format!(
+            "fault[{index}].type: required; one of {}",
+            FaultKind::names()
+        ));
+    };
+    let kind = FaultKind::from_name(&name).ok_or_else(|| {
+        format!(
+            "{}: unknown fault type `{name}`; expected one of {}",
+            at("type"),
+            FaultKind::names()
+        )
+    })?;
+    for key in table.keys() {
+        let applies = TIMING_KEYS.contains(&key.as_str())
+            || (kind.can_stop() && WINDOW_KEYS.contains(&key.as_str()))
+            || kind.keys().contains(&key.as_str());
+        if applies {
+            continue;
+        }
+        let known = WINDOW_KEYS.contains(&key.as_str())
+            || FaultKind::ALL
+                .iter()
+                .any(|k| k.keys().contains(&key.as_str()));
+        return Err(if known {
+            format!("{}: does not apply to a fault of type {kind}", at(key))
+        } else {
+            format!("{}: unknown key", at(key))
+        });
+    }
+    let invalid = |e: Invalid| format!("{}: {}", at(e.key), e.message);
+    let duration = |key: &'static str| match keys.get(key, Like::Duration).map_err(invalid)? {
+        Some(Value::Duration(d)) => Ok(Some(d)),
+        _ => Ok::<_, String>(None),
+    };
+    let from = match word("from")?.as_deref() {
+        None | Some("ready") => Anchor::Ready,
+        Some("start") => Anchor::Start,
+        Some(other) => {
+            return Err(format!(
+                "{}: expected start or ready, got `{other}`",
+                at("from")
+            ));
+        }
+    };
+    let probability = match keys.get("probability", Like::Number).map_err(invalid)? {
+        Some(Value::Number(p)) => Some(p),
+        _ => None,
+    };
+    let fault = Fault {
+        timing: Timing {
+            from,
+            after: duration("after")?,
+            duration: duration("for")?,
+            every: duration("every")?,
+            probability,
+        },
+        effect: Effect::from_keys(kind, &keys, Missing::Required).map_err(invalid)?,
+    };
+    fault.check().map_err(invalid)?;
+    Ok(fault)
+}
+
+/// The line of a byte offset, counted from 1.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].lines().count().max(1)
 }
 
 /// Delays before serving.
@@ -94,116 +194,6 @@ pub struct Shutdown {
     /// Ignore SIGTERM, so only SIGKILL ends the process.
     #[serde(default)]
     pub ignore_sigterm: bool,
-}
-
-impl RawFault {
-    /// Types the fault, refusing keys that belong to other types and missing required ones,
-    /// then checks it like every other fault (`Fault::check`).
-    fn into_fault(self, index: usize) -> Result<Fault, String> {
-        let at = |key: &str| format!("fault[{index}].{key}");
-        let kind = FaultKind::from_name(&self.kind).ok_or_else(|| {
-            format!(
-                "{}: unknown fault type `{}`; expected one of {}",
-                at("type"),
-                self.kind,
-                FaultKind::names()
-            )
-        })?;
-        let given: [(&str, bool); 13] = [
-            ("mode", self.mode.is_some()),
-            ("exit-code", self.exit_code.is_some()),
-            ("distribution", self.distribution.is_some()),
-            ("delay", self.delay.is_some()),
-            ("median", self.median.is_some()),
-            ("p99", self.p99.is_some()),
-            ("rate", self.rate.is_some()),
-            ("statuses", self.statuses.is_some()),
-            ("mib-per-second", self.mib_per_second.is_some()),
-            ("max-mib", self.max_mib.is_some()),
-            ("cores", self.cores.is_some()),
-            ("for", self.duration.is_some()),
-            ("every", self.every.is_some()),
-        ];
-        if let Some((key, _)) = given
-            .iter()
-            .find(|(key, set)| *set && !kind.keys().contains(key))
-        {
-            return Err(format!(
-                "{}: does not apply to a fault of type {kind}",
-                at(key)
-            ));
-        }
-        let required = |value: Option<f64>, key: &str| {
-            value.ok_or_else(|| format!("{}: required for type {kind}", at(key)))
-        };
-        let effect = match kind {
-            FaultKind::Crash => Effect::Crash {
-                mode: self.mode.unwrap_or_default(),
-                exit_code: self.exit_code.unwrap_or(1),
-            },
-            FaultKind::Hang => Effect::Hang,
-            FaultKind::Unhealthy => Effect::Unhealthy,
-            FaultKind::Unready => Effect::Unready,
-            FaultKind::Latency => Effect::Latency(
-                match (
-                    self.distribution.as_deref().unwrap_or("uniform"),
-                    self.delay,
-                    self.median,
-                    self.p99,
-                ) {
-                    ("uniform", Some(delay), None, None) => LatencyDistribution::Uniform { delay },
-                    ("lognormal", None, Some(median), Some(p99)) => {
-                        LatencyDistribution::Lognormal { median, p99 }
-                    }
-                    ("uniform", ..) => {
-                        return Err(format!(
-                            "{}: uniform latency takes `delay` only",
-                            at("delay")
-                        ));
-                    }
-                    ("lognormal", ..) => {
-                        return Err(format!(
-                            "{}: lognormal latency takes `median` and `p99` only",
-                            at("p99")
-                        ));
-                    }
-                    (other, ..) => {
-                        return Err(format!(
-                            "{}: expected uniform or lognormal, got `{other}`",
-                            at("distribution")
-                        ));
-                    }
-                },
-            ),
-            FaultKind::Errors => Effect::Errors {
-                rate: required(self.rate, "rate")?,
-                statuses: self
-                    .statuses
-                    .unwrap_or_else(|| DEFAULT_ERROR_STATUSES.to_vec()),
-            },
-            FaultKind::Leak => Effect::Leak {
-                mib_per_second: required(self.mib_per_second, "mib-per-second")?,
-                max_mib: self.max_mib,
-            },
-            FaultKind::Burn => Effect::Burn {
-                cores: required(self.cores, "cores")?,
-            },
-        };
-        let fault = Fault {
-            timing: Timing {
-                from: self.from,
-                after: self.after,
-                duration: self.duration,
-                every: self.every,
-                probability: self.probability,
-            },
-            effect,
-        };
-        fault
-            .check()
-            .map_err(|e| format!("{}: {}", at(e.key), e.message))?;
-        Ok(fault)
-    }
 }
 
 /// A built-in profile: its name and TOML text.
@@ -240,9 +230,7 @@ impl Profile {
     /// Parses a profile's TOML; errors name the key and line.
     pub fn parse(name: &str, text: &str) -> Result<Self, String> {
         let raw: RawProfile = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map(|s| line_of(text, s.start));
             let message = e.message().replace('\n', " ");
             match line {
                 Some(line) => format!("line {line}: {message}"),
@@ -251,9 +239,9 @@ impl Profile {
         })?;
         let faults = raw
             .fault
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, f)| f.into_fault(i))
+            .map(|(i, table)| fault_from_table(i, table, text))
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Profile {
             name: name.to_string(),
@@ -369,5 +357,24 @@ mod tests {
         let e = Profile::load("no-such-profile").unwrap_err();
         assert!(e.starts_with("CHAOS_PROFILE=no-such-profile"), "{e}");
         assert!(e.contains("flapping-readiness"), "{e}");
+    }
+
+    /// The same limit and message as `CHAOS_BURN_CORES` and the admin route's `cores`.
+    #[test]
+    fn limits_match_the_other_sources() {
+        let e = Profile::parse("x", "[[fault]]\ntype = \"burn\"\ncores = 1000\n").unwrap_err();
+        assert_eq!(
+            e,
+            "line 3: fault[0].cores: expected a number above 0 and at most 256, got 1000"
+        );
+        let e = Profile::parse(
+            "x",
+            "[[fault]]\ntype = \"leak\"\nmib-per-second = 1\nmax-mib = 0\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.ends_with("fault[0].max-mib: expected a number above 0 and at most 1048576, got 0"),
+            "{e}"
+        );
     }
 }

@@ -105,6 +105,11 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
     assert_config_error(&[("CHAOS_CRASH_MODE", "abort")], "CHAOS_CRASH_AFTER");
     assert_config_error(&[("CHAOS_ERROR_RATE", "1.5")], "CHAOS_ERROR_RATE");
     assert_config_error(&[("CHAOS_SEED", "x")], "CHAOS_SEED");
+    // The same limit and message as `cores` in a profile and `cores` on the admin route.
+    assert_config_error(
+        &[("CHAOS_BURN_CORES", "1000")],
+        "CHAOS_BURN_CORES: expected a number above 0 and at most 256, got 1000",
+    );
     assert_config_error(&[("BIND", "localhost")], "BIND");
     assert_config_error(&[("DRAIN_TIMEOUT", "soon")], "DRAIN_TIMEOUT");
     assert_config_error(&[("CHAOS_CRASH_AFTER", "400days")], "limit of 365 days");

@@ -9,11 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use crate::chaos::duration::DurationRange;
 use crate::chaos::engine::{ChaosEngine, Event, Source, Upcoming};
-use crate::chaos::fault::{
-    DEFAULT_ERROR_STATUSES, Effect, FaultKind, Invalid, LatencyDistribution,
-};
+use crate::chaos::fault::{Effect, FaultKind, Invalid, Keys, Like, Missing, Value};
 use crate::error::{ApiError, ErrorBody};
 use crate::health::Phase;
 use crate::http::AppState;
@@ -47,7 +44,7 @@ pub fn actions() -> Vec<String> {
 pub fn parameters(kind: FaultKind) -> Vec<String> {
     kind.keys()
         .iter()
-        .filter(|k| !matches!(**k, "for" | "every" | "distribution"))
+        .filter(|k| **k != "distribution")
         .map(|k| k.replace('-', "_"))
         .collect()
 }
@@ -196,28 +193,18 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// The query of one action: known parameters only, each parsed or named in a 422.
-struct Query<'a>(&'a HashMap<String, String>);
+/// An admin query read as fault keys: `mib_per_second` is the profile key `mib-per-second`.
+struct QueryKeys<'a>(&'a HashMap<String, String>);
 
-impl Query<'_> {
-    fn get<T: std::str::FromStr>(&self, key: &str, form: &str) -> Result<Option<T>, ApiError> {
-        self.0
-            .get(key)
-            .map(|text| {
-                text.parse()
-                    .map_err(|_| ApiError::invalid(key, format!("expected {form}, got `{text}`")))
-            })
-            .transpose()
-    }
-
-    fn only(&self, kind: FaultKind) -> Result<(), ApiError> {
-        let allowed = parameters(kind);
+impl QueryKeys<'_> {
+    /// Refuses a parameter this action does not take.
+    fn only(&self, allowed: &[String], action: &str) -> Result<(), ApiError> {
         match self.0.keys().find(|k| !allowed.contains(k)) {
             None => Ok(()),
             Some(unknown) => Err(ApiError::invalid(
                 unknown.as_str(),
                 format!(
-                    "not a parameter of {kind}; expected {}",
+                    "not a parameter of {action}; expected {}",
                     if allowed.is_empty() {
                         "none".to_string()
                     } else {
@@ -229,69 +216,35 @@ impl Query<'_> {
     }
 }
 
-/// The effect an admin action starts, from its query, checked like a profile's.
-fn admin_effect(kind: FaultKind, query: &Query<'_>) -> Result<Effect, ApiError> {
-    query.only(kind)?;
-    let range = "a duration or range such as 50ms..200ms";
-    let effect = match kind {
-        FaultKind::Crash => Effect::Crash {
-            mode: query
-                .get("mode", "exit, panic, abort, sigkill, oom or hang")?
-                .unwrap_or_default(),
-            exit_code: query
-                .get("exit_code", "a number from 0 to 255")?
-                .unwrap_or(1),
-        },
-        FaultKind::Hang => Effect::Hang,
-        FaultKind::Unhealthy => Effect::Unhealthy,
-        FaultKind::Unready => Effect::Unready,
-        FaultKind::Latency => {
-            let delay: Option<DurationRange> = query.get("delay", range)?;
-            let median: Option<DurationRange> = query.get("median", range)?;
-            let p99: Option<DurationRange> = query.get("p99", range)?;
-            Effect::Latency(match (delay, median, p99) {
-                (delay, None, None) => LatencyDistribution::Uniform {
-                    delay: delay.unwrap_or(DurationRange::fixed(Duration::from_millis(100))),
-                },
-                (None, Some(median), Some(p99)) => LatencyDistribution::Lognormal { median, p99 },
-                _ => {
-                    return Err(ApiError::invalid(
-                        "delay",
-                        "give `delay` (uniform) or `median` and `p99` (log-normal)",
-                    ));
-                }
-            })
-        }
-        FaultKind::Errors => Effect::Errors {
-            rate: query.get("rate", "a number from 0 to 1")?.unwrap_or(0.5),
-            statuses: match query.0.get("statuses") {
-                None => DEFAULT_ERROR_STATUSES.to_vec(),
-                Some(list) => list
-                    .split(',')
+impl Keys for QueryKeys<'_> {
+    fn get(&self, key: &'static str, like: Like) -> Result<Option<Value>, Invalid> {
+        let Some(text) = self.0.get(&key.replace('-', "_")) else {
+            return Ok(None);
+        };
+        let expected = |what: &str| Invalid::new(key, format!("expected {what}, got `{text}`"));
+        Ok(Some(match like {
+            Like::Number => Value::Number(text.trim().parse().map_err(|_| expected("a number"))?),
+            Like::Duration => Value::Duration(
+                text.parse()
+                    .map_err(|_| expected("a duration or range such as 50ms..200ms"))?,
+            ),
+            Like::Word => Value::Word(text.clone()),
+            Like::Statuses => Value::Statuses(
+                text.split(',')
                     .map(|s| s.trim().parse::<u16>())
                     .collect::<Result<_, _>>()
-                    .map_err(|_| {
-                        ApiError::invalid(
-                            "statuses",
-                            format!("expected status codes such as 500,503, got `{list}`"),
-                        )
-                    })?,
-            },
-        },
-        FaultKind::Leak => Effect::Leak {
-            mib_per_second: query
-                .get("mib_per_second", "a number of MiB per second")?
-                .unwrap_or(10.0),
-            max_mib: query.get("max_mib", "a number of MiB")?,
-        },
-        FaultKind::Burn => Effect::Burn {
-            cores: query.get("cores", "a number of cores")?.unwrap_or(1.0),
-        },
-    };
-    effect
-        .check()
-        .map_err(|Invalid { key, message }| ApiError::invalid(key.replace('-', "_"), message))?;
-    Ok(effect)
+                    .map_err(|_| expected("status codes such as 500,503"))?,
+            ),
+        }))
+    }
+}
+
+/// The effect an admin action starts, from its query, built and checked as a profile's is.
+fn admin_effect(kind: FaultKind, query: &HashMap<String, String>) -> Result<Effect, ApiError> {
+    let keys = QueryKeys(query);
+    keys.only(&parameters(kind), kind.name())?;
+    Effect::from_keys(kind, &keys, Missing::AdminDefault)
+        .map_err(|Invalid { key, message }| ApiError::invalid(key.replace('-', "_"), message))
 }
 
 /// Switches a fault now. Needs `Authorization: Bearer $ADMIN_TOKEN`; 404 for every action when
@@ -323,7 +276,7 @@ pub async fn action(
     authorize(&req, &state)?;
     let chaos = &state.chaos;
     let name = action.into_inner();
-    let query = Query(&query);
+    let query = query.into_inner();
     let stop = name
         .strip_prefix("stop-")
         .and_then(FaultKind::from_name)
@@ -344,11 +297,11 @@ pub async fn action(
         }
         detail
     } else if let Some(kind) = stop {
-        query.only(FaultKind::Hang)?;
+        QueryKeys(&query).only(&[], &name)?;
         chaos.stop_fault(Source::Admin, kind);
         format!("{kind} cleared")
     } else if name == "clear" {
-        query.only(FaultKind::Hang)?;
+        QueryKeys(&query).only(&[], &name)?;
         chaos.stop_all(Source::Admin);
         "admin faults cleared".to_string()
     } else {
@@ -424,8 +377,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        let invalid = |kind, pairs: &[(&str, &str)]| match admin_effect(kind, &Query(&query(pairs)))
-        {
+        let invalid = |kind, pairs: &[(&str, &str)]| match admin_effect(kind, &query(pairs)) {
             Err(ApiError::Invalid { field, message }) => (field, message),
             other => panic!("{other:?}"),
         };
@@ -441,7 +393,7 @@ mod tests {
             "expected a number above 0 and at most 256, got 1000"
         );
         assert_eq!(invalid(FaultKind::Hang, &[("cores", "1")]).0, "cores");
-        assert!(admin_effect(FaultKind::Errors, &Query(&query(&[("statuses", "502")]))).is_ok());
+        assert!(admin_effect(FaultKind::Errors, &query(&[("statuses", "502")])).is_ok());
         assert_eq!(
             invalid(FaultKind::Errors, &[("statuses", "404")]).0,
             "statuses"
