@@ -75,6 +75,27 @@ async fn admin_actions_switch_faults_on_and_off() {
         post_action(&server, "errors?rate=7", Some(TOKEN)).await,
         422
     );
+    // The profile's limits and messages, `max_mib` included.
+    let refused: serde_json::Value = server
+        .client
+        .post(server.url("/chaos/actions/leak?max_mib=-5"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["field"], "max_mib");
+    assert_eq!(
+        refused["error"],
+        "max_mib: expected a number above 0 and at most 1048576, got -5"
+    );
+    assert_eq!(
+        post_action(&server, "hang?cores=2", Some(TOKEN)).await,
+        422,
+        "a parameter of another fault"
+    );
     assert_eq!(post_action(&server, "clear", Some(TOKEN)).await, 202);
     assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
     assert_eq!(post_action(&server, "explode", Some(TOKEN)).await, 404);

@@ -303,13 +303,31 @@ async fn memory_leak_grows_resident_memory_at_its_rate() {
 }
 
 #[tokio::test]
-async fn cpu_burn_uses_a_core() {
+async fn cpu_burn_keeps_a_thread_running() {
+    // How much CPU the burner gets depends on what else the machine runs; that it always wants
+    // the CPU does not: its thread is runnable (state R) at every look, where an idle thread
+    // sleeps (S). So the test holds on a loaded machine too.
     let server = Spawn::default().profile("cpu-burn", 1.0).ready().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (cpu0, t0) = (server.cpu_seconds(), Instant::now());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let cores = (server.cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();
-    assert!(cores >= 0.6, "burned {cores:.2} cores");
+    let task = server
+        .wait_for_thread("chaos-burn-0")
+        .unwrap_or_else(|| panic!("no burn thread; logs:\n{}", server.logs().join("\n")));
+    let (mut runnable, looks) = (0, 100);
+    for _ in 0..looks {
+        if server.thread_state(&task) == Some('R') {
+            runnable += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        runnable >= looks * 9 / 10,
+        "runnable at {runnable} of {looks} looks"
+    );
+    let idle = server.wait_for_thread("inference-0").unwrap();
+    assert_ne!(
+        server.thread_state(&idle),
+        Some('R'),
+        "an idle worker sleeps"
+    );
     assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
 }
 

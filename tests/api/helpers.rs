@@ -349,15 +349,26 @@ impl TestServer {
         kb * 1024
     }
 
-    /// User + system CPU seconds used so far, from /proc.
-    pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // Fields 14 and 15 of stat(5); index 11 and 12 after the name and state.
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    /// The /proc folder of the server's thread named `name`, once it exists.
+    pub fn wait_for_thread(&self, name: &str) -> Option<PathBuf> {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
+            for task in tasks.flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if comm.trim() == name {
+                    return Some(task.path());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// A thread's scheduler state (`R` runnable, `S` sleeping, ...), from its stat(5).
+    pub fn thread_state(&self, task: &std::path::Path) -> Option<char> {
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].chars().next()
     }
 }
 
