@@ -14,6 +14,7 @@ limits. A failing scenario prints what it saw and the suite exits 1.
 """
 
 import argparse
+import datetime
 import json
 import os
 import pathlib
@@ -34,6 +35,12 @@ KUBECTL = os.environ.get("KUBECTL", "kubectl")
 # kubectl 1.20's built-in kustomize is too old for current kustomizations; render with a newer one.
 RENDER_KUBECTL = os.environ.get("E2E_RENDER_KUBECTL", str(ROOT / ".tools" / "bin" / "kubectl"))
 RECORD = (ROOT / "models" / "heart-disease" / "example.json").read_bytes()
+BINARY = os.environ.get("E2E_BINARY", str(ROOT / "target" / "release" / "chaos-inference"))
+# What a prediction is compared with comes from kubectl: timestamps of whole seconds (a moment
+# reads as the second it falls in, so up to 1 s early) and polls every 0.3-0.5 s.
+SLACK = 1.0
+# Every predicted-versus-observed comparison, for the table in docs/simulate.md.
+COMPARISONS = []
 
 
 class Failed(AssertionError):
@@ -55,8 +62,9 @@ def get_json(ns, *what):
     return json.loads(kubectl("-n", ns, "get", *what, "-o", "json"))
 
 
-def render(manifest, image_tag="v1", env=None, remove_startup_probe=False):
-    """A Kustomize overlay of one shipped manifest: image name, pull policy, optional env."""
+def render(manifest, env=None):
+    """A Kustomize overlay of one shipped manifest: image repository (its tag kept) and pull
+    policy, and optional env."""
     with tempfile.TemporaryDirectory() as d:
         d = pathlib.Path(d)
         shutil.copy(MANIFESTS / manifest, d / manifest)
@@ -65,14 +73,12 @@ def render(manifest, image_tag="v1", env=None, remove_startup_probe=False):
             ops = [{"op": "replace", "path": f"{base}/containers/0/imagePullPolicy", "value": "Never"}]
             for name, value in (env or {}).items():
                 ops.append({"op": "add", "path": f"{base}/containers/0/env/-", "value": {"name": name, "value": value}})
-            if remove_startup_probe:
-                ops.append({"op": "remove", "path": f"{base}/containers/0/startupProbe"})
             patches.append({"target": {"kind": kind}, "patch": json.dumps(ops)})
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             "resources": [manifest],
-            "images": [{"name": "chaos-inference", "newName": IMAGE_REPO, "newTag": image_tag}],
+            "images": [{"name": "chaos-inference", "newName": IMAGE_REPO}],
             "patches": patches,
         }
         (d / "kustomization.yaml").write_text(json.dumps(kustomization))
@@ -112,7 +118,38 @@ class Scenario:
         log(f"{self.name}: {text}")
 
     def apply(self, rendered):
+        self.applied_at = time.time()
         kubectl("-n", self.ns, "apply", "-f", "-", input=rendered)
+
+    def predict(self, rendered, *args):
+        """`chaos-inference simulate --output json` on exactly what is applied (and its steps)."""
+        result = subprocess.run([BINARY, "simulate", "--output", "json", "--fail-on", "never", *args, "-"],
+                                input=rendered, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise Failed(f"simulate: {result.stderr.strip()}")
+        self.prediction = json.loads(result.stdout)
+        return self.prediction
+
+    def since_apply(self, timestamp):
+        """Seconds from apply to a kubectl RFC 3339 timestamp."""
+        at = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        return at.timestamp() - self.applied_at
+
+    def expect(self, what, observed, low, high, slack=SLACK, resolution=0.0):
+        """The observed value (seconds after apply, or a count) inside the predicted window; a
+        timestamp of `resolution` seconds stands for anything up to that much later."""
+        ok = observed is not None and low - slack <= observed + resolution and observed <= high + slack
+        shown = "-" if observed is None else f"{observed:.1f}" if isinstance(observed, float) else str(observed)
+        window = f"{low:g}..{high:g}" if low != high else f"{low:g}"
+        COMPARISONS.append((self.name, what, window, shown, "ok" if ok else "MISS"))
+        self.note(f"predicted {what} {window}, observed {shown}: {'ok' if ok else 'MISS'}")
+        if not ok:
+            raise Failed(f"{what}: observed {shown}, predicted {window} (slack {slack}s)")
+
+    def expect_window(self, what, observed, window, slack=SLACK, resolution=1.0):
+        if window is None:
+            raise Failed(f"{what}: observed {observed}, predicted never")
+        self.expect(what, observed, window["earliest_s"], window["latest_s"], slack, resolution)
 
     def wait(self, condition, limit, what):
         deadline = time.monotonic() + limit
@@ -158,6 +195,37 @@ def restarts(pod):
     return status(pod).get("restartCount", 0)
 
 
+def ready_at(pod):
+    """When the pod's Ready condition last turned True (kubectl's timestamp)."""
+    for c in pod.get("status", {}).get("conditions") or []:
+        if c["type"] == "Ready" and c["status"] == "True":
+            return c["lastTransitionTime"]
+    return None
+
+
+def predicted(report, name):
+    return next(p for p in report["pods"] if p["name"] == name)
+
+
+def expect_restart(s, name, pod, number=1):
+    """The restart the pod just made: when the container before ended, how, and when the next
+    one ran, each against the prediction."""
+    report = predicted(s.prediction, name)
+    if len(report["restarts_at"]) < number:
+        raise Failed(f"{name}: restart {number} observed, none predicted")
+    want = report["restarts_at"][number - 1]
+    terminated = status(pod).get("lastState", {}).get("terminated", {})
+    s.expect_window(f"{name} restart {number}: container ended", s.since_apply(terminated["finishedAt"]), want["ended"])
+    running = status(pod).get("state", {}).get("running")
+    if running:
+        s.expect_window(f"{name} restart {number}: running again", s.since_apply(running["startedAt"]), want["started"])
+    got = f"{terminated.get('reason')}, exit code {terminated.get('exitCode')}"
+    ok = got == want["reason"]
+    COMPARISONS.append((s.name, f"{name} restart {number}: how it ended", want["reason"], got, "ok" if ok else "MISS"))
+    if not ok:
+        raise Failed(f"{name}: restart {number} ended as {got}, predicted {want['reason']}")
+
+
 def http(ip, path, body=None, timeout=3):
     request = urllib.request.Request(f"http://{ip}:8000{path}", data=body,
                                      headers={"Content-Type": "application/json"} if body else {})
@@ -174,8 +242,11 @@ def http(ip, path, body=None, timeout=3):
 def plain_pods(s):
     for manifest, name in (("online-inference-pod.yaml", "online-inference"),
                            ("online-inference-pod-resources.yaml", "online-inference-resources")):
-        s.apply(render(manifest))
+        rendered = render(manifest)
+        s.predict(rendered)
+        s.apply(rendered)
         pod = s.wait(lambda: (p := s.pod(name)) and ready(p) and p, 120, f"{name} Ready")
+        s.expect_window(f"{name} first Ready", s.since_apply(ready_at(pod)), predicted(s.prediction, name)["first_ready"])
         ip = pod["status"]["podIP"]
         code, body = http(ip, "/predict", RECORD)
         s.note(f"{name}: Ready, POST http://{ip}:8000/predict -> {code} {body.decode()}")
@@ -185,18 +256,22 @@ def plain_pods(s):
 
 
 def probes_v2(s):
-    # Time scale 0.2: load 4-6 s, exit 12-24 s after ready; probes as shipped.
-    s.apply(render("online-inference-chaos-profiles.yaml") + "---\n" +
-                render("online-inference-pod-probes.yaml", env={"CHAOS_TIME_SCALE": "0.2"}))
+    # The v2 image; time scale 0.2: load 4-6 s, exit 12-24 s after ready; probes as shipped.
+    rendered = render("online-inference-pod-probes.yaml", env={"CHAOS_TIME_SCALE": "0.2"})
+    s.predict(rendered)
+    s.apply(rendered)
     name = "online-inference-probes"
     s.wait(lambda: status(s.pod(name)).get("state", {}).get("running") and not ready(s.pod(name)), 120,
            "Running but not Ready (loading)")
     s.note("Running, READY 0/1 while the model loads")
     s.table("pod", name)
-    s.wait(lambda: ready(s.pod(name)), 60, "Ready after the load")
+    pod = s.wait(lambda: (p := s.pod(name)) and ready(p) and p, 60, "Ready after the load")
     s.note("READY 1/1 after the load")
+    s.expect_window(f"{name} first Ready", s.since_apply(ready_at(pod)), predicted(s.prediction, name)["first_ready"])
     s.table("pod", name)
-    pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and p, 120, "a restart after the crash")
+    pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and status(p).get("state", {}).get("running") and p,
+                 120, "a restart after the crash")
+    expect_restart(s, name, pod)
     terminated = status(pod).get("lastState", {}).get("terminated", {})
     s.note(f"RESTARTS {restarts(pod)}; lastState.terminated: exitCode={terminated.get('exitCode')} "
            f"reason={terminated.get('reason')} message={terminated.get('message', '').strip()!r}")
@@ -207,17 +282,27 @@ def probes_v2(s):
 
 def slow_start(s):
     # Time scale 0.3: load 27 s, /livez 503 meanwhile; liveness as shipped gives up after ~15 s.
-    s.apply(render("online-inference-chaos-profiles.yaml") + "---\n" +
-            render("online-inference-pod-startup-probe.yaml", env={"CHAOS_TIME_SCALE": "0.3"}))
+    rendered = render("online-inference-pod-startup-probe.yaml", env={"CHAOS_TIME_SCALE": "0.3"})
+    s.predict(rendered)
+    s.apply(rendered)
     name = "online-inference-startup-probe"
     pod = s.wait(lambda: (p := s.pod(name)) and ready(p) and p, 180, "Ready with the startup probe")
+    s.expect_window(f"{name} first Ready", s.since_apply(ready_at(pod)), predicted(s.prediction, name)["first_ready"])
     s.note(f"with startupProbe: READY 1/1, RESTARTS {restarts(pod)}")
     s.table("pod", name)
     if restarts(pod) != 0:
         raise Failed(f"restarted {restarts(pod)} times with a startup probe")
     kubectl("-n", s.ns, "delete", "pod", name, "--wait=true", timeout=120)
-    s.apply(render("online-inference-pod-startup-probe.yaml", env={"CHAOS_TIME_SCALE": "0.3"}, remove_startup_probe=True))
-    pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and p, 180, "restart by liveness without a startup probe")
+    # The same lesson's other half, shipped as its own manifest: no startup probe.
+    rendered = render("online-inference-pod-without-startup-probe.yaml", env={"CHAOS_TIME_SCALE": "0.3"})
+    report = s.predict(rendered)
+    if not any(f["rule"] == "liveness-kills-during-load" for f in report["findings"]):
+        raise Failed(f"simulate did not predict the liveness kill: {report['findings']}")
+    s.apply(rendered)
+    name = "online-inference-no-startup-probe"
+    pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and status(p).get("state", {}).get("running") and p,
+                 180, "restart by liveness without a startup probe")
+    expect_restart(s, name, pod)
     events = s.events_for(name)
     s.note(f"without startupProbe: RESTARTS {restarts(pod)}, never Ready: {not ready(pod)}")
     for e in events:
@@ -231,9 +316,13 @@ def liveness_restart(profile, scale, exit_code, reason):
     """Restarted by the liveness probe. A hung process cannot drain, so the kubelet's SIGTERM is
     followed by SIGKILL after the grace period (137); an unhealthy one drains and exits 0."""
     def scenario(s):
-        s.apply(render("online-inference-pod-probes.yaml", env={"CHAOS_PROFILE": profile, "CHAOS_TIME_SCALE": scale}))
+        rendered = render("online-inference-pod-probes.yaml", env={"CHAOS_PROFILE": profile, "CHAOS_TIME_SCALE": scale})
+        s.predict(rendered)
+        s.apply(rendered)
         name = "online-inference-probes"
-        pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and p, 180, f"restart by liveness ({profile})")
+        pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and status(p).get("state", {}).get("running") and p,
+                     180, f"restart by liveness ({profile})")
+        expect_restart(s, name, pod)
         events = s.events_for(name)
         terminated = status(pod).get("lastState", {}).get("terminated", {})
         s.note(f"{profile}: RESTARTS {restarts(pod)}, lastState.terminated exitCode={terminated.get('exitCode')} reason={terminated.get('reason')}")
@@ -250,9 +339,13 @@ def liveness_restart(profile, scale, exit_code, reason):
 
 
 def memory_leak(s):
-    s.apply(render("online-inference-pod-resources.yaml", env={"CHAOS_PROFILE": "memory-leak", "CHAOS_TIME_SCALE": "0.2"}))
+    rendered = render("online-inference-pod-resources.yaml", env={"CHAOS_PROFILE": "memory-leak", "CHAOS_TIME_SCALE": "0.2"})
+    s.predict(rendered)
+    s.apply(rendered)
     name = "online-inference-resources"
-    pod = s.wait(lambda: (p := s.pod(name)) and status(p).get("lastState", {}).get("terminated") and p, 180, "a terminated last state")
+    pod = s.wait(lambda: (p := s.pod(name)) and status(p).get("lastState", {}).get("terminated")
+                 and status(p).get("state", {}).get("running") and p, 180, "a terminated last state")
+    expect_restart(s, name, pod)
     terminated = status(pod)["lastState"]["terminated"]
     s.note(f"lastState.terminated: reason={terminated.get('reason')} exitCode={terminated.get('exitCode')}")
     s.table("pod", name)
@@ -303,7 +396,10 @@ def images_by_pod(s, selector):
 
 
 def replicaset(s):
-    s.apply(render("online-inference-replicaset.yaml"))
+    rendered = render("online-inference-replicaset.yaml")
+    # As below: set image once ready, scale to 1 five seconds later, to 3 once that one is ready.
+    report = s.predict(rendered, "--step", "set-image=v2", "--step", "scale=1@+5s", "--step", "scale=3@ready")
+    s.apply(rendered)
     selector = "app.kubernetes.io/instance=online-inference-replicaset"
     s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods")
     s.note(f"3 pods: {images_by_pod(s, selector)}")
@@ -324,11 +420,19 @@ def replicaset(s):
     s.table("pods", "-l", selector, "-o", "custom-columns=NAME:.metadata.name,IMAGE:.spec.containers[0].image,READY:.status.containerStatuses[0].ready")
     if sorted(up.values()) != ["v1", "v2", "v2"]:
         raise Failed(f"expected one v1 survivor and two v2 pods, got {up}")
+    # Pods the ReplicaSet ever made: the three first, then two for the scale up.
+    created = len(report["pods"])
+    ok = created == 5
+    COMPARISONS.append((s.name, "pods created in all", "5", str(created), "ok" if ok else "MISS"))
+    if not ok:
+        raise Failed(f"simulate predicted {created} pods in all, the cluster made 5")
 
 
 def rollout(manifest, deployment, expect):
     def scenario(s):
-        s.apply(render(manifest))
+        rendered = render(manifest)
+        s.predict(rendered, "--set-image", "v2")
+        s.apply(rendered)
         selector = f"app.kubernetes.io/instance={deployment}"
         s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods")
         kubectl("-n", s.ns, "set", "image", f"deployment/{deployment}", f"chaos-inference={IMAGE_REPO}:v2")
@@ -351,7 +455,27 @@ def rollout(manifest, deployment, expect):
         else:
             raise Failed(f"rollout did not finish: {timeline}")
         expect(timeline)
+        expect_rollout(s, timeline)
     return scenario
+
+
+def expect_rollout(s, timeline):
+    """Peak pods, fewest Ready pods and the longest stretch with none Ready, against the
+    prediction for the same strategy and image change."""
+    want = s.prediction["rollouts"][0]
+    peak = max(c["v1"] + c["v2"] for _, c in timeline)
+    fewest = min(c["v1 ready"] + c["v2 ready"] for _, c in timeline)
+    s.expect("peak pods", peak, want["peak_pods"]["min"], want["peak_pods"]["max"], slack=0)
+    s.expect("fewest Ready pods", fewest, want["min_ready"]["min"], want["min_ready"]["max"], slack=0)
+    stretch, since = 0.0, None
+    for at, c in timeline:
+        if c["v1 ready"] + c["v2 ready"] == 0 and since is None:
+            since = at
+        elif c["v1 ready"] + c["v2 ready"] > 0 and since is not None:
+            stretch, since = max(stretch, at - since), None
+    if want["zero_ready_seconds"]:
+        # Polled every 0.3 s or so, with kubectl's own latency.
+        s.expect_window("seconds with no pod Ready", stretch, want["zero_ready_seconds"], slack=1.5, resolution=0.0)
 
 
 def expect_blue_green(timeline):
@@ -379,8 +503,10 @@ def rollout_under_load(s):
         (d / "kustomization.yaml").write_text(json.dumps({
             "resources": ["base.yaml"],
             "images": [{"name": "chaos-inference", "newName": IMAGE_REPO, "newTag": "v1"}],
+            # The rollout's mechanics alone: the v2 image's own crash would fail requests too.
             "patches": [{"target": {"kind": "Deployment"}, "patch": json.dumps(
-                [{"op": "replace", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "Never"}])}],
+                [{"op": "replace", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "Never"},
+                 {"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "CHAOS_PROFILE", "value": "none"}}])}],
         }))
         rendered = subprocess.run([RENDER_KUBECTL, "kustomize", str(d)], capture_output=True, text=True, check=True).stdout
     s.apply(rendered)
@@ -478,6 +604,12 @@ def main():
             log(f"FAIL {name} ({time.monotonic() - started:.0f}s): {e}")
             traceback.print_exc()
     log(f"Kubernetes {server}: passed {' '.join(passed) or '-'}; failed {' '.join(failed) or '-'}")
+    if args.transcripts and COMPARISONS:
+        table = ["| scenario | what | predicted | observed | |", "|---|---|---|---|---|"]
+        table += [f"| {' | '.join(row)} |" for row in COMPARISONS]
+        (pathlib.Path(args.transcripts) / "predicted-vs-observed.md").write_text("\n".join(table) + "\n")
+        misses = sum(row[4] != "ok" for row in COMPARISONS)
+        log(f"predicted versus observed: {len(COMPARISONS) - misses} of {len(COMPARISONS)} inside the predicted windows")
     print(f"e2e: {len(passed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 

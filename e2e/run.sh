@@ -13,6 +13,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export E2E_IMAGE_REPO="${E2E_IMAGE_REPO:-localhost/chaos-inference}"
 [ -x .tools/bin/kubectl ] || scripts/install-validators.sh
+# The binary predicts every scenario (`simulate`) before it is applied.
+cargo build --release --locked --quiet
 
 if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
     k8s_local="${K8S_LOCAL:-}"
@@ -42,7 +44,6 @@ if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
     export KUBECONFIG="${K8S_DIR:-/tmp/k8s-local}/admin.kubeconfig"
     export PATH="${K8S_DIR:-/tmp/k8s-local}/bin:$PATH"
     scripts/fetch-onnxruntime.sh >/dev/null
-    cargo build --release --locked --quiet
     lib="$(readlink -f .ort/libonnxruntime.so)"
     E2E_LOAD_IMAGES="$k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v1 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=none LOG_FORMAT=json"
     E2E_LOAD_IMAGES="$E2E_LOAD_IMAGES && $k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v2 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=v2 LOG_FORMAT=json"

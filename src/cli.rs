@@ -9,6 +9,7 @@ use crate::chaos::profile::{BUILTINS, Profile};
 use crate::chaos::seed;
 use crate::config::ServeArgs;
 use crate::probe::ProbeArgs;
+use crate::simulate::command::SimulateArgs;
 
 /// An ONNX inference server that misbehaves on a schedule, to show and test what Kubernetes
 /// probes, restarts, limits and rollouts do. Every flag is also an environment variable.
@@ -30,6 +31,9 @@ pub enum Command {
     Profiles,
     /// Print the timeline a profile will follow for a seed and time scale.
     Plan(Box<PlanArgs>),
+    /// Predict what Kubernetes will do with manifests, and find what is wrong with their probes,
+    /// limits and strategies (exit 0 clean, 1 findings, 2 unreadable input).
+    Simulate(Box<SimulateArgs>),
 }
 
 /// Arguments of `plan`.
@@ -54,7 +58,7 @@ impl PlanArgs {
     }
 }
 
-const SUBCOMMANDS: [&str; 5] = ["serve", "probe", "profiles", "plan", "help"];
+const SUBCOMMANDS: [&str; 6] = ["serve", "probe", "profiles", "plan", "simulate", "help"];
 
 /// Parses arguments; with no subcommand (or only flags) the command is `serve`. `--profile`,
 /// `--seed` and `--time-scale` are accepted as short forms of the `--chaos-*` flags.
@@ -69,7 +73,9 @@ pub fn parse_from(args: Vec<String>) -> Result<Cli, clap::Error> {
     if needs_serve {
         args.insert(1, "serve".into());
     }
-    for arg in args.iter_mut().skip(2) {
+    // `simulate` has its own --profile, --seed and --time-scale.
+    let shorthand = matches!(args.get(1).map(String::as_str), Some("serve" | "plan"));
+    for arg in args.iter_mut().skip(2).filter(|_| shorthand) {
         for (short, long) in [
             ("--profile", "--chaos-profile"),
             ("--seed", "--chaos-seed"),

@@ -14,5 +14,6 @@ pub(crate) mod http;
 pub mod metrics;
 pub mod model;
 pub mod probe;
+pub mod simulate;
 pub mod startup;
 pub mod telemetry;

@@ -35,6 +35,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Simulate(args) => match chaos_inference::simulate::command::run(&args) {
+            Ok((report, code)) => {
+                print!("{report}");
+                ExitCode::from(code)
+            }
+            Err(e) => config_error(&e),
+        },
         Command::Serve(args) => serve(*args, started),
     }
 }

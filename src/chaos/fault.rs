@@ -594,8 +594,12 @@ impl Effect {
     }
 
     /// The effect as a plan carries it out: durations multiplied by the time scale, and the
-    /// ranges that are drawn once per plan (a log-normal's median and p99) drawn from `rng`.
-    pub fn resolve(&self, rng: &mut impl Rng, time_scale: f64) -> Effect {
+    /// ranges that are drawn once per plan (a log-normal's median and p99) drawn by `draw`.
+    pub fn resolve(
+        &self,
+        draw: &mut dyn FnMut(DurationRange) -> Duration,
+        time_scale: f64,
+    ) -> Effect {
         match self {
             Effect::Latency(LatencyDistribution::Uniform { delay }) => {
                 Effect::Latency(LatencyDistribution::Uniform {
@@ -606,8 +610,8 @@ impl Effect {
                 })
             }
             Effect::Latency(LatencyDistribution::Lognormal { median, p99 }) => {
-                let median = scale(median.sample(rng), time_scale);
-                let p99 = scale(p99.sample(rng), time_scale).max(median);
+                let median = scale(draw(*median), time_scale);
+                let p99 = scale(draw(*p99), time_scale).max(median);
                 Effect::Latency(LatencyDistribution::Lognormal {
                     median: DurationRange::fixed(median),
                     p99: DurationRange::fixed(p99),
@@ -806,7 +810,7 @@ mod tests {
         });
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let Effect::Latency(LatencyDistribution::Uniform { delay }) =
-            uniform.resolve(&mut rng, 0.1)
+            uniform.resolve(&mut |r: DurationRange| r.sample(&mut rng), 0.1)
         else {
             panic!()
         };
@@ -819,7 +823,7 @@ mod tests {
             p99: "1s".parse().unwrap(),
         });
         let Effect::Latency(LatencyDistribution::Lognormal { median, p99 }) =
-            lognormal.resolve(&mut rng, 1.0)
+            lognormal.resolve(&mut |r: DurationRange| r.sample(&mut rng), 1.0)
         else {
             panic!()
         };

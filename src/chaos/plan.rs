@@ -94,13 +94,36 @@ const BIND_STREAM: u64 = 1;
 const LOAD_STREAM: u64 = 2;
 const FAULT_STREAMS: u64 = 1000;
 
+/// How a plan's ranges are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Draw {
+    /// From the seed: what the server does.
+    Seed(u64),
+    /// Every range at its low end (probabilities still from the seed): the earliest times the
+    /// profile allows, for `simulate`.
+    Lowest(u64),
+    /// Every range at its high end.
+    Highest(u64),
+}
+
 impl Plan {
     /// Draws every range and applies the time scale. Pure: same inputs, same plan.
     pub fn new(profile: &Profile, seed: u64, time_scale: f64) -> Plan {
-        let draw = |range: Option<DurationRange>, stream: u64| {
+        Plan::drawn(profile, Draw::Seed(seed), time_scale)
+    }
+
+    /// The plan with its ranges drawn as `draw` says.
+    pub fn drawn(profile: &Profile, draw: Draw, time_scale: f64) -> Plan {
+        let (Draw::Seed(seed) | Draw::Lowest(seed) | Draw::Highest(seed)) = draw;
+        let pick = move |r: DurationRange, rng: &mut ChaCha8Rng| match draw {
+            Draw::Seed(_) => r.sample(rng),
+            Draw::Lowest(_) => r.low,
+            Draw::Highest(_) => r.high,
+        };
+        let draw_once = |range: Option<DurationRange>, stream: u64| {
             range.map_or(Duration::ZERO, |r| {
                 scale(
-                    r.sample(&mut ChaCha8Rng::seed_from_u64(mix(seed, stream))),
+                    pick(r, &mut ChaCha8Rng::seed_from_u64(mix(seed, stream))),
                     time_scale,
                 )
             })
@@ -113,12 +136,14 @@ impl Plan {
                 let stream = mix(seed, FAULT_STREAMS + index as u64);
                 let mut rng = ChaCha8Rng::seed_from_u64(stream);
                 let mut take =
-                    |r: Option<DurationRange>| r.map(|r| scale(r.sample(&mut rng), time_scale));
+                    |r: Option<DurationRange>| r.map(|r| scale(pick(r, &mut rng), time_scale));
                 let timing = &fault.timing;
                 let first = take(timing.after).unwrap_or(Duration::ZERO);
                 let window = take(timing.duration);
                 let period = take(timing.every);
-                let effect = fault.effect.resolve(&mut rng, time_scale);
+                let effect = fault
+                    .effect
+                    .resolve(&mut |r: DurationRange| pick(r, &mut rng), time_scale);
                 Schedule {
                     index,
                     effect,
@@ -136,8 +161,8 @@ impl Plan {
             description: profile.description.clone(),
             seed,
             time_scale,
-            bind_delay: draw(profile.startup.bind_delay, BIND_STREAM),
-            load_delay: draw(profile.startup.load_delay, LOAD_STREAM),
+            bind_delay: draw_once(profile.startup.bind_delay, BIND_STREAM),
+            load_delay: draw_once(profile.startup.load_delay, LOAD_STREAM),
             ignore_sigterm: profile.shutdown.ignore_sigterm,
             live_while_loading: profile.startup.live_while_loading.unwrap_or(true),
             schedules,

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The shipped manifests pass their own lint: `chaos-inference simulate` predicts what Kubernetes
+# does with every file in manifests/, every rendered Kustomize overlay and the rendered Helm chart
+# (its defaults, and every built-in profile through `--set chaos.profile`), and fails on any
+# finding of warning level or above that the manifest does not name in its
+# `chaos-inference/expected-findings` annotation. A named finding that does not appear fails too,
+# so a manifest that misbehaves on purpose shows exactly its finding.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+[ -x .tools/bin/kubectl ] || scripts/install-validators.sh
+[ -x .scanners/bin/helm ] || scripts/install-scanners.sh
+cargo build --release --locked --quiet --bin chaos-inference
+bin="$root/target/release/chaos-inference"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+failures=0
+pass() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+lint() { "$bin" simulate --fail-on warning --scenarios 12 "$@" > "$work/out.txt" 2>&1; }
+# The findings of a rendering, exactly: `only RULE,RULE < file` (empty for none).
+only() {
+    "$bin" simulate --output json --fail-on never --scenarios 12 - > "$work/report.json" 2>&1 || return 1
+    python3 - "$1" "$work/report.json" <<'PY'
+import json, sys
+want = {r for r in sys.argv[1].split(",") if r and r != "-"}
+report = json.load(open(sys.argv[2]))
+got = {f["rule"] for f in report["findings"] if f["severity"] in ("warning", "error")}
+if got != want:
+    print(f"expected findings {sorted(want)}, got {sorted(got)}")
+    for f in report["findings"]:
+        print(f"  {f['severity']} {f['rule']}: {f['message']}")
+    sys.exit(1)
+PY
+}
+
+# The check must be able to fail: the teaching variant without its annotation.
+grep -v 'chaos-inference/expected-findings' manifests/online-inference-pod-without-startup-probe.yaml > "$work/no-annotation.yaml"
+if lint "$work/no-annotation.yaml"; then fail "simulate passed a pod that liveness kills during its load"; else pass "simulate refuses a pod that liveness kills during its load"; fi
+
+for file in manifests/*.yaml; do
+    if lint "$file"; then pass "$file"; else cat "$work/out.txt"; fail "$file"; fi
+done
+for dir in manifests/kustomize/base manifests/kustomize/overlays/*/; do
+    dir="${dir%/}"
+    if .tools/bin/kubectl kustomize "$dir" > "$work/rendered.yaml" && lint "$work/rendered.yaml"; then
+        pass "$dir (rendered)"
+    else
+        cat "$work/out.txt"; fail "$dir (rendered)"
+    fi
+done
+chart=manifests/helm/chaos-inference
+if .scanners/bin/helm template demo "$chart" > "$work/chart.yaml" && lint "$work/chart.yaml"; then
+    pass "$chart (defaults)"
+else
+    cat "$work/out.txt"; fail "$chart (defaults)"
+fi
+# Every built-in profile with the chart's probes, and the findings each must show.
+while read -r profile expected extra; do
+    # shellcheck disable=SC2086 # $extra holds helm flags
+    if .scanners/bin/helm template demo "$chart" --set "chaos.profile=$profile" $extra > "$work/chart.yaml" \
+        && only "$expected" < "$work/chart.yaml"; then
+        pass "$chart with $profile $extra${expected#-}"
+    else
+        fail "$chart with $profile"
+    fi
+done <<'PROFILES'
+none -
+v2 -
+crash-loop -
+liveness-hang -
+unhealthy -
+flapping-readiness -
+latency -
+errors -
+memory-leak leak-oom
+cpu-burn cpu-limit-pinned
+slow-shutdown -
+slow-start - --set probes.startup.enabled=true
+slow-start liveness-kills-during-load
+PROFILES
+
+[ "$failures" -eq 0 ] || { echo "$failures simulate check(s) failed"; exit 1; }
+echo "every shipped manifest passes simulate"

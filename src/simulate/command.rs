@@ -1,0 +1,191 @@
+//! `chaos-inference simulate`: reading files and flags, writing the report.
+
+use std::io::Read;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::app::Overrides;
+use super::cluster::{Action, Step, When};
+use super::findings::Severity;
+use super::manifest::{self, Kind};
+use super::{DRAWN_SCENARIOS, Options, parse_step, render, simulate};
+use crate::config::parse_duration;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// The lowest finding severity that makes the exit code 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Error,
+    Warning,
+    Never,
+}
+
+/// Arguments of `simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Manifest files (multi-document YAML); `-` reads standard input, as from `kubectl
+    /// kustomize` or `helm template`. Pods, ReplicaSets, Deployments and ConfigMaps are read;
+    /// other kinds are passed over.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Profile for every container instead of its own (a built-in name or a file).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub profile: Option<String>,
+    /// Seed for every container instead of its own (CHAOS_SEED, or its pod's name).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Time scale for every container instead of its own CHAOS_TIME_SCALE.
+    #[arg(long, value_name = "F")]
+    pub time_scale: Option<f64>,
+    /// How long after apply to look.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub horizon: Duration,
+    /// Table for people, JSON for programs.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Exit 1 when a finding (not expected by the manifest) is at least this severe.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Roll out this image tag (`kubectl set image`) once the workload is ready; the tag picks
+    /// the profile as the Dockerfile's targets do (v2 -> v2, others -> none) unless the
+    /// container sets CHAOS_PROFILE.
+    #[arg(long, value_name = "TAG")]
+    pub set_image: Option<String>,
+    /// Apply this changed manifest of the workload once it is ready (`kubectl apply`).
+    #[arg(long, value_name = "FILE")]
+    pub then: Option<String>,
+    /// More changes, in order: `set-image=TAG` or `scale=N`, then `@ready` (default), `@30s`
+    /// after apply or `@+10s` after the step before. Repeatable.
+    #[arg(long = "step", value_name = "ACTION[@WHEN]")]
+    pub steps: Vec<String>,
+    /// The workload the changes apply to, when the input has several.
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// Scenarios drawn on top of the earliest and the latest.
+    #[arg(long, default_value_t = DRAWN_SCENARIOS, value_name = "N")]
+    pub scenarios: u64,
+}
+
+/// Runs `simulate`: the report text and the exit code, or the one line that says why the input
+/// cannot be read (exit code 2).
+pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
+    let mut sources = Vec::new();
+    for file in &args.files {
+        let text = if file == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("-: cannot read standard input: {e}"))?;
+            text
+        } else {
+            std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?
+        };
+        sources.push((
+            if file == "-" {
+                "stdin".into()
+            } else {
+                file.clone()
+            },
+            text,
+        ));
+    }
+    let input = manifest::read(&sources).map_err(|e| e.to_string())?;
+    if input.workloads.is_empty() {
+        return Ok((
+            format!(
+                "{}: no Pod, ReplicaSet or Deployment to simulate\n",
+                args.files.join(", ")
+            ),
+            0,
+        ));
+    }
+    if let Some(scale) = args.time_scale
+        && !(scale.is_finite() && scale > 0.0 && scale <= 1000.0)
+    {
+        return Err(format!(
+            "--time-scale: expected a number above 0 and at most 1000, got {scale}"
+        ));
+    }
+    let mut steps = Vec::new();
+    let wants_steps = args.set_image.is_some() || args.then.is_some() || !args.steps.is_empty();
+    if wants_steps {
+        let target = match &args.workload {
+            Some(name) => input
+                .workloads
+                .iter()
+                .find(|w| &w.name == name)
+                .ok_or_else(|| format!("--workload: no workload named `{name}` in the input"))?,
+            None => {
+                let mut rolling = input.workloads.iter().filter(|w| w.kind != Kind::Pod);
+                match (rolling.next(), rolling.next()) {
+                    (Some(w), None) => w,
+                    (None, _) => return Err("--set-image/--then/--step: the input has no ReplicaSet or Deployment to change".into()),
+                    (Some(_), Some(_)) => return Err("--set-image/--then/--step: the input has several workloads; name one with --workload".into()),
+                }
+            }
+        };
+        if let Some(tag) = &args.set_image {
+            steps.push(Step {
+                workload: target.name.clone(),
+                action: Action::SetImage(tag.clone()),
+                when: When::Ready,
+            });
+        }
+        if let Some(file) = &args.then {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
+            let changed = manifest::read(&[(file.clone(), text)]).map_err(|e| e.to_string())?;
+            let workload = changed
+                .workloads
+                .into_iter()
+                .find(|w| w.name == target.name && w.kind == target.kind)
+                .ok_or_else(|| {
+                    format!(
+                        "{file}: no {} named `{}`",
+                        target.kind.as_str(),
+                        target.name
+                    )
+                })?;
+            steps.push(Step {
+                workload: target.name.clone(),
+                action: Action::Apply(Box::new(workload)),
+                when: When::Ready,
+            });
+        }
+        for text in &args.steps {
+            steps.push(parse_step(text, &target.name).map_err(|e| format!("--step {text}: {e}"))?);
+        }
+    }
+    let options = Options {
+        horizon: args.horizon,
+        overrides: Overrides {
+            profile: args.profile.clone(),
+            seed: args.seed,
+            time_scale: args.time_scale,
+            without_faults: false,
+        },
+        steps,
+        scenarios: args.scenarios,
+    };
+    if let Some(profile) = &options.overrides.profile {
+        crate::chaos::profile::Profile::load(profile).map_err(|e| format!("--profile: {e}"))?;
+    }
+    let report = simulate(&input, &options);
+    let text = match args.output {
+        Output::Table => render::table(&report),
+        Output::Json => render::json(&report),
+    };
+    let fail_on = match args.fail_on {
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Never => None,
+    };
+    Ok((text, render::exit_code(&report, fail_on)))
+}

@@ -1,0 +1,614 @@
+//! Findings: each rule a function of the predicted timeline and the manifest, not of which
+//! fields are present. Each says what will happen and how to fix it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::app::{Life, Overrides, Settings, WORKING_SET};
+use super::cluster::{Action, Cluster, Scenario, Step, Trace, When};
+use super::kubelet::{Ms, ProbeKind, Seen};
+use super::manifest::{Container, Handler, Input, Kind, Workload};
+use super::{Options, PodReport, rollout_run};
+use crate::chaos::duration::show;
+use crate::chaos::plan::mix;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// Every rule, with its severity and what it checks: the one list the annotations, the docs
+/// and the findings read.
+pub const RULES: &[(&str, Severity, &str)] = &[
+    (
+        "profile-unavailable",
+        Severity::Error,
+        "the container's profile cannot be loaded: the server exits with code 2 at every start",
+    ),
+    (
+        "liveness-kills-during-load",
+        Severity::Error,
+        "the liveness probe kills the container before the model has loaded",
+    ),
+    (
+        "startup-budget-too-short",
+        Severity::Error,
+        "the startup probe gives up before the model has loaded",
+    ),
+    (
+        "readiness-never-passes",
+        Severity::Error,
+        "the pod never becomes Ready within the horizon",
+    ),
+    (
+        "rollout-zero-ready",
+        Severity::Error,
+        "the Deployment's next rollout leaves no Ready pod for a while",
+    ),
+    (
+        "memory-below-working-set",
+        Severity::Error,
+        "the memory limit is below what the server needs to run",
+    ),
+    (
+        "leak-oom",
+        Severity::Warning,
+        "a leak reaches the memory limit: OOMKilled",
+    ),
+    (
+        "probe-timeout-below-latency",
+        Severity::Warning,
+        "a probe calls a route whose injected latency exceeds its timeout",
+    ),
+    (
+        "liveness-same-as-readiness",
+        Severity::Warning,
+        "liveness and readiness call the same check: a readiness failure restarts",
+    ),
+    (
+        "grace-shorter-than-drain",
+        Severity::Warning,
+        "terminationGracePeriodSeconds is shorter than SHUTDOWN_DELAY + DRAIN_TIMEOUT",
+    ),
+    (
+        "cpu-limit-pinned",
+        Severity::Warning,
+        "a burn fault keeps the CPU limit busy: throttled",
+    ),
+    (
+        "ready-before-loaded",
+        Severity::Warning,
+        "no readiness probe: Ready, and sent traffic, while the model loads",
+    ),
+    (
+        "unready-window-missed",
+        Severity::Warning,
+        "the readiness probe is too slow to notice an unready window",
+    ),
+    (
+        "no-liveness-for-hang",
+        Severity::Warning,
+        "the profile hangs or fails liveness, and no liveness probe restarts it",
+    ),
+    (
+        "exec-not-modelled",
+        Severity::Info,
+        "an exec probe runs a command whose result cannot be predicted",
+    ),
+    (
+        "expected-finding-missing",
+        Severity::Error,
+        "the manifest's expected-findings annotation names a finding that does not appear",
+    ),
+];
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub rule: &'static str,
+    pub message: String,
+    /// A concrete change that fixes it.
+    pub fix: String,
+    pub workload: String,
+    pub container: String,
+    /// Named by the manifest's `chaos-inference/expected-findings`: shown on purpose.
+    pub expected: bool,
+}
+
+fn severity(rule: &str) -> Severity {
+    RULES
+        .iter()
+        .find(|(name, ..)| *name == rule)
+        .map_or(Severity::Error, |(_, s, _)| *s)
+}
+
+struct Context<'a> {
+    workload: &'a Workload,
+    index: usize,
+    container: &'a Container,
+    /// Every run of this workload's pods, over every scenario.
+    lives: Vec<&'a Life>,
+    traces: &'a [Trace],
+    out: Vec<Finding>,
+}
+
+impl Context<'_> {
+    fn add(&mut self, rule: &'static str, message: String, fix: String) {
+        self.out.push(Finding {
+            severity: severity(rule),
+            rule,
+            message,
+            fix,
+            workload: self.workload.name.clone(),
+            container: self.container.name.clone(),
+            expected: self.workload.expected_findings.iter().any(|e| e == rule),
+        });
+    }
+
+    /// The longest load over every run: port closed plus model load.
+    fn longest_load(&self) -> Duration {
+        self.lives
+            .iter()
+            .map(|l| l.loaded)
+            .filter(|l| *l != Duration::MAX)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Kills by `probe` that came before the container of that run had loaded.
+    fn kills_during_load(&self, probe: ProbeKind) -> usize {
+        let mut kills = 0;
+        for trace in self.traces {
+            for p in trace.pods.iter().filter(|p| p.workload == self.index) {
+                let mut started: Option<Ms> = None;
+                for (at, s) in &p.pod.record {
+                    match s {
+                        Seen::Event {
+                            reason: "Started", ..
+                        } => started = Some(*at),
+                        Seen::Event {
+                            reason: "Killing",
+                            probe: Some(k),
+                            ..
+                        } if *k == probe
+                            && started
+                                .is_some_and(|s| Duration::from_millis(at - s) < p.life.loaded) =>
+                        {
+                            kills += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        kills
+    }
+}
+
+fn seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Every finding for the input.
+pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Options) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for (index, workload) in input.workloads.iter().enumerate() {
+        for container in workload
+            .template
+            .containers
+            .iter()
+            .filter(|c| c.is_chaos_inference())
+        {
+            let lives: Vec<&Life> = traces
+                .iter()
+                .flat_map(|t| t.pods.iter())
+                .filter(|p| p.workload == index && p.revision == 0)
+                .map(|p| p.life.as_ref())
+                .collect();
+            let mut cx = Context {
+                workload,
+                index,
+                container,
+                lives,
+                traces,
+                out: Vec::new(),
+            };
+            let settings = Settings::of(
+                container,
+                (workload.kind == Kind::Pod).then_some(workload.name.as_str()),
+                &options.overrides,
+            );
+            if let Err(message) = &settings.profile {
+                cx.add(
+                    "profile-unavailable",
+                    format!("the server exits with code 2 at every start, then CrashLoopBackOff: {message}"),
+                    "use a profile built into the image (CHAOS_PROFILE=v2, or no CHAOS_PROFILE and the image tag decides), or apply the ConfigMap together with the pod".into(),
+                );
+            } else {
+                probes(&mut cx, &settings);
+                memory_and_cpu(&mut cx, options.horizon);
+                readiness(&mut cx, pods);
+                shutdown(&mut cx, &settings);
+            }
+            findings.append(&mut cx.out);
+        }
+        if workload.kind == Kind::Deployment
+            && let Some(finding) = next_rollout(
+                workload,
+                &Overrides {
+                    without_faults: true,
+                    ..options.overrides.clone()
+                },
+                options.horizon,
+            )
+        {
+            findings.push(finding);
+        }
+        for expected in &workload.expected_findings {
+            let known = RULES.iter().any(|(r, ..)| r == expected);
+            if !findings
+                .iter()
+                .any(|f| f.workload == workload.name && f.rule == expected.as_str())
+            {
+                findings.push(Finding {
+                    severity: Severity::Error,
+                    rule: "expected-finding-missing",
+                    message: if known {
+                        format!(
+                            "the manifest expects the finding `{expected}`, which does not appear"
+                        )
+                    } else {
+                        format!("the manifest expects `{expected}`, which is not a rule")
+                    },
+                    fix:
+                        "correct the chaos-inference/expected-findings annotation, or the manifest"
+                            .into(),
+                    workload: workload.name.clone(),
+                    container: String::new(),
+                    expected: false,
+                });
+            }
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.workload.cmp(&b.workload))
+    });
+    findings
+}
+
+fn probes(cx: &mut Context<'_>, settings: &Settings) {
+    let container = cx.container;
+    let load = cx.longest_load();
+    if let Some(liveness) = &container.liveness
+        && cx.kills_during_load(ProbeKind::Liveness) > 0
+    {
+        let fix = if container.startup.is_none() {
+            let period = 5;
+            format!(
+                "add a startupProbe (httpGet /startupz, periodSeconds: {period}, failureThreshold: {}) so liveness waits for the load, or raise livenessProbe.failureThreshold to {}",
+                (seconds(load) + 10).div_ceil(period),
+                (seconds(load) + 10).div_ceil(u64::from(liveness.period)) + 1
+            )
+        } else {
+            format!(
+                "raise livenessProbe.failureThreshold to {}",
+                (seconds(load) + 10).div_ceil(u64::from(liveness.period)) + 1
+            )
+        };
+        cx.add(
+            "liveness-kills-during-load",
+            format!(
+                "the liveness probe gives up after {}s but the model takes up to {}s to load (liveness fails meanwhile): killed and restarted again and again",
+                liveness.budget().as_secs(),
+                seconds(load)
+            ),
+            fix,
+        );
+    }
+    if let Some(startup) = &container.startup
+        && cx.kills_during_load(ProbeKind::Startup) > 0
+    {
+        cx.add(
+            "startup-budget-too-short",
+            format!(
+                "the startup probe gives up after {}s but the model takes up to {}s to load: killed before it starts",
+                startup.budget().as_secs(),
+                seconds(load)
+            ),
+            format!(
+                "raise startupProbe.failureThreshold to {}",
+                (seconds(load) + 10).div_ceil(u64::from(startup.period))
+            ),
+        );
+    }
+    if let (Some(liveness), Some(readiness)) = (&container.liveness, &container.readiness)
+        && liveness.handler == readiness.handler
+    {
+        cx.add(
+            "liveness-same-as-readiness",
+            format!(
+                "liveness and readiness both call {}: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
+                liveness.handler.describe()
+            ),
+            format!("probe /livez for liveness and /readyz for readiness (port {})", settings.http_port),
+        );
+    }
+    let p99 = cx.lives.iter().filter_map(|l| l.latency_p99).max();
+    for probe in [
+        &container.startup,
+        &container.liveness,
+        &container.readiness,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Handler::Http { path, .. } = &probe.handler
+            && (path == "/predict" || path.ends_with("/infer"))
+            && let Some(p99) = p99
+            && p99 >= Duration::from_secs(u64::from(probe.timeout))
+        {
+            cx.add(
+                "probe-timeout-below-latency",
+                format!(
+                    "a probe calls {path} with a timeout of {}s, but 1% of predictions take {} or more",
+                    probe.timeout,
+                    show(p99)
+                ),
+                "probe /livez or /readyz, which injected latency never delays".into(),
+            );
+        }
+        if let Handler::Exec { command } = &probe.handler
+            && !command.iter().any(|c| c == "probe")
+        {
+            cx.add(
+                "exec-not-modelled",
+                format!("the exec probe `{}` is assumed to pass", command.join(" ")),
+                "use `chaos-inference probe livez|readyz|startupz`, whose result is predicted"
+                    .into(),
+            );
+        }
+    }
+    if container.liveness.is_none()
+        && let Some(life) = cx
+            .lives
+            .iter()
+            .find(|l| l.hang.is_some() || !l.unhealthy.is_empty())
+    {
+        let what = if life.hang.is_some() {
+            "hangs"
+        } else {
+            "fails liveness"
+        };
+        cx.add(
+            "no-liveness-for-hang",
+            format!("the profile {what}, and with no liveness probe nothing restarts it"),
+            format!(
+                "add a livenessProbe on /livez (port {})",
+                settings.http_port
+            ),
+        );
+    }
+}
+
+fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
+    let container = cx.container;
+    if let Some(limit) = container.memory_limit
+        && limit < WORKING_SET.1
+    {
+        cx.add(
+            "memory-below-working-set",
+            format!(
+                "the memory limit of {} MiB is below the {}-{} MiB the server holds when idle: OOMKilled at start",
+                limit >> 20,
+                WORKING_SET.0 >> 20,
+                WORKING_SET.1 >> 20
+            ),
+            format!("set resources.limits.memory to at least {}Mi", (WORKING_SET.1 >> 20) + 32),
+        );
+    }
+    let ooms: Vec<Duration> = cx
+        .lives
+        .iter()
+        .filter_map(|l| l.leak_oom)
+        .filter(|t| *t <= horizon)
+        .collect();
+    if let (Some(first), Some(last)) = (ooms.iter().min(), ooms.iter().max()) {
+        cx.add(
+            "leak-oom",
+            format!(
+                "memory grows until the limit of {} MiB: OOMKilled (exit code 137) {}..{} after each start",
+                container.memory_limit.unwrap_or(0) >> 20,
+                show(*first),
+                show(*last)
+            ),
+            "raise resources.limits.memory, or cap the leak (`max-mib`)".into(),
+        );
+    }
+    if let (Some(limit), Some(cores)) = (
+        container.cpu_limit,
+        cx.lives
+            .iter()
+            .filter_map(|l| l.burn_cores)
+            .reduce(f64::max),
+    ) && cores >= limit
+    {
+        cx.add(
+            "cpu-limit-pinned",
+            format!(
+                "a burn fault keeps {cores} cores busy; the CPU limit of {limit} is pinned at it: throttled, slower predictions"
+            ),
+            format!("raise resources.limits.cpu above {}", cores + 0.5),
+        );
+    }
+}
+
+fn readiness(cx: &mut Context<'_>, pods: &[PodReport]) {
+    let container = cx.container;
+    let name = cx.workload.name.clone();
+    if container.readiness.is_some()
+        && pods
+            .iter()
+            .filter(|p| p.workload == name)
+            .any(|p| p.ready_share == 0.0 && p.restarts.max == 0)
+    {
+        let fix = match container.readiness.as_ref().map(|r| &r.handler) {
+            Some(Handler::Http { path, .. }) if path != "/readyz" => {
+                "probe /readyz for readiness".to_string()
+            }
+            _ => "check the readiness probe's path and port against the server's (/readyz on 8000)"
+                .to_string(),
+        };
+        cx.add(
+            "readiness-never-passes",
+            "the pod never becomes Ready: the readiness probe fails for good".into(),
+            fix,
+        );
+    }
+    let load = cx.longest_load();
+    if container.readiness.is_none() && load > Duration::from_secs(1) {
+        cx.add(
+            "ready-before-loaded",
+            format!(
+                "with no readiness probe the pod is Ready as soon as it runs, up to {}s before the model has loaded: requests get 503",
+                seconds(load)
+            ),
+            "add a readinessProbe on /readyz".into(),
+        );
+    }
+    if let Some(readiness) = &container.readiness {
+        let detection =
+            Duration::from_secs(u64::from(readiness.period * readiness.failure_threshold));
+        let shortest = cx
+            .lives
+            .iter()
+            .flat_map(|l| l.unready.iter())
+            .filter_map(|w| w.end.map(|e| e - w.start))
+            .min();
+        if let Some(window) = shortest
+            && detection >= window
+        {
+            cx.add(
+                "unready-window-missed",
+                format!(
+                    "the readiness probe needs {}s to notice a failure, but unready windows last {}: the pod stays Ready through them",
+                    detection.as_secs(),
+                    show(window)
+                ),
+                format!(
+                    "lower readinessProbe.periodSeconds x failureThreshold below {}",
+                    show(window)
+                ),
+            );
+        }
+    }
+}
+
+fn shutdown(cx: &mut Context<'_>, settings: &Settings) {
+    let needed = settings.shutdown_delay + settings.drain_timeout;
+    let grace = cx.workload.template.grace;
+    if grace < needed {
+        cx.add(
+            "grace-shorter-than-drain",
+            format!(
+                "terminationGracePeriodSeconds {} is shorter than SHUTDOWN_DELAY + DRAIN_TIMEOUT ({}): SIGKILL can cut requests still draining",
+                grace.as_secs(),
+                show(needed)
+            ),
+            format!("set terminationGracePeriodSeconds to at least {}", seconds(needed) + 5),
+        );
+    }
+}
+
+/// The Deployment's next rollout, simulated: a new revision that starts like this one, once
+/// every pod is available; `overrides` strip the faults, so what counts is the strategy and
+/// the start-up, not crashes that would happen without a rollout.
+fn next_rollout(workload: &Workload, overrides: &Overrides, horizon: Duration) -> Option<Finding> {
+    let step = Step {
+        workload: workload.name.clone(),
+        action: Action::Apply(Box::new(workload.clone())),
+        when: When::Ready,
+    };
+    let scenarios = [Scenario::Earliest, Scenario::Latest]
+        .into_iter()
+        .chain((0..6).map(|i| Scenario::Drawn(mix(0x707, i))));
+    let mut stretches = Vec::new();
+    for scenario in scenarios {
+        let trace = Cluster::new(
+            std::slice::from_ref(workload),
+            std::slice::from_ref(&step),
+            scenario,
+            overrides,
+            horizon,
+        )
+        .run();
+        let run = rollout_run(&trace.workloads[0]);
+        if run.zero_ready.is_some() && !trace.workloads[0].steps.is_empty() {
+            stretches.push(run.zero_ready_for.unwrap_or(0));
+        }
+    }
+    let (min, max) = (stretches.iter().min()?, stretches.iter().max()?);
+    let strategy = match &workload.strategy {
+        super::manifest::Strategy::RollingUpdate {
+            max_surge,
+            max_unavailable,
+        } => format!(
+            "maxSurge {}, maxUnavailable {}",
+            intstr(max_surge),
+            intstr(max_unavailable)
+        ),
+        super::manifest::Strategy::Recreate => "Recreate".into(),
+    };
+    Some(Finding {
+        severity: Severity::Error,
+        rule: "rollout-zero-ready",
+        message: format!(
+            "its next rollout ({strategy}) leaves 0 Ready pods for {}..{}: every request in that time fails",
+            show(Duration::from_millis(*min)),
+            show(Duration::from_millis(*max))
+        ),
+        fix: "keep maxUnavailable below replicas (maxSurge: 1, maxUnavailable: 0 replaces one pod at a time with no gap)".into(),
+        workload: workload.name.clone(),
+        container: String::new(),
+        expected: workload.expected_findings.iter().any(|e| e == "rollout-zero-ready"),
+    })
+}
+
+fn intstr(v: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString) -> String {
+    match v {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => n.to_string(),
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/simulate.md lists every rule with its severity.
+    #[test]
+    fn the_docs_list_every_rule() {
+        let docs = include_str!("../../docs/simulate.md");
+        for (rule, severity, _) in RULES {
+            let row = format!("| `{rule}` | {} |", severity.as_str());
+            assert!(docs.contains(&row), "docs/simulate.md lacks {row}");
+        }
+    }
+}

@@ -1,0 +1,764 @@
+//! Manifests in, the few fields the simulation needs out, with every Kubernetes default applied.
+//!
+//! Documents are read as typed Kubernetes objects (k8s-openapi); kinds other than Pod,
+//! ReplicaSet, Deployment and ConfigMap (Services, NetworkPolicies, ...) are passed over.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Probe as K8sProbe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
+/// The annotation that names findings a manifest shows on purpose, comma-separated.
+pub const EXPECTED_FINDINGS: &str = "chaos-inference/expected-findings";
+
+/// Kubernetes API defaults (`pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go`).
+pub mod defaults {
+    /// Probe `periodSeconds`.
+    pub const PERIOD_SECONDS: i32 = 10;
+    /// Probe `timeoutSeconds`.
+    pub const TIMEOUT_SECONDS: i32 = 1;
+    /// Probe `successThreshold`.
+    pub const SUCCESS_THRESHOLD: i32 = 1;
+    /// Probe `failureThreshold`.
+    pub const FAILURE_THRESHOLD: i32 = 3;
+    /// Pod `terminationGracePeriodSeconds`.
+    pub const GRACE_SECONDS: i64 = 30;
+    /// Deployment and ReplicaSet `replicas`.
+    pub const REPLICAS: i32 = 1;
+    /// Deployment `rollingUpdate.maxSurge` and `maxUnavailable`.
+    pub const ROLLING_PERCENT: &str = "25%";
+}
+
+/// Input that cannot be read: where, and what is wrong, on one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct InputError {
+    pub origin: String,
+    pub message: String,
+}
+
+/// What kind of workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pod,
+    ReplicaSet,
+    Deployment,
+}
+
+impl Kind {
+    /// The Kubernetes kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Deployment => "Deployment",
+        }
+    }
+}
+
+/// How a Deployment replaces its pods.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// `maxSurge` and `maxUnavailable` as written (a count or a percentage).
+    RollingUpdate {
+        max_surge: IntOrString,
+        max_unavailable: IntOrString,
+    },
+    /// Every old pod goes before any new one starts.
+    Recreate,
+}
+
+/// One workload of the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub kind: Kind,
+    pub name: String,
+    pub replicas: u32,
+    pub strategy: Strategy,
+    pub min_ready_seconds: u32,
+    pub template: Template,
+    /// Findings the manifest shows on purpose (its `chaos-inference/expected-findings`).
+    pub expected_findings: Vec<String>,
+    /// File and document number, for messages.
+    pub origin: String,
+}
+
+/// A pod template: what every pod of the workload runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub restart_policy: RestartPolicy,
+    pub grace: Duration,
+    pub containers: Vec<Container>,
+}
+
+/// `restartPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// Where an environment variable's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvValue {
+    Literal(String),
+    /// `fieldRef: metadata.name`: the pod's name.
+    PodName,
+    /// Anything else (`secretKeyRef`, other fields): not known before the pod runs.
+    Unknown,
+}
+
+/// A container, as the simulation sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    /// `command` then `args`, as given.
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, EnvValue>,
+    pub startup: Option<Probe>,
+    pub liveness: Option<Probe>,
+    pub readiness: Option<Probe>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<u64>,
+    /// CPU limit in cores.
+    pub cpu_limit: Option<f64>,
+    /// A profile file `CHAOS_PROFILE` names inside a ConfigMap volume: the mount's content
+    /// when the ConfigMap is in the input, `Err` with why not otherwise.
+    pub mounted_profile: Option<Result<String, String>>,
+}
+
+impl Container {
+    /// The image's tag (`v2` of `chaos-inference:v2`), `latest` when none.
+    pub fn image_tag(&self) -> &str {
+        let last = self.image.rsplit('/').next().unwrap_or(&self.image);
+        let last = last.split('@').next().unwrap_or(last);
+        last.split_once(':').map_or("latest", |(_, tag)| tag)
+    }
+
+    /// The image is this project's (the repository's last part is `chaos-inference`) and the
+    /// container runs its server (not, say, `probe`, as a `helm test` pod does).
+    pub fn is_chaos_inference(&self) -> bool {
+        let last = self.image.rsplit('/').next().unwrap_or(&self.image);
+        let repository = last.split(['@', ':']).next().unwrap_or(last);
+        let subcommand = self
+            .argv
+            .iter()
+            .find(|a| !a.starts_with('-') && !a.ends_with("chaos-inference"));
+        repository == "chaos-inference" && subcommand.is_none_or(|s| s == "serve")
+    }
+}
+
+/// A probe with its defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub handler: Handler,
+    pub initial_delay: u32,
+    pub period: u32,
+    pub timeout: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+impl Probe {
+    /// How long a probe that fails from its first try takes to act: initial delay plus
+    /// `failureThreshold` periods.
+    pub fn budget(&self) -> Duration {
+        Duration::from_secs(u64::from(
+            self.initial_delay + self.period * self.failure_threshold,
+        ))
+    }
+}
+
+/// What a probe calls, ports resolved to numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handler {
+    Http { path: String, port: u16 },
+    Tcp { port: u16 },
+    Exec { command: Vec<String> },
+    Grpc { port: u16, service: String },
+}
+
+impl Handler {
+    /// How `kubectl describe` names the probe's target.
+    pub fn describe(&self) -> String {
+        match self {
+            Handler::Http { path, port } => format!("http-get :{port}{path}"),
+            Handler::Tcp { port } => format!("tcp-socket :{port}"),
+            Handler::Exec { command } => format!("exec {}", command.join(" ")),
+            Handler::Grpc { port, service } => format!("grpc :{port} service={service:?}"),
+        }
+    }
+}
+
+/// Everything read from the input.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    pub workloads: Vec<Workload>,
+    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Documents passed over, by kind, for the report.
+    pub ignored: Vec<String>,
+}
+
+/// Reads every document of every source (`origin`, text), then resolves mounted profiles.
+pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
+    let mut input = Input::default();
+    let mut raw_workloads = Vec::new();
+    for (origin, text) in sources {
+        let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| InputError {
+            origin: origin.clone(),
+            message: format!(
+                "not YAML: {}",
+                e.to_string().lines().next().unwrap_or("unreadable")
+            ),
+        })?;
+        for (index, document) in documents.into_iter().enumerate() {
+            if document.is_null() {
+                continue;
+            }
+            let at = format!("{origin}: document {}", index + 1);
+            let kind = document["kind"].as_str().unwrap_or("").to_string();
+            match kind.as_str() {
+                "Pod" | "ReplicaSet" | "Deployment" => raw_workloads.push((at, kind, document)),
+                "ConfigMap" => {
+                    let map: ConfigMap = typed(&at, document)?;
+                    let name = map.metadata.name.unwrap_or_default();
+                    input
+                        .config_maps
+                        .insert(name, map.data.unwrap_or_default().into_iter().collect());
+                }
+                "" => {
+                    return Err(InputError {
+                        origin: at,
+                        message: "kind: required".into(),
+                    });
+                }
+                other => input.ignored.push(other.to_string()),
+            }
+        }
+    }
+    for (at, kind, document) in raw_workloads {
+        let workload = match kind.as_str() {
+            "Pod" => {
+                let pod: Pod = typed(&at, document)?;
+                let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+                let spec = pod.spec.ok_or_else(|| missing(&at, "spec"))?;
+                Workload {
+                    kind: Kind::Pod,
+                    name: name_of(&at, pod.metadata.name)?,
+                    replicas: 1,
+                    strategy: Strategy::Recreate,
+                    min_ready_seconds: 0,
+                    template: template(&at, "spec", spec, &input.config_maps)?,
+                    expected_findings: expected(&annotations),
+                    origin: at,
+                }
+            }
+            "ReplicaSet" => {
+                let rs: ReplicaSet = typed(&at, document)?;
+                let annotations = rs.metadata.annotations.clone().unwrap_or_default();
+                let spec = rs.spec.ok_or_else(|| missing(&at, "spec"))?;
+                let pod = spec
+                    .template
+                    .and_then(|t| t.spec)
+                    .ok_or_else(|| missing(&at, "spec.template.spec"))?;
+                Workload {
+                    kind: Kind::ReplicaSet,
+                    name: name_of(&at, rs.metadata.name)?,
+                    replicas: count(&at, "spec.replicas", spec.replicas)?,
+                    strategy: Strategy::Recreate,
+                    min_ready_seconds: u32::try_from(spec.min_ready_seconds.unwrap_or(0))
+                        .unwrap_or(0),
+                    template: template(&at, "spec.template.spec", pod, &input.config_maps)?,
+                    expected_findings: expected(&annotations),
+                    origin: at,
+                }
+            }
+            _ => {
+                let deployment: Deployment = typed(&at, document)?;
+                let annotations = deployment.metadata.annotations.clone().unwrap_or_default();
+                let spec = deployment.spec.ok_or_else(|| missing(&at, "spec"))?;
+                let pod = spec
+                    .template
+                    .spec
+                    .ok_or_else(|| missing(&at, "spec.template.spec"))?;
+                let strategy = spec.strategy.unwrap_or_default();
+                let strategy = match strategy.type_.as_deref() {
+                    Some("Recreate") => Strategy::Recreate,
+                    None | Some("RollingUpdate") => {
+                        let rolling = strategy.rolling_update.unwrap_or_default();
+                        let percent = || IntOrString::String(defaults::ROLLING_PERCENT.into());
+                        Strategy::RollingUpdate {
+                            max_surge: rolling.max_surge.unwrap_or_else(percent),
+                            max_unavailable: rolling.max_unavailable.unwrap_or_else(percent),
+                        }
+                    }
+                    Some(other) => {
+                        return Err(InputError {
+                            origin: at,
+                            message: format!(
+                                "spec.strategy.type: expected RollingUpdate or Recreate, got `{other}`"
+                            ),
+                        });
+                    }
+                };
+                Workload {
+                    kind: Kind::Deployment,
+                    name: name_of(&at, deployment.metadata.name)?,
+                    replicas: count(&at, "spec.replicas", spec.replicas)?,
+                    strategy,
+                    min_ready_seconds: u32::try_from(spec.min_ready_seconds.unwrap_or(0))
+                        .unwrap_or(0),
+                    template: template(&at, "spec.template.spec", pod, &input.config_maps)?,
+                    expected_findings: expected(&annotations),
+                    origin: at,
+                }
+            }
+        };
+        // Pods of this image that run no server (a `helm test` pod's `probe`) are clients.
+        if workload
+            .template
+            .containers
+            .iter()
+            .any(Container::is_chaos_inference)
+        {
+            input.workloads.push(workload);
+        } else {
+            input.ignored.push(format!(
+                "{} {} (runs no chaos-inference server)",
+                workload.kind.as_str(),
+                workload.name
+            ));
+        }
+    }
+    Ok(input)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(at: &str, document: Value) -> Result<T, InputError> {
+    serde_json::from_value(document).map_err(|e| InputError {
+        origin: at.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn missing(at: &str, field: &str) -> InputError {
+    InputError {
+        origin: at.to_string(),
+        message: format!("{field}: required"),
+    }
+}
+
+fn name_of(at: &str, name: Option<String>) -> Result<String, InputError> {
+    name.filter(|n| !n.is_empty())
+        .ok_or_else(|| missing(at, "metadata.name"))
+}
+
+fn count(at: &str, field: &str, value: Option<i32>) -> Result<u32, InputError> {
+    u32::try_from(value.unwrap_or(defaults::REPLICAS)).map_err(|_| InputError {
+        origin: at.to_string(),
+        message: format!("{field}: expected 0 or more"),
+    })
+}
+
+fn expected(annotations: &BTreeMap<String, String>) -> Vec<String> {
+    annotations
+        .get(EXPECTED_FINDINGS)
+        .map(|list| {
+            list.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn template(
+    at: &str,
+    field: &str,
+    spec: PodSpec,
+    config_maps: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<Template, InputError> {
+    let restart_policy = match spec.restart_policy.as_deref() {
+        None | Some("Always") => RestartPolicy::Always,
+        Some("OnFailure") => RestartPolicy::OnFailure,
+        Some("Never") => RestartPolicy::Never,
+        Some(other) => {
+            return Err(InputError {
+                origin: at.to_string(),
+                message: format!(
+                    "{field}.restartPolicy: expected Always, OnFailure or Never, got `{other}`"
+                ),
+            });
+        }
+    };
+    let grace = spec
+        .termination_grace_period_seconds
+        .unwrap_or(defaults::GRACE_SECONDS)
+        .max(0);
+    let volumes = spec.volumes.unwrap_or_default();
+    let mut containers = Vec::new();
+    for (i, c) in spec.containers.into_iter().enumerate() {
+        let at_field = |name: &str| format!("{field}.containers[{i}].{name}");
+        let error = |name: &str, message: String| InputError {
+            origin: at.to_string(),
+            message: format!("{}: {message}", at_field(name)),
+        };
+        let ports: Vec<(String, u16)> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.name.clone().unwrap_or_default(),
+                    u16::try_from(p.container_port).unwrap_or(0),
+                )
+            })
+            .collect();
+        let probe = |name: &str, probe: Option<K8sProbe>| -> Result<Option<Probe>, InputError> {
+            probe
+                .map(|p| read_probe(p, &ports).map_err(|m| error(name, m)))
+                .transpose()
+        };
+        let env: BTreeMap<String, EnvValue> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| {
+                let value = match (&e.value, &e.value_from) {
+                    (Some(v), _) => EnvValue::Literal(v.clone()),
+                    (None, Some(from))
+                        if from
+                            .field_ref
+                            .as_ref()
+                            .is_some_and(|f| f.field_path == "metadata.name") =>
+                    {
+                        EnvValue::PodName
+                    }
+                    (None, Some(_)) => EnvValue::Unknown,
+                    (None, None) => EnvValue::Literal(String::new()),
+                };
+                (e.name.clone(), value)
+            })
+            .collect();
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        let memory_limit = limits
+            .get("memory")
+            .map(|q| quantity(&q.0).map_err(|m| error("resources.limits.memory", m)))
+            .transpose()?
+            .map(|bytes| bytes as u64);
+        let cpu_limit = limits
+            .get("cpu")
+            .map(|q| quantity(&q.0).map_err(|m| error("resources.limits.cpu", m)))
+            .transpose()?;
+        // A CHAOS_PROFILE path inside a ConfigMap volume: what the container will find there.
+        let mounted_profile = match env.get("CHAOS_PROFILE") {
+            Some(EnvValue::Literal(path)) if path.starts_with('/') => Some(mounted_file(
+                path,
+                &c.volume_mounts.clone().unwrap_or_default(),
+                &volumes,
+                config_maps,
+            )),
+            _ => None,
+        };
+        containers.push(Container {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            argv: c
+                .command
+                .iter()
+                .flatten()
+                .chain(c.args.iter().flatten())
+                .cloned()
+                .collect(),
+            env,
+            startup: probe("startupProbe", c.startup_probe)?,
+            liveness: probe("livenessProbe", c.liveness_probe)?,
+            readiness: probe("readinessProbe", c.readiness_probe)?,
+            memory_limit,
+            cpu_limit,
+            mounted_profile,
+        });
+    }
+    Ok(Template {
+        restart_policy,
+        grace: Duration::from_secs(grace as u64),
+        containers,
+    })
+}
+
+/// The content of the file at `path` when it lies in a ConfigMap volume of the input.
+fn mounted_file(
+    path: &str,
+    mounts: &[k8s_openapi::api::core::v1::VolumeMount],
+    volumes: &[k8s_openapi::api::core::v1::Volume],
+    config_maps: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<String, String> {
+    let Some((mount, file)) = mounts.iter().find_map(|m| {
+        let dir = m.mount_path.trim_end_matches('/');
+        path.strip_prefix(dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|file| (m, file))
+    }) else {
+        return Err(format!(
+            "{path} is in no volume of the pod: the image has no such file"
+        ));
+    };
+    let Some(source) = volumes
+        .iter()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.config_map.as_ref())
+    else {
+        return Err(format!(
+            "{path} is in volume `{}`, which is not a ConfigMap",
+            mount.name
+        ));
+    };
+    let name = source.name.clone();
+    let key = source
+        .items
+        .iter()
+        .flatten()
+        .find(|item| item.path == file)
+        .map_or(file.to_string(), |item| item.key.clone());
+    match config_maps.get(&name) {
+        Some(data) => data
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| format!("ConfigMap `{name}` has no key `{key}` for {path}")),
+        None if source.optional == Some(true) => Err(format!(
+            "ConfigMap `{name}` (optional) is not in the input: applied alone, {path} does not exist"
+        )),
+        None => Err(format!(
+            "ConfigMap `{name}` is not in the input: applied alone, the pod cannot mount it"
+        )),
+    }
+}
+
+fn read_probe(p: K8sProbe, ports: &[(String, u16)]) -> Result<Probe, String> {
+    let port = |port: &IntOrString| -> Result<u16, String> {
+        match port {
+            IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("port {n} out of range")),
+            IntOrString::String(name) => ports
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| *p)
+                .ok_or_else(|| format!("port `{name}` is not a named port of the container")),
+        }
+    };
+    let handler = if let Some(http) = p.http_get {
+        Handler::Http {
+            path: http.path.unwrap_or_else(|| "/".into()),
+            port: port(&http.port)?,
+        }
+    } else if let Some(tcp) = p.tcp_socket {
+        Handler::Tcp {
+            port: port(&tcp.port)?,
+        }
+    } else if let Some(exec) = p.exec {
+        Handler::Exec {
+            command: exec.command.unwrap_or_default(),
+        }
+    } else if let Some(grpc) = p.grpc {
+        Handler::Grpc {
+            port: u16::try_from(grpc.port).map_err(|_| "grpc.port out of range".to_string())?,
+            service: grpc.service.unwrap_or_default(),
+        }
+    } else {
+        return Err("no handler: expected httpGet, tcpSocket, exec or grpc".into());
+    };
+    let positive = |value: Option<i32>, default: i32, name: &str| -> Result<u32, String> {
+        let v = value.unwrap_or(default);
+        u32::try_from(v)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| format!("{name}: expected 1 or more, got {v}"))
+    };
+    Ok(Probe {
+        handler,
+        initial_delay: u32::try_from(p.initial_delay_seconds.unwrap_or(0))
+            .map_err(|_| "initialDelaySeconds: expected 0 or more".to_string())?,
+        period: positive(p.period_seconds, defaults::PERIOD_SECONDS, "periodSeconds")?,
+        timeout: positive(
+            p.timeout_seconds,
+            defaults::TIMEOUT_SECONDS,
+            "timeoutSeconds",
+        )?,
+        success_threshold: positive(
+            p.success_threshold,
+            defaults::SUCCESS_THRESHOLD,
+            "successThreshold",
+        )?,
+        failure_threshold: positive(
+            p.failure_threshold,
+            defaults::FAILURE_THRESHOLD,
+            "failureThreshold",
+        )?,
+    })
+}
+
+/// A Kubernetes quantity (`128Mi`, `500m`, `1.5`, `2e3`) as a number of units.
+pub fn quantity(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let suffixes: [(&str, f64); 13] = [
+        ("Ki", 1024.0),
+        ("Mi", 1024.0 * 1024.0),
+        ("Gi", 1024.0 * 1024.0 * 1024.0),
+        ("Ti", 1024f64.powi(4)),
+        ("Pi", 1024f64.powi(5)),
+        ("Ei", 1024f64.powi(6)),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ];
+    let (number, factor) = suffixes
+        .iter()
+        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|n| (n, *factor)))
+        .unwrap_or((text, 1.0));
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .map(|x| x * factor)
+        .ok_or_else(|| format!("expected a quantity such as 128Mi or 500m, got `{text}`"))
+}
+
+/// A replica count from `maxSurge`/`maxUnavailable`: a count, or a percentage of `replicas`
+/// rounded up (surge) or down (unavailable), as `intstr.GetScaledValueFromIntOrPercent`.
+pub fn scaled(value: &IntOrString, replicas: u32, round_up: bool) -> Result<u32, String> {
+    match value {
+        IntOrString::Int(n) => {
+            u32::try_from(*n).map_err(|_| format!("expected 0 or more, got {n}"))
+        }
+        IntOrString::String(text) => {
+            let percent: f64 = text
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse().ok())
+                .ok_or_else(|| format!("expected a count or a percentage, got `{text}`"))?;
+            let exact = percent * f64::from(replicas) / 100.0;
+            Ok(if round_up {
+                exact.ceil()
+            } else {
+                exact.floor()
+            } as u32)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_one(text: &str) -> Result<Input, InputError> {
+        read(&[("test.yaml".into(), text.into())])
+    }
+
+    #[test]
+    fn quantities_read_as_kubernetes_writes_them() {
+        assert_eq!(quantity("128Mi").unwrap(), 134_217_728.0);
+        assert_eq!(quantity("500m").unwrap(), 0.5);
+        assert_eq!(quantity("2").unwrap(), 2.0);
+        assert_eq!(quantity("1G").unwrap(), 1e9);
+        assert!(quantity("lots").is_err());
+    }
+
+    #[test]
+    fn percentages_round_up_for_surge_and_down_for_unavailable() {
+        let pct = |s: &str| IntOrString::String(s.into());
+        assert_eq!(scaled(&pct("25%"), 3, true).unwrap(), 1);
+        assert_eq!(scaled(&pct("25%"), 3, false).unwrap(), 0);
+        assert_eq!(scaled(&pct("100%"), 3, false).unwrap(), 3);
+        assert_eq!(scaled(&IntOrString::Int(2), 3, false).unwrap(), 2);
+    }
+
+    #[test]
+    fn defaults_are_applied_and_named_ports_resolved() {
+        let input = read_one(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: chaos-inference:v2\n    ports: [{name: http, containerPort: 8000}]\n    livenessProbe:\n      httpGet: {path: /livez, port: http}\n",
+        )
+        .unwrap();
+        let w = &input.workloads[0];
+        assert_eq!(w.template.grace, Duration::from_secs(30));
+        assert_eq!(w.template.restart_policy, RestartPolicy::Always);
+        let c = &w.template.containers[0];
+        assert!(c.is_chaos_inference());
+        assert_eq!(c.image_tag(), "v2");
+        let l = c.liveness.as_ref().unwrap();
+        assert_eq!(
+            (
+                l.period,
+                l.timeout,
+                l.success_threshold,
+                l.failure_threshold
+            ),
+            (10, 1, 1, 3)
+        );
+        assert_eq!(
+            l.handler,
+            Handler::Http {
+                path: "/livez".into(),
+                port: 8000
+            }
+        );
+    }
+
+    #[test]
+    fn a_deployment_without_a_strategy_rolls_25_percent() {
+        let input = read_one(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: chaos-inference}]}\n",
+        )
+        .unwrap();
+        let w = &input.workloads[0];
+        assert_eq!(w.replicas, 1);
+        assert_eq!(
+            w.strategy,
+            Strategy::RollingUpdate {
+                max_surge: IntOrString::String("25%".into()),
+                max_unavailable: IntOrString::String("25%".into())
+            }
+        );
+    }
+
+    #[test]
+    fn mounted_profiles_come_from_configmaps_in_the_input() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: chaos-inference:v1\n    env: [{name: CHAOS_PROFILE, value: /etc/p/v2.toml}]\n    volumeMounts: [{name: profiles, mountPath: /etc/p}]\n  volumes:\n  - name: profiles\n    configMap: {name: cm, optional: true}\n";
+        let alone = read_one(pod).unwrap();
+        let e = alone.workloads[0].template.containers[0]
+            .mounted_profile
+            .clone()
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("optional"), "{e}");
+        let with = read_one(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm}}\ndata:\n  v2.toml: |\n    description = \"x\"\n---\n{pod}"
+        ))
+        .unwrap();
+        assert_eq!(
+            with.workloads[0].template.containers[0].mounted_profile,
+            Some(Ok("description = \"x\"\n".into()))
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_document_and_the_field() {
+        let e = read_one("kind: Pod\nspec: [\n").unwrap_err();
+        assert!(e.to_string().starts_with("test.yaml: not YAML"), "{e}");
+        let e = read_one("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x, readinessProbe: {periodSeconds: 2}}]}\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.yaml: document 1: spec.containers[0].readinessProbe: no handler: expected httpGet, tcpSocket, exec or grpc"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The report as people read it (`kubectl get pods -w` lines with the events of `kubectl
+//! describe` between them, then a summary and the findings) and as programs read it (JSON).
+
+use std::fmt::Write as _;
+
+use super::findings::Severity;
+use super::{Line, Report, Window};
+
+/// Seconds as a short duration: `4s`, `1m27s`, `2.5s`.
+fn secs(s: f64) -> String {
+    if s < 10.0 && s.fract().abs() > 0.05 {
+        return format!("{s:.1}s");
+    }
+    let total = s.round() as u64;
+    match (total / 60, total % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m{s}s"),
+    }
+}
+
+/// A window as `21s` or `21s..33s`.
+pub fn window(w: &Window) -> String {
+    let (a, b) = (secs(w.earliest_s), secs(w.latest_s));
+    if a == b { a } else { format!("{a}..{b}") }
+}
+
+fn share(line: &Line) -> String {
+    if line.share >= 0.999 {
+        String::new()
+    } else {
+        format!("  (in {:.0}% of runs)", line.share * 100.0)
+    }
+}
+
+/// The table.
+pub fn table(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} pod(s), {} after apply, {} scenarios; a time a..b is the earliest and latest over them",
+        report.pods.len(),
+        secs(report.horizon_s),
+        report.scenarios
+    );
+    let _ = writeln!(out);
+    let width = report
+        .pods
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "{:<15} {:<width$}  READY  {:<18} RESTARTS",
+        "AT", "NAME", "STATUS"
+    );
+    let mut lines: Vec<(&str, &Line)> = report
+        .pods
+        .iter()
+        .flat_map(|p| {
+            p.rows
+                .iter()
+                .chain(&p.events)
+                .map(move |l| (p.name.as_str(), l))
+        })
+        .filter(|(_, l)| l.event != "Started")
+        .collect();
+    lines.sort_by(|a, b| {
+        a.1.window
+            .earliest_s
+            .total_cmp(&b.1.window.earliest_s)
+            .then((a.1.event != "Row").cmp(&(b.1.event != "Row")))
+    });
+    for (pod, line) in lines {
+        if line.event == "Row" {
+            let mut parts = line.detail.split(' ');
+            let (ready, status, restarts) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let _ = writeln!(
+                out,
+                "{:<15} {pod:<width$}  {ready:<5}  {status:<18} {restarts}{}",
+                window(&line.window),
+                share(line)
+            );
+        } else {
+            let count = match line.count {
+                Some(c) if c.max > 1 && c.min == c.max => format!(" (x{})", c.max),
+                Some(c) if c.max > 1 => format!(" (x{}..{})", c.min, c.max),
+                _ => String::new(),
+            };
+            let kind = match line.event.as_str() {
+                "Unhealthy" | "BackOff" | "Error" | "OOMKilled" => "Warning",
+                _ => "Normal",
+            };
+            let _ = writeln!(
+                out,
+                "{:<15}   {kind:<7} {:<10} {}{count}{}",
+                window(&line.window),
+                line.event,
+                line.detail,
+                share(line)
+            );
+        }
+    }
+    let _ = writeln!(out);
+    for pod in &report.pods {
+        let seed = pod
+            .seed
+            .map_or("unknown: every draw covered".to_string(), |s| s.to_string());
+        let _ = writeln!(
+            out,
+            "{}  ({}, profile {}, seed {seed})",
+            pod.name, pod.image, pod.profile
+        );
+        let first = match (&pod.first_ready, pod.ready_share) {
+            (None, _) => "never".to_string(),
+            (Some(w), s) if s < 0.999 => format!("{} (in {:.0}% of runs)", window(w), s * 100.0),
+            (Some(w), _) => window(w),
+        };
+        let _ = writeln!(out, "  first Ready      {first}");
+        let restarts = if pod.restarts.min == pod.restarts.max {
+            pod.restarts.min.to_string()
+        } else {
+            format!("{}..{}", pod.restarts.min, pod.restarts.max)
+        };
+        let _ = writeln!(
+            out,
+            "  restarts         {restarts} within {}",
+            secs(report.horizon_s)
+        );
+        for restart in pod.restarts_at.iter().take(5) {
+            let _ = writeln!(
+                out,
+                "    #{:<3} ended {} ({}), running again {}",
+                restart.number,
+                window(&restart.ended),
+                restart.reason,
+                window(&restart.started)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  time Ready       {}..{}%",
+            pod.percent_ready.min, pod.percent_ready.max
+        );
+    }
+    for rollout in &report.rollouts {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{} {} ({} replicas)",
+            rollout.kind, rollout.workload, rollout.replicas
+        );
+        for step in &rollout.steps {
+            let _ = writeln!(out, "  {:<14} {}", window(&step.at), step.action);
+        }
+        match &rollout.settled {
+            Some(at) if rollout.settled_share >= 0.999 => {
+                let _ = writeln!(
+                    out,
+                    "  {:<14} settled: every pod available on the newest template",
+                    window(at)
+                );
+            }
+            Some(at) => {
+                let _ = writeln!(
+                    out,
+                    "  {:<14} settled in {:.0}% of runs",
+                    window(at),
+                    rollout.settled_share * 100.0
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  never settles within the horizon");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  peak pods {}..{}, fewest Ready {}..{}{}",
+            rollout.peak_pods.min,
+            rollout.peak_pods.max,
+            rollout.min_ready.min,
+            rollout.min_ready.max,
+            match (&rollout.zero_ready, &rollout.zero_ready_seconds) {
+                (Some(at), Some(for_)) =>
+                    format!("; 0 Ready from {} for {}", window(at), window(for_)),
+                (Some(at), None) => format!("; 0 Ready from {}", window(at)),
+                _ => String::new(),
+            }
+        );
+        // Several changes in the same millisecond read as their last.
+        let last_of_each_moment = rollout
+            .counts
+            .iter()
+            .zip(rollout.counts.iter().skip(1).map(Some).chain([None]))
+            .filter(|(c, next)| next.is_none_or(|n| n.at_s != c.at_s))
+            .map(|(c, _)| c);
+        for counts in last_of_each_moment {
+            let sets: Vec<String> = counts
+                .sets
+                .iter()
+                .map(|s| format!("{} {}/{}", s.name, s.ready, s.total))
+                .collect();
+            let _ = writeln!(out, "    {:<10} {}", secs(counts.at_s), sets.join(", "));
+        }
+    }
+    let _ = writeln!(out);
+    if report.findings.is_empty() {
+        let _ = writeln!(out, "findings: none");
+    }
+    for f in &report.findings {
+        let _ = writeln!(
+            out,
+            "{}{} [{}] {}: {}",
+            f.severity.as_str(),
+            if f.expected { " (expected)" } else { "" },
+            f.rule,
+            f.workload,
+            f.message
+        );
+        let _ = writeln!(out, "    fix: {}", f.fix);
+    }
+    out
+}
+
+/// The JSON document.
+pub fn json(report: &Report) -> String {
+    // Plain data: serialising cannot fail.
+    serde_json::to_string_pretty(report).expect("report serialises") + "\n"
+}
+
+/// The exit code: 1 when a finding not shown on purpose reaches `fail_on`.
+pub fn exit_code(report: &Report, fail_on: Option<Severity>) -> u8 {
+    match fail_on {
+        Some(level)
+            if report
+                .findings
+                .iter()
+                .any(|f| !f.expected && f.severity >= level) =>
+        {
+            1
+        }
+        _ => 0,
+    }
+}
