@@ -224,6 +224,12 @@ def expect_restart(s, name, pod, number=1):
     COMPARISONS.append((s.name, f"{name} restart {number}: how it ended", want["reason"], got, "ok" if ok else "MISS"))
     if not ok:
         raise Failed(f"{name}: restart {number} ended as {got}, predicted {want['reason']}")
+    # Restarts so far: at least those predicted to have started by now in every scenario, at
+    # most those that could have.
+    now = time.time() - s.applied_at
+    made = [r for r in report["restarts_at"] if r["share"] >= 0.999 and r["started"]["latest_s"] + SLACK <= now]
+    could = [r for r in report["restarts_at"] if r["started"]["earliest_s"] - SLACK <= now]
+    s.expect(f"{name} restarts by {now:.0f} s", restarts(pod), len(made), len(could), slack=0)
 
 
 def http(ip, path, body=None, timeout=3):

@@ -129,7 +129,6 @@ struct WorkloadState {
     replicas: u32,
     sets: Vec<Set>,
     next_pod: usize,
-    reconcile_at: Option<Ms>,
 }
 
 /// The simulated cluster for one scenario.
@@ -184,7 +183,6 @@ impl<'a> Cluster<'a> {
                 replicas: workload.replicas,
                 sets: Vec::new(),
                 next_pod: 0,
-                reconcile_at: None,
                 workload: workload.clone(),
             });
             cluster.traces.push(WorkloadTrace::default());
@@ -210,12 +208,10 @@ impl<'a> Cluster<'a> {
         self.queue.push(Reverse((at, self.seq, item)));
     }
 
+    /// A controller sync at `at`. Syncs read the state when they run, so an extra one is
+    /// harmless, and a later one (a pod becoming available after minReadySeconds) is never
+    /// folded into an earlier one.
     fn schedule_reconcile(&mut self, workload: usize, at: Ms) {
-        let state = &mut self.states[workload];
-        if state.reconcile_at.is_some_and(|r| r <= at && r >= self.now) {
-            return;
-        }
-        state.reconcile_at = Some(at);
         self.schedule(at, Item::Reconcile(workload));
     }
 
@@ -272,12 +268,7 @@ impl<'a> Cluster<'a> {
                         self.pod_changed(index);
                     }
                 }
-                Item::Reconcile(workload) => {
-                    if self.states[workload].reconcile_at == Some(at) {
-                        self.states[workload].reconcile_at = None;
-                    }
-                    self.reconcile(workload);
-                }
+                Item::Reconcile(workload) => self.reconcile(workload),
                 Item::Step(step) => self.step(step),
             }
             self.observe();

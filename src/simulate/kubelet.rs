@@ -864,4 +864,108 @@ mod tests {
             "liveness stops"
         );
     }
+
+    #[test]
+    fn no_probe_before_the_initial_delay_and_success_needs_its_threshold() {
+        let readiness = Probe {
+            initial_delay: 10,
+            success_threshold: 3,
+            ..probe("/readyz", 2, 3)
+        };
+        let pod = run(spec([None, None, Some(readiness)]), healthy(), 30_000);
+        // Started at 1 s, loaded at 6 s; ticks every 2 s, skipped until 11 s after creation
+        // (10 s after the start); three successes in a row: 12, 14, 16 s.
+        let unhealthy = first(&pod, |s| matches!(s, Seen::Event { reason: "Unhealthy", .. }));
+        assert_eq!(unhealthy, None, "nothing probed during the initial delay, when it would fail");
+        assert_eq!(first(&pod, |s| matches!(s, Seen::Row { ready: true, .. })), Some(16_001));
+    }
+
+    #[test]
+    fn a_probe_that_gets_no_answer_fails_when_its_timeout_ends() {
+        let mut life = healthy();
+        life.loaded = Duration::ZERO;
+        life.hang = Some(Duration::from_secs(3));
+        let liveness = Probe {
+            timeout: 2,
+            failure_threshold: 1,
+            ..probe("/livez", 5, 1)
+        };
+        let pod = run(spec([None, Some(liveness), None]), life, 20_000);
+        // Ticks at 0 (not running yet) and 5 s (hung): no answer by 7 s.
+        assert_eq!(first(&pod, |s| matches!(s, Seen::Event { reason: "Killing", .. })), Some(7_000));
+    }
+
+    #[test]
+    fn restart_policy_decides_on_a_restart() {
+        let exits_with = |code| {
+            let mut life = healthy();
+            life.exit = Some((
+                Duration::from_secs(1),
+                Exit {
+                    code,
+                    reason: if code == 0 { "Completed" } else { "Error" },
+                    message: String::new(),
+                },
+            ));
+            life
+        };
+        let with = |policy, code| {
+            let mut s = spec([None, None, None]);
+            s.restart_policy = policy;
+            run(s, exits_with(code), 30_000).restarts
+        };
+        assert_eq!(with(RestartPolicy::Never, 1), 0);
+        assert_eq!(with(RestartPolicy::OnFailure, 0), 0);
+        assert!(with(RestartPolicy::OnFailure, 1) > 0);
+        assert!(with(RestartPolicy::Always, 0) > 0);
+    }
+
+    #[test]
+    fn a_container_that_ran_ten_minutes_restarts_at_once_again() {
+        let mut life = healthy();
+        life.exit = Some((
+            Duration::from_secs(700),
+            Exit {
+                code: 1,
+                reason: "Error",
+                message: String::new(),
+            },
+        ));
+        let pod = run(spec([None, None, None]), life, 2_200_000);
+        let starts: Vec<Ms> = pod
+            .record
+            .iter()
+            .filter(|(_, s)| matches!(s, Seen::Event { reason: "Started", .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        // Each run lasts 700 s, more than the 600 s that reset the back-off: no waiting.
+        for pair in starts.windows(2) {
+            assert_eq!(pair[1] - pair[0], 700_000 + PACE.notice + PACE.restart, "{starts:?}");
+        }
+        assert!(!pod
+            .record
+            .iter()
+            .any(|(_, s)| matches!(s, Seen::Row { status: Status::CrashLoopBackOff, .. })));
+    }
+
+    #[test]
+    fn readiness_goes_on_probing_while_the_pod_terminates() {
+        let mut life = healthy();
+        life.loaded = Duration::ZERO;
+        life.shutdown_delay = Duration::from_secs(20);
+        let (mut pod, _) = Pod::new(
+            "p".into(),
+            0,
+            Arc::new(spec([None, None, Some(probe("/readyz", 2, 1))])),
+            Arc::new(life),
+            PACE,
+        );
+        pod.wake(1000, Wake::ContainerStart { run: 1 });
+        pod.delete(10_000);
+        let wakes = pod.tick(12_000, ProbeKind::Readiness);
+        assert_eq!(wakes.len(), 2, "the next tick and this probe's result");
+        let (at, done) = wakes[1].clone();
+        pod.wake(at, done);
+        assert!(!pod.ready(), "/readyz fails after SIGTERM, and the probe sees it");
+    }
 }

@@ -226,3 +226,17 @@ fn steps_read_from_the_command_line() {
             .contains("set-image=TAG")
     );
 }
+
+#[test]
+fn min_ready_seconds_holds_old_pods_until_new_ones_have_been_ready_that_long() {
+    let input = shipped(&["online-inference-deployment-blue-green.yaml"]);
+    let mut slow = input.clone();
+    slow.workloads[0].min_ready_seconds = 30;
+    let steps = vec![set_image("online-inference-blue-green")];
+    let settled = |input: &Input| simulate(input, &options(steps.clone())).rollouts[0].settled.unwrap();
+    let (fast, slow) = (settled(&input), settled(&slow));
+    assert!(
+        slow.earliest_s >= fast.earliest_s + 30.0,
+        "old pods go only once new ones are available: {fast:?} vs {slow:?}"
+    );
+}
