@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${SMOKE_PORT:-18765}"
 log="$(mktemp)"
-BIND="127.0.0.1:$port" cargo run --release --quiet > "$log" 2>&1 &
+BIND="127.0.0.1:$port" GRPC_BIND="127.0.0.1:0" cargo run --release --quiet > "$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 # The first run compiles: allow for it.

@@ -23,7 +23,7 @@ log="$out/server.log"
 
 # Default limits: the document states them (batch rows, tensor elements), so the positive cases
 # stay inside them.
-CHAOS_PROFILE=none BIND="127.0.0.1:$port" LOG_FORMAT=json \
+CHAOS_PROFILE=none BIND="127.0.0.1:$port" GRPC_BIND="127.0.0.1:0" LOG_FORMAT=json \
     target/release/chaos-inference > "$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT

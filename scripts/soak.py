@@ -87,7 +87,7 @@ def main():
     port = serverctl.free_port()
     base = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()
-    env = {**os.environ, "CHAOS_PROFILE": "none", "BIND": f"127.0.0.1:{port}", "LOG_FORMAT": "json",
+    env = {**os.environ, "CHAOS_PROFILE": "none", "BIND": f"127.0.0.1:{port}", "GRPC_BIND": "127.0.0.1:0", "LOG_FORMAT": "json",
            "RUST_LOG": "warn"}
     try:
         server, _ = serverctl.start([str(BINARY)], port, env=env, log=log, timeout=60)

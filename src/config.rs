@@ -26,6 +26,11 @@ pub struct ServeArgs {
     )]
     pub bind: SocketAddr,
 
+    /// gRPC listen address (Open Inference Protocol, gRPC health, reflection); empty turns gRPC
+    /// off.
+    #[arg(long, env = "GRPC_BIND", value_name = "GRPC_BIND", default_value = "0.0.0.0:8001", value_parser = parse_optional_address)]
+    pub grpc_bind: OptionalAddress,
+
     /// ONNX file to serve; the built-in heart-disease model when unset. A `schema.json` (or
     /// `<stem>.schema.json`) beside it enables `/predict` when the model carries no schema.
     #[arg(long, env = "MODEL_PATH", value_name = "MODEL_PATH")]
@@ -144,6 +149,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// A listen address that an empty value turns off (a newtype so that clap does not read the
+/// `Option` as "flag may be absent").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddress(pub Option<SocketAddr>);
+
+fn parse_optional_address(text: &str) -> Result<OptionalAddress, String> {
+    if text.trim().is_empty() {
+        return Ok(OptionalAddress(None));
+    }
+    text.trim()
+        .parse()
+        .map(|a| OptionalAddress(Some(a)))
+        .map_err(|_| {
+            format!(
+                "expected HOST:PORT such as 0.0.0.0:8001, or empty to turn gRPC off, got `{text}`"
+            )
+        })
+}
+
 /// Parses a humantime duration such as `250ms` or `1m30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -188,8 +212,11 @@ impl ServeArgs {
     /// The settings as log fields, with the admin token redacted.
     pub fn redacted_summary(&self) -> String {
         format!(
-            "bind={} model={} model_name={} profile={} time_scale={} admin={} http_workers={} inference_workers={} queue={}",
+            "bind={} grpc_bind={} model={} model_name={} profile={} time_scale={} admin={} http_workers={} inference_workers={} queue={}",
             self.bind,
+            self.grpc_bind
+                .0
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
             self.model_path
                 .as_ref()
                 .map_or_else(|| "built-in".to_string(), |p| p.display().to_string()),

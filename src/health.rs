@@ -70,6 +70,8 @@ pub struct Health {
     unhealthy: Mutex<BTreeMap<String, String>>,
     phase: Mutex<Phase>,
     metrics: Metrics,
+    /// Bumped on every change of any switch, for watchers (gRPC health Watch).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Health {
@@ -85,6 +87,7 @@ impl Health {
             unhealthy: Mutex::new(BTreeMap::new()),
             phase: Mutex::new(Phase::Starting),
             metrics,
+            changes: tokio::sync::watch::Sender::new(0),
         };
         health.publish(Phase::Starting);
         health
@@ -189,8 +192,16 @@ impl Health {
         }
     }
 
-    /// Recomputes the phase; a change is one log line and one metric update.
+    /// A receiver that sees a new value whenever liveness, readiness or the phase may have
+    /// changed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Recomputes the phase; a change is one log line and one metric update. Watchers hear of
+    /// every switch.
     fn update(&self) {
+        self.changes.send_modify(|n| *n += 1);
         let next = self.derive();
         let mut current = lock(&self.phase);
         if *current != next {

@@ -9,6 +9,7 @@ pub mod config;
 pub(crate) mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod grpc;
 pub(crate) mod health;
 pub(crate) mod http;
 pub mod metrics;

@@ -49,8 +49,8 @@ fn main() -> ExitCode {
 fn serve(args: chaos_inference::config::ServeArgs, started: tokio::time::Instant) -> ExitCode {
     telemetry::init(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // The chaos timers, the loader and signal handling are light; HTTP has its own threads.
-        .worker_threads(1)
+        // The chaos timers, the loader, signals and the gRPC server; HTTP has threads of its own.
+        .worker_threads(args.http_workers())
         .thread_name("chaos-inference-main")
         .enable_all()
         .build()

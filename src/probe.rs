@@ -1,5 +1,6 @@
 //! `chaos-inference probe`: an HTTP check for exec probes and Docker HEALTHCHECK in images that
-//! have no curl. Exit 0 when the route answers 2xx, 1 otherwise.
+//! have no curl, and a gRPC health check (`probe grpc`) for clusters older than 1.24, whose kubelet
+//! has no `grpc:` probes. Exit 0 when the route answers 2xx (the service is SERVING), 1 otherwise.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -13,6 +14,8 @@ pub enum ProbeRoute {
     Livez,
     Readyz,
     Startupz,
+    /// `grpc.health.v1.Health/Check` on the gRPC port, for `--service`.
+    Grpc,
 }
 
 /// Arguments of `chaos-inference probe`.
@@ -21,9 +24,13 @@ pub struct ProbeArgs {
     /// The route to check.
     #[arg(value_enum)]
     pub route: ProbeRoute,
-    /// Server address; defaults to the port of BIND on 127.0.0.1.
+    /// Server address; defaults to the port of BIND (GRPC_BIND for `grpc`) on 127.0.0.1.
     #[arg(long)]
     pub addr: Option<String>,
+    /// For `grpc`: the health service to ask for; "" follows liveness,
+    /// inference.GRPCInferenceService follows readiness.
+    #[arg(long, default_value = "")]
+    pub service: String,
     /// Give up after this long.
     #[arg(long, default_value = "1s", value_parser = crate::config::parse_duration)]
     pub timeout: Duration,
@@ -34,10 +41,14 @@ impl ProbeArgs {
         if let Some(addr) = &self.addr {
             return addr.clone();
         }
-        let port = std::env::var("BIND")
+        let (variable, default) = match self.route {
+            ProbeRoute::Grpc => ("GRPC_BIND", 8001),
+            _ => ("BIND", 8000),
+        };
+        let port = std::env::var(variable)
             .ok()
             .and_then(|b| b.parse::<SocketAddr>().ok())
-            .map_or(8000, |a| a.port());
+            .map_or(default, |a| a.port());
         format!("127.0.0.1:{port}")
     }
 }
@@ -49,7 +60,11 @@ pub fn run(args: &ProbeArgs) -> Result<String, String> {
         ProbeRoute::Livez => "/livez",
         ProbeRoute::Readyz => "/readyz",
         ProbeRoute::Startupz => "/startupz",
+        ProbeRoute::Grpc => return grpc(&target, &args.service, args.timeout),
     };
+    if !args.service.is_empty() {
+        return Err("--service applies to `probe grpc` only".into());
+    }
     let deadline = Instant::now() + args.timeout;
     let addr = target
         .to_socket_addrs()
@@ -92,4 +107,52 @@ pub fn run(args: &ProbeArgs) -> Result<String, String> {
     } else {
         Err(format!("{target}{path}: {status_line}"))
     }
+}
+
+/// `grpc.health.v1.Health/Check` for `service`, within `timeout` from connecting to the answer.
+fn grpc(target: &str, service: &str, timeout: Duration) -> Result<String, String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+            .map_err(|e| format!("{target}: {e}"))?
+            .connect()
+            .await
+            .map_err(|e| format!("{target}: {e}"))?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .map_err(|s| {
+                format!(
+                    "{target} service {service:?}: {:?}: {}",
+                    s.code(),
+                    s.message()
+                )
+            })?;
+        let status = ServingStatus::try_from(answer.into_inner().status)
+            .unwrap_or(ServingStatus::Unknown)
+            .as_str_name();
+        if status == "SERVING" {
+            Ok(format!("{target} service {service:?}: {status}"))
+        } else {
+            Err(format!("{target} service {service:?}: {status}"))
+        }
+    };
+    runtime.block_on(async {
+        tokio::time::timeout(timeout, check)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "{target} service {service:?}: no answer within {timeout:?}"
+                ))
+            })
+    })
 }

@@ -16,6 +16,7 @@ use crate::chaos::engine::{ChaosEngine, Sigterm};
 use crate::chaos::plan::Plan;
 use crate::chaos::seed;
 use crate::config::ServeArgs;
+use crate::grpc::{self, GrpcState};
 use crate::health::Health;
 use crate::http::{self, AppState, Limits, ServerOptions};
 use crate::metrics::Metrics;
@@ -89,6 +90,14 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
     let listener = TcpListener::bind(args.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
     let address = listener.local_addr()?;
+    let grpc_listener = match args.grpc_bind.0 {
+        Some(bind) => Some(
+            tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {bind} (GRPC_BIND): {e}"))?,
+        ),
+        None => None,
+    };
     let model = Arc::new(OnceLock::new());
     let state = AppState {
         health: Arc::clone(&health),
@@ -113,9 +122,34 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         client_request_timeout: args.client_request_timeout,
         drain_timeout: args.drain_timeout,
     };
+    let grpc_state = GrpcState {
+        health: Arc::clone(&health),
+        metrics: metrics.clone(),
+        model: Arc::clone(&model),
+        model_name: args.model_name.clone(),
+        chaos: Arc::clone(&chaos),
+        max_tensor_elements: args.max_tensor_elements as usize,
+    };
     let server = http::server(state, options, listener)?;
     let handle = server.handle();
     let mut server = tokio::spawn(server);
+    let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut grpc = match grpc_listener {
+        Some(listener) => {
+            let grpc_address = listener.local_addr()?;
+            tracing::info!(address = %grpc_address, port = grpc_address.port(), "listening (gRPC)");
+            let shutdown = async {
+                let _ = grpc_stopped.await;
+            };
+            tokio::spawn(grpc::serve(
+                grpc_state,
+                listener,
+                args.max_body_bytes as usize,
+                shutdown,
+            ))
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
     health.set_listening();
     tracing::info!(address = %address, port = address.port(), "listening");
 
@@ -158,6 +192,10 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
                 result??;
                 return Ok(0);
             }
+            result = &mut grpc => {
+                result??;
+                anyhow::bail!("the gRPC server stopped");
+            }
         }
     }
     if !args.shutdown_delay.is_zero() {
@@ -167,9 +205,15 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         );
         tokio::time::sleep(args.shutdown_delay).await;
     }
+    // HTTP stops accepting and finishes its requests; gRPC sends GOAWAY and finishes its calls.
     let stopping = handle.stop(true);
+    let _ = stop_grpc.send(());
+    let drained = async {
+        stopping.await;
+        let _ = grpc.await;
+    };
     // Workers blocked by a hang fault never finish: give up after the drain window.
-    if tokio::time::timeout(args.drain_timeout + Duration::from_secs(1), stopping)
+    if tokio::time::timeout(args.drain_timeout + Duration::from_secs(1), drained)
         .await
         .is_err()
     {

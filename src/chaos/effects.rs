@@ -94,6 +94,14 @@ impl Effects for ProcessEffects {
     }
 }
 
+/// The same for async handlers (gRPC): a call that arrives while hung never completes, and the
+/// runtime's threads stay free for the timers.
+pub async fn pend_if_hung(health: &Health) {
+    if health.hung() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Blocks the calling thread for good while a hang holds the server, as a deadlock would: the
 /// port stays open and connections are accepted, but nothing answers, probes included, so
 /// kubelet probes time out instead of failing fast. For threads that serve requests one by one.

@@ -176,15 +176,7 @@ pub fn decode_infer_request(
         }
         decoded.push(tensor);
     }
-    if let Some(missing) = inputs
-        .iter()
-        .find(|spec| !decoded.iter().any(|t| t.name == spec.name))
-    {
-        return Err(err(
-            "inputs",
-            format!("missing model input `{}`", missing.name),
-        ));
-    }
+    check_all_inputs(&decoded, inputs)?;
     let outputs = decode_outputs(request.get("outputs"), outputs)?;
     Ok(InferInput {
         id,
@@ -207,44 +199,12 @@ fn decode_input(
         Some(Value::String(s)) => s.clone(),
         _ => return Err(err(at("name"), "required: a string")),
     };
-    let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
-        err(
-            at("name"),
-            format!(
-                "model has no input `{name}`; inputs are {}",
-                names(specs).join(", ")
-            ),
-        )
-    })?;
     let datatype = match input.get("datatype") {
-        Some(Value::String(s)) => DataType::from_v2(s).ok_or_else(|| {
-            err(
-                at("datatype"),
-                format!("`{s}` is not supported; use FP32, FP64, INT32 or INT64"),
-            )
-        })?,
+        Some(Value::String(s)) => s.as_str(),
         _ => return Err(err(at("datatype"), "required: a string such as FP32")),
     };
-    if spec.v2_type() != Some(datatype) {
-        return Err(err(
-            at("datatype"),
-            format!(
-                "input `{name}` is {}, got {}",
-                spec.datatype,
-                datatype.as_v2()
-            ),
-        ));
-    }
     let shape = decode_shape(input.get("shape"), &at("shape"))?;
-    check_shape(&shape, &spec.shape, &at("shape"))?;
-    let elements = element_count(&shape)
-        .filter(|n| *n <= max_elements)
-        .ok_or_else(|| {
-            err(
-                at("shape"),
-                format!("more than the limit of {max_elements} elements"),
-            )
-        })?;
+    let (datatype, elements) = check_input(i, &name, datatype, &shape, specs, max_elements)?;
     let Some(data) = input.get("data") else {
         return Err(err(at("data"), "required: an array of numbers"));
     };
@@ -261,6 +221,115 @@ fn decode_input(
     }
     let data = convert(&flat, datatype, &at("data"))?;
     Ok(Tensor { name, shape, data })
+}
+
+/// The checks every input passes, from JSON or protobuf: a model input of that name, its
+/// datatype, its rank and fixed dimensions, and the element limit. Returns the datatype and how
+/// many elements the shape holds.
+pub fn check_input(
+    i: usize,
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+    specs: &[TensorSpec],
+    max_elements: usize,
+) -> Result<(DataType, usize), FieldError> {
+    let at = |key: &str| format!("inputs[{i}].{key}");
+    let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| {
+        err(
+            at("name"),
+            format!(
+                "model has no input `{name}`; inputs are {}",
+                names(specs).join(", ")
+            ),
+        )
+    })?;
+    let datatype = DataType::from_v2(datatype).ok_or_else(|| {
+        err(
+            at("datatype"),
+            format!("`{datatype}` is not supported; use FP32, FP64, INT32 or INT64"),
+        )
+    })?;
+    if spec.v2_type() != Some(datatype) {
+        return Err(err(
+            at("datatype"),
+            format!(
+                "input `{name}` is {}, got {}",
+                spec.datatype,
+                datatype.as_v2()
+            ),
+        ));
+    }
+    if let Some(d) = shape.iter().find(|d| **d < 0) {
+        return Err(err(
+            at("shape"),
+            format!("dimensions must be whole numbers >= 0, got {d}"),
+        ));
+    }
+    check_shape(shape, &spec.shape, &at("shape"))?;
+    let elements = element_count(shape)
+        .filter(|n| *n <= max_elements)
+        .ok_or_else(|| {
+            err(
+                at("shape"),
+                format!("more than the limit of {max_elements} elements"),
+            )
+        })?;
+    Ok((datatype, elements))
+}
+
+/// Every model input given exactly once.
+pub fn check_all_inputs(given: &[Tensor], specs: &[TensorSpec]) -> Result<(), FieldError> {
+    for (i, tensor) in given.iter().enumerate() {
+        if given[..i].iter().any(|t| t.name == tensor.name) {
+            return Err(err(
+                format!("inputs[{i}].name"),
+                format!("input `{}` given twice", tensor.name),
+            ));
+        }
+    }
+    match specs
+        .iter()
+        .find(|spec| !given.iter().any(|t| t.name == spec.name))
+    {
+        Some(missing) => Err(err(
+            "inputs",
+            format!("missing model input `{}`", missing.name),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Requested output names: each one the model has and the V2 routes can return.
+pub fn check_outputs<'a>(
+    requested: impl IntoIterator<Item = &'a str>,
+    outputs: &[TensorSpec],
+) -> Result<Vec<String>, FieldError> {
+    requested
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if outputs
+                .iter()
+                .any(|o| o.name == name && o.v2_type().is_some())
+            {
+                Ok(name.to_string())
+            } else {
+                let returnable: Vec<&str> = outputs
+                    .iter()
+                    .filter(|o| o.v2_type().is_some())
+                    .map(|o| o.name.as_str())
+                    .collect();
+                Err(err(
+                    format!("outputs[{i}].name"),
+                    format!(
+                        "model has no output `{name}` the V2 routes can return; outputs are {}",
+                        returnable.join(", ")
+                    ),
+                ))
+            }
+        })
+        .collect()
 }
 
 fn decode_shape(value: Option<&Value>, field: &str) -> Result<Vec<i64>, FieldError> {
@@ -407,34 +476,16 @@ fn decode_outputs(
         Some(Value::Array(items)) => items,
         Some(_) => return Err(err("outputs", "must be an array of {\"name\": ...}")),
     };
-    let mut names_wanted = Vec::with_capacity(requested.len());
-    for (i, item) in requested.iter().enumerate() {
-        let name = item
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(format!("outputs[{i}].name"), "required: a string"))?;
-        if !outputs
-            .iter()
-            .any(|o| o.name == name && o.v2_type().is_some())
-        {
-            return Err(err(
-                format!("outputs[{i}].name"),
-                format!(
-                    "model has no output `{name}` the V2 routes can return; outputs are {}",
-                    names(
-                        &outputs
-                            .iter()
-                            .filter(|o| o.v2_type().is_some())
-                            .cloned()
-                            .collect::<Vec<_>>()
-                    )
-                    .join(", ")
-                ),
-            ));
-        }
-        names_wanted.push(name.to_string());
-    }
-    Ok(Some(names_wanted))
+    let names: Vec<&str> = requested
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err(format!("outputs[{i}].name"), "required: a string"))
+        })
+        .collect::<Result<_, _>>()?;
+    check_outputs(names, outputs).map(Some)
 }
 
 fn names(specs: &[TensorSpec]) -> Vec<&str> {

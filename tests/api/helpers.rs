@@ -102,6 +102,7 @@ impl Spawn {
         }
         command
             .env("BIND", &self.bind)
+            .env("GRPC_BIND", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .env("CHAOS_SEED", "42")
@@ -132,15 +133,18 @@ impl Spawn {
         let mut child = command.spawn().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (port_tx, port_rx) = mpsc::channel();
+        let (grpc_tx, grpc_rx) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&logs);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "listening"
-                {
-                    let _ = port_tx.send(v["port"].as_u64().unwrap() as u16);
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "listening" {
+                        let _ = port_tx.send(v["port"].as_u64().unwrap() as u16);
+                    } else if v["message"] == "listening (gRPC)" {
+                        let _ = grpc_tx.send(v["port"].as_u64().unwrap() as u16);
+                    }
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -155,6 +159,8 @@ impl Spawn {
             child,
             port_rx: Mutex::new(Some(port_rx)),
             port: Mutex::new(None),
+            grpc_rx: Mutex::new(Some(grpc_rx)),
+            grpc_port: Mutex::new(None),
             logs,
             termination_log,
             started,
@@ -186,6 +192,8 @@ pub struct TestServer {
     pub child: Child,
     port_rx: Mutex<Option<mpsc::Receiver<u16>>>,
     port: Mutex<Option<u16>>,
+    grpc_rx: Mutex<Option<mpsc::Receiver<u16>>>,
+    grpc_port: Mutex<Option<u16>>,
     logs: Arc<Mutex<Vec<String>>>,
     pub termination_log: PathBuf,
     pub started: Instant,
@@ -209,6 +217,27 @@ impl TestServer {
             .recv_timeout(PATIENCE)
             .unwrap_or_else(|_| panic!("server did not listen; logs:\n{}", self.logs().join("\n")));
         *self.port.lock().unwrap() = Some(port);
+        port
+    }
+
+    /// The gRPC port, once the "listening (gRPC)" log line has come.
+    pub fn grpc_port(&self) -> u16 {
+        if let Some(port) = *self.grpc_port.lock().unwrap() {
+            return port;
+        }
+        let rx = self
+            .grpc_rx
+            .lock()
+            .unwrap()
+            .take()
+            .expect("gRPC port already awaited");
+        let port = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            panic!(
+                "server did not listen for gRPC; logs:\n{}",
+                self.logs().join("\n")
+            )
+        });
+        *self.grpc_port.lock().unwrap() = Some(port);
         port
     }
 
@@ -399,6 +428,7 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Str
     let out = command
         .args(args)
         .env("BIND", "127.0.0.1:0")
+        .env("GRPC_BIND", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .envs(env.iter().copied())
         .stdin(Stdio::null())

@@ -1,8 +1,10 @@
-//! Black-box tests: every test starts the real binary and talks HTTP to it.
+//! Black-box tests: every test starts the real binary and talks HTTP or gRPC to it.
 
 mod admin;
 mod bad_input;
 mod chaos_profiles;
+mod grpc;
+mod grpc_parity;
 mod helpers;
 mod lifecycle;
 mod manifests;

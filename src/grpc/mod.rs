@@ -1,0 +1,137 @@
+//! The gRPC protocol layer (tonic): the Open Inference Protocol's `GRPCInferenceService`, the
+//! standard `grpc.health.v1.Health` service and server reflection, on `GRPC_BIND`. Like `http/`
+//! it only translates: the same model, inference pool, health and chaos engine answer.
+
+pub mod convert;
+pub mod health;
+pub mod inference;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Status};
+
+use crate::chaos::effects;
+use crate::chaos::engine::ChaosEngine;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::model::ServedModel;
+
+/// The generated protocol code, from `proto/inference.proto`.
+#[allow(clippy::all, missing_docs, unreachable_pub)]
+pub mod pb {
+    tonic::include_proto!("inference");
+
+    /// The compiled descriptors, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin"));
+}
+
+/// The inference service's full name: also the health service name readiness answers for.
+pub const INFERENCE_SERVICE: &str = "inference.GRPCInferenceService";
+
+/// What the gRPC services share.
+#[derive(Clone)]
+pub struct GrpcState {
+    pub health: Arc<Health>,
+    pub metrics: Metrics,
+    pub model: Arc<OnceLock<ServedModel>>,
+    pub model_name: String,
+    pub chaos: Arc<ChaosEngine>,
+    pub max_tensor_elements: usize,
+}
+
+impl GrpcState {
+    /// Runs one call: waits for good while a hang holds the server (as HTTP does), then counts
+    /// and times it under its method, and logs a refusal.
+    pub(crate) async fn measured<T>(
+        &self,
+        method: &'static str,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        effects::pend_if_hung(&self.health).await;
+        let started = Instant::now();
+        let result = call.await;
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        let elapsed = started.elapsed();
+        self.metrics
+            .requests
+            .with_label_values(&["grpc", method, "POST", code_name(code)])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&["grpc", method])
+            .observe(elapsed.as_secs_f64());
+        match &result {
+            Err(status) => tracing::info!(
+                method,
+                code = code_name(code),
+                error = status.message(),
+                "request refused"
+            ),
+            Ok(_) => tracing::debug!(method, elapsed_us = elapsed.as_micros() as u64, "request"),
+        }
+        result
+    }
+}
+
+/// The gRPC status code's canonical name, for metrics.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Serves every gRPC service on `listener` until `shutdown` resolves, then stops taking calls
+/// (GOAWAY) and lets those in flight finish.
+pub async fn serve(
+    state: GrpcState,
+    listener: tokio::net::TcpListener,
+    max_message_bytes: usize,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let inference = pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(
+        inference::Inference::new(state.clone()),
+    )
+    .max_decoding_message_size(max_message_bytes);
+    Server::builder()
+        .add_service(inference)
+        .add_service(tonic_health::pb::health_server::HealthServer::new(
+            health::HealthService::new(state),
+        ))
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
