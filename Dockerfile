@@ -43,7 +43,7 @@ ENV ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so \
     BIND=0.0.0.0:8000 \
     LOG_FORMAT=json
 USER 65532:65532
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=2s --start-period=60s --retries=3 \
     CMD ["/usr/local/bin/chaos-inference", "probe", "livez"]
 ENTRYPOINT ["/usr/local/bin/chaos-inference"]

@@ -43,6 +43,10 @@ SLACK = 1.0
 COMPARISONS = []
 
 
+# The gRPC health service that follows readiness; "" follows liveness.
+GRPC_READINESS = "inference.GRPCInferenceService"
+
+
 class Failed(AssertionError):
     pass
 
@@ -62,9 +66,10 @@ def get_json(ns, *what):
     return json.loads(kubectl("-n", ns, "get", *what, "-o", "json"))
 
 
-def render(manifest, env=None):
+def render(manifest, env=None, container_ops=()):
     """A Kustomize overlay of one shipped manifest: image repository (its tag kept) and pull
-    policy, and optional env."""
+    policy, optional env, and optional JSON patch operations on the first container (paths
+    relative to it)."""
     with tempfile.TemporaryDirectory() as d:
         d = pathlib.Path(d)
         shutil.copy(MANIFESTS / manifest, d / manifest)
@@ -73,6 +78,8 @@ def render(manifest, env=None):
             ops = [{"op": "replace", "path": f"{base}/containers/0/imagePullPolicy", "value": "Never"}]
             for name, value in (env or {}).items():
                 ops.append({"op": "add", "path": f"{base}/containers/0/env/-", "value": {"name": name, "value": value}})
+            for op in container_ops:
+                ops.append({**op, "path": f"{base}/containers/0{op['path']}"})
             patches.append({"target": {"kind": kind}, "patch": json.dumps(ops)})
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -284,6 +291,44 @@ def probes_v2(s):
     s.table("pod", name)
     if terminated.get("exitCode") != 1 or not terminated.get("message", "").startswith("v2: crash (exit code 1) after"):
         raise Failed(f"unexpected last state {terminated}")
+
+
+def grpc_health(s):
+    """The gRPC-probes pod on a kubelet without `grpc:` probes (1.20): the same probes as exec
+    probes of the image's own gRPC health client (`chaos-inference probe grpc`), the documented
+    route for clusters before 1.24. The kubelet runs the standard health Check inside the
+    container; the pod must become Ready and restart as predicted, and the gRPC port must answer
+    from outside the pod."""
+    def exec_probe(probe, service):
+        command = ["chaos-inference", "probe", "grpc", "--service", service, "--timeout", "1s"]
+        return [{"op": "remove", "path": f"/{probe}/grpc"},
+                {"op": "add", "path": f"/{probe}/exec", "value": {"command": command}}]
+    rendered = render("online-inference-pod-grpc-probes.yaml", env={"CHAOS_TIME_SCALE": "0.2"},
+                      container_ops=exec_probe("livenessProbe", "") + exec_probe("readinessProbe", GRPC_READINESS))
+    if "grpc:" in rendered:
+        raise Failed("a grpc: probe is left in the rendering")
+    s.predict(rendered)
+    s.apply(rendered)
+    name = "online-inference-grpc-probes"
+    s.wait(lambda: status(s.pod(name)).get("state", {}).get("running") and not ready(s.pod(name)), 120,
+           "Running but not Ready (loading)")
+    s.note("Running, READY 0/1 while the model loads (gRPC readiness NOT_SERVING)")
+    pod = s.wait(lambda: (p := s.pod(name)) and ready(p) and p, 60, "Ready after the load")
+    s.expect_window(f"{name} first Ready", s.since_apply(ready_at(pod)), predicted(s.prediction, name)["first_ready"])
+    ip = pod["status"]["podIP"]
+    answer = subprocess.run([BINARY, "probe", "grpc", "--addr", f"{ip}:8001", "--service", GRPC_READINESS,
+                             "--timeout", "3s"], capture_output=True, text=True, timeout=30)
+    s.note(f"from outside the pod, gRPC health at {ip}:8001: {(answer.stdout or answer.stderr).strip()}")
+    if answer.returncode != 0:
+        raise Failed(f"gRPC health through the pod IP: {answer.stderr.strip()}")
+    s.table("pod", name)
+    pod = s.wait(lambda: (p := s.pod(name)) and restarts(p) >= 1 and status(p).get("state", {}).get("running") and p,
+                 120, "a restart after the crash")
+    expect_restart(s, name, pod)
+    unready = [e for e in s.events_for(name) if "Readiness probe failed" in e]
+    s.note(f"RESTARTS {restarts(pod)}; readiness events: {unready[:1]}")
+    if not unready:
+        raise Failed("no readiness failure from the gRPC health check during the load")
 
 
 def slow_start(s):
@@ -570,6 +615,7 @@ def rollout_under_load(s):
 SCENARIOS = {
     "plain-pods": plain_pods,
     "probes-v2": probes_v2,
+    "grpc-health": grpc_health,
     "slow-start": slow_start,
     "liveness-hang": liveness_restart("liveness-hang", "0.2", 137, "Error"),
     "unhealthy": liveness_restart("unhealthy", "0.1", 0, "Completed"),

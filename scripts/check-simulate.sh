@@ -60,7 +60,7 @@ while read -r profile expected extra; do
     # shellcheck disable=SC2086 # $extra holds helm flags
     if .scanners/bin/helm template demo "$chart" --set "chaos.profile=$profile" $extra > "$work/chart.yaml" \
         && only "$expected" < "$work/chart.yaml"; then
-        pass "$chart with $profile $extra${expected#-}"
+        pass "$chart with $profile $extra (findings: $expected)"
     else
         fail "$chart with $profile"
     fi
@@ -78,6 +78,11 @@ cpu-burn cpu-limit-pinned
 slow-shutdown -
 slow-start - --set probes.startup.enabled=true
 slow-start liveness-kills-during-load
+v2 - --set probes.protocol=grpc
+liveness-hang - --set probes.protocol=grpc
+flapping-readiness - --set probes.protocol=grpc
+slow-start - --set probes.protocol=grpc --set probes.startup.enabled=true
+slow-start liveness-kills-during-load --set probes.protocol=grpc
 PROFILES
 
 [ "$failures" -eq 0 ] || { echo "$failures simulate check(s) failed"; exit 1; }

@@ -471,9 +471,7 @@ impl Life {
                 }
                 let serving = match service.as_str() {
                     "" => self.route_status("/livez", t, loading, draining) == 200,
-                    "inference.GRPCInferenceService" => {
-                        self.route_status("/readyz", t, loading, draining) == 200
-                    }
+                    INFERENCE_SERVICE => self.route_status("/readyz", t, loading, draining) == 200,
                     other => {
                         return Outcome::Failure(format!(
                             "rpc error: code = NotFound desc = unknown service {other}"
@@ -488,7 +486,8 @@ impl Life {
             }
             Handler::Exec { command } => match probe_command(command) {
                 Some(route) => {
-                    if t < self.open {
+                    let grpc_off = command.iter().any(|a| a == "grpc") && self.grpc_port.is_none();
+                    if t < self.open || grpc_off {
                         return Outcome::Failure(format!(
                             "command {:?} exited with 1 (connection refused)",
                             command.join(" ")
@@ -571,6 +570,19 @@ impl Life {
 }
 
 /// The route a `chaos-inference probe <route>` command checks.
+/// The gRPC health service name that follows readiness; `""` follows liveness.
+pub const INFERENCE_SERVICE: &str = crate::grpc::INFERENCE_SERVICE;
+
+/// Whether a probe with this handler asks "ready?" rather than "alive?".
+pub fn checks_readiness(handler: &Handler) -> bool {
+    match handler {
+        Handler::Http { path, .. } => path.split('?').next() == Some("/readyz"),
+        Handler::Grpc { service, .. } => service == INFERENCE_SERVICE,
+        Handler::Exec { command } => probe_command(command) == Some("/readyz"),
+        Handler::Tcp { .. } => false,
+    }
+}
+
 fn probe_command(command: &[String]) -> Option<&'static str> {
     let at = command
         .iter()
@@ -582,6 +594,21 @@ fn probe_command(command: &[String]) -> Option<&'static str> {
         Some("livez") => Some("/livez"),
         Some("readyz") => Some("/readyz"),
         Some("startupz") => Some("/startupz"),
+        // The gRPC health service: "" follows liveness, the inference service readiness.
+        Some("grpc") => {
+            let rest = &command[at + 3..];
+            let service = rest
+                .iter()
+                .position(|a| a == "--service")
+                .and_then(|i| rest.get(i + 1).map(String::as_str))
+                .or_else(|| rest.iter().find_map(|a| a.strip_prefix("--service=")))
+                .unwrap_or("");
+            match service {
+                "" => Some("/livez"),
+                INFERENCE_SERVICE => Some("/readyz"),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -724,5 +751,21 @@ mod tests {
             Some("/readyz")
         );
         assert_eq!(probe_command(&["cat".into(), "/tmp/healthy".into()]), None);
+        let grpc = |rest: &[&str]| {
+            let mut command = vec!["chaos-inference".to_string(), "probe".into(), "grpc".into()];
+            command.extend(rest.iter().map(|a| a.to_string()));
+            probe_command(&command)
+        };
+        assert_eq!(grpc(&[]), Some("/livez"));
+        assert_eq!(grpc(&["--service", ""]), Some("/livez"));
+        assert_eq!(
+            grpc(&["--service", "inference.GRPCInferenceService"]),
+            Some("/readyz")
+        );
+        assert_eq!(
+            grpc(&["--service=inference.GRPCInferenceService"]),
+            Some("/readyz")
+        );
+        assert_eq!(grpc(&["--service", "other"]), None);
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::app::{Life, Overrides, Settings, WORKING_SET};
+use super::app::{INFERENCE_SERVICE, Life, Overrides, Settings, WORKING_SET, checks_readiness};
 use super::cluster::{Action, Cluster, Scenario, Step, Trace, When};
 use super::kubelet::{Ms, ProbeKind, Seen};
 use super::manifest::{Container, Handler, Input, Kind, Workload};
@@ -39,6 +39,11 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         "profile-unavailable",
         Severity::Error,
         "the container's profile cannot be loaded: the server exits with code 2 at every start",
+    ),
+    (
+        "probe-port-closed",
+        Severity::Error,
+        "a probe dials a port (or protocol) the server does not listen on: it never passes",
     ),
     (
         "liveness-kills-during-load",
@@ -78,7 +83,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     (
         "liveness-same-as-readiness",
         Severity::Warning,
-        "liveness and readiness call the same check: a readiness failure restarts",
+        "liveness calls a readiness check (or the same check as readiness): a readiness failure restarts",
     ),
     (
         "grace-shorter-than-drain",
@@ -294,10 +299,47 @@ pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Option
     findings
 }
 
+/// The port a probe dials, when the server does not listen there (or not with that protocol).
+fn closed_port(handler: &Handler, settings: &Settings) -> Option<u16> {
+    match handler {
+        Handler::Http { port, .. } => (*port != settings.http_port).then_some(*port),
+        Handler::Grpc { port, .. } => (Some(*port) != settings.grpc_port).then_some(*port),
+        Handler::Tcp { port } => {
+            (*port != settings.http_port && Some(*port) != settings.grpc_port).then_some(*port)
+        }
+        Handler::Exec { .. } => None,
+    }
+}
+
 fn probes(cx: &mut Context<'_>, settings: &Settings) {
     let container = cx.container;
     let load = cx.longest_load();
+    for (kind, probe) in [
+        ("startup", &container.startup),
+        ("liveness", &container.liveness),
+        ("readiness", &container.readiness),
+    ] {
+        let Some(probe) = probe else { continue };
+        if let Some(port) = closed_port(&probe.handler, settings) {
+            let listening = match settings.grpc_port {
+                Some(grpc) => format!("HTTP on {}, gRPC on {grpc}", settings.http_port),
+                None => format!(
+                    "HTTP on {} (GRPC_BIND is empty: no gRPC)",
+                    settings.http_port
+                ),
+            };
+            cx.add(
+                "probe-port-closed",
+                format!(
+                    "the {kind} probe ({}) dials port {port}, where the server does not listen for it: it never passes",
+                    probe.handler.describe()
+                ),
+                format!("point it at the server's port: {listening}"),
+            );
+        }
+    }
     if let Some(liveness) = &container.liveness
+        && closed_port(&liveness.handler, settings).is_none()
         && cx.kills_during_load(ProbeKind::Liveness) > 0
     {
         let fix = if container.startup.is_none() {
@@ -339,16 +381,29 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             ),
         );
     }
-    if let (Some(liveness), Some(readiness)) = (&container.liveness, &container.readiness)
-        && liveness.handler == readiness.handler
+    if let Some(liveness) = &container.liveness
+        && (container
+            .readiness
+            .as_ref()
+            .is_some_and(|r| r.handler == liveness.handler)
+            || checks_readiness(&liveness.handler))
     {
+        let fix = match (&liveness.handler, settings.grpc_port) {
+            (Handler::Grpc { .. }, Some(port)) => format!(
+                "give the liveness probe service \"\" (follows /livez) and the readiness probe service \"{INFERENCE_SERVICE}\" (port {port})"
+            ),
+            _ => format!(
+                "probe /livez for liveness and /readyz for readiness (port {})",
+                settings.http_port
+            ),
+        };
         cx.add(
             "liveness-same-as-readiness",
             format!(
-                "liveness and readiness both call {}: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
+                "liveness calls {}, a readiness check: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
                 liveness.handler.describe()
             ),
-            format!("probe /livez for liveness and /readyz for readiness (port {})", settings.http_port),
+            fix,
         );
     }
     let p99 = cx.lives.iter().filter_map(|l| l.latency_p99).max();

@@ -875,9 +875,23 @@ mod tests {
         let pod = run(spec([None, None, Some(readiness)]), healthy(), 30_000);
         // Started at 1 s, loaded at 6 s; ticks every 2 s, skipped until 11 s after creation
         // (10 s after the start); three successes in a row: 12, 14, 16 s.
-        let unhealthy = first(&pod, |s| matches!(s, Seen::Event { reason: "Unhealthy", .. }));
-        assert_eq!(unhealthy, None, "nothing probed during the initial delay, when it would fail");
-        assert_eq!(first(&pod, |s| matches!(s, Seen::Row { ready: true, .. })), Some(16_001));
+        let unhealthy = first(&pod, |s| {
+            matches!(
+                s,
+                Seen::Event {
+                    reason: "Unhealthy",
+                    ..
+                }
+            )
+        });
+        assert_eq!(
+            unhealthy, None,
+            "nothing probed during the initial delay, when it would fail"
+        );
+        assert_eq!(
+            first(&pod, |s| matches!(s, Seen::Row { ready: true, .. })),
+            Some(16_001)
+        );
     }
 
     #[test]
@@ -892,7 +906,16 @@ mod tests {
         };
         let pod = run(spec([None, Some(liveness), None]), life, 20_000);
         // Ticks at 0 (not running yet) and 5 s (hung): no answer by 7 s.
-        assert_eq!(first(&pod, |s| matches!(s, Seen::Event { reason: "Killing", .. })), Some(7_000));
+        assert_eq!(
+            first(&pod, |s| matches!(
+                s,
+                Seen::Event {
+                    reason: "Killing",
+                    ..
+                }
+            )),
+            Some(7_000)
+        );
     }
 
     #[test]
@@ -935,17 +958,32 @@ mod tests {
         let starts: Vec<Ms> = pod
             .record
             .iter()
-            .filter(|(_, s)| matches!(s, Seen::Event { reason: "Started", .. }))
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    Seen::Event {
+                        reason: "Started",
+                        ..
+                    }
+                )
+            })
             .map(|(t, _)| *t)
             .collect();
         // Each run lasts 700 s, more than the 600 s that reset the back-off: no waiting.
         for pair in starts.windows(2) {
-            assert_eq!(pair[1] - pair[0], 700_000 + PACE.notice + PACE.restart, "{starts:?}");
+            assert_eq!(
+                pair[1] - pair[0],
+                700_000 + PACE.notice + PACE.restart,
+                "{starts:?}"
+            );
         }
-        assert!(!pod
-            .record
-            .iter()
-            .any(|(_, s)| matches!(s, Seen::Row { status: Status::CrashLoopBackOff, .. })));
+        assert!(!pod.record.iter().any(|(_, s)| matches!(
+            s,
+            Seen::Row {
+                status: Status::CrashLoopBackOff,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -966,6 +1004,9 @@ mod tests {
         assert_eq!(wakes.len(), 2, "the next tick and this probe's result");
         let (at, done) = wakes[1].clone();
         pod.wake(at, done);
-        assert!(!pod.ready(), "/readyz fails after SIGTERM, and the probe sees it");
+        assert!(
+            !pod.ready(),
+            "/readyz fails after SIGTERM, and the probe sees it"
+        );
     }
 }

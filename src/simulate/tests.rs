@@ -233,10 +233,123 @@ fn min_ready_seconds_holds_old_pods_until_new_ones_have_been_ready_that_long() {
     let mut slow = input.clone();
     slow.workloads[0].min_ready_seconds = 30;
     let steps = vec![set_image("online-inference-blue-green")];
-    let settled = |input: &Input| simulate(input, &options(steps.clone())).rollouts[0].settled.unwrap();
+    let settled = |input: &Input| {
+        simulate(input, &options(steps.clone())).rollouts[0]
+            .settled
+            .unwrap()
+    };
     let (fast, slow) = (settled(&input), settled(&slow));
     assert!(
         slow.earliest_s >= fast.earliest_s + 30.0,
         "old pods go only once new ones are available: {fast:?} vs {slow:?}"
     );
+}
+
+/// One seed for both pods, so their plans agree whatever their names.
+fn seeded() -> Options {
+    let mut options = options(Vec::new());
+    options.overrides.seed = Some(7);
+    options
+}
+
+#[test]
+fn grpc_probes_predict_what_the_http_probes_do() {
+    let http = simulate(&shipped(&["online-inference-pod-probes.yaml"]), &seeded());
+    let grpc = simulate(
+        &shipped(&["online-inference-pod-grpc-probes.yaml"]),
+        &seeded(),
+    );
+    let (h, g) = (&http.pods[0], &grpc.pods[0]);
+    assert_eq!(g.profile, "v2");
+    let close = |a: &Window, b: &Window| {
+        (a.earliest_s - b.earliest_s).abs() < 1e-6 && (a.latest_s - b.latest_s).abs() < 1e-6
+    };
+    assert!(close(
+        h.first_ready.as_ref().unwrap(),
+        g.first_ready.as_ref().unwrap()
+    ));
+    assert_eq!(h.restarts_at.len(), g.restarts_at.len());
+    for (a, b) in h.restarts_at.iter().zip(&g.restarts_at) {
+        assert!(
+            close(&a.ended, &b.ended) && close(&a.started, &b.started),
+            "{a:?} {b:?}"
+        );
+    }
+    assert!(
+        grpc.findings
+            .iter()
+            .all(|f| f.severity < findings::Severity::Warning),
+        "{:?}",
+        grpc.findings
+    );
+    let failed = g
+        .events
+        .iter()
+        .find(|e| e.event == "Unhealthy")
+        .expect("readiness fails during the load");
+    assert!(
+        failed.detail.contains(r#"responded with "NOT_SERVING""#),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn a_grpc_liveness_probe_on_the_inference_service_restarts_an_unready_pod() {
+    let mut input = shipped(&["online-inference-pod-grpc-probes.yaml"]);
+    let container = &mut input.workloads[0].template.containers[0];
+    let liveness = container.liveness.as_mut().unwrap();
+    liveness.handler = manifest::Handler::Grpc {
+        port: 8001,
+        service: "inference.GRPCInferenceService".into(),
+    };
+    let report = simulate(&input, &seeded());
+    let rules: Vec<_> = report.findings.iter().map(|f| f.rule).collect();
+    assert!(rules.contains(&"liveness-same-as-readiness"), "{rules:?}");
+    assert!(rules.contains(&"liveness-kills-during-load"), "{rules:?}");
+    let fix = &report
+        .findings
+        .iter()
+        .find(|f| f.rule == "liveness-same-as-readiness")
+        .unwrap()
+        .fix;
+    assert!(fix.contains(r#"service """#), "{fix}");
+    assert!(
+        report.pods[0].first_ready.is_none(),
+        "killed during every load (20-30 s > 15 s)"
+    );
+}
+
+#[test]
+fn grpc_probes_on_a_closed_port_never_pass() {
+    // GRPC_BIND empty: gRPC is off, so the probes are refused.
+    let mut input = shipped(&["online-inference-pod-grpc-probes.yaml"]);
+    let container = &mut input.workloads[0].template.containers[0];
+    container.env.insert(
+        "GRPC_BIND".into(),
+        manifest::EnvValue::Literal(String::new()),
+    );
+    let report = simulate(&input, &seeded());
+    assert!(report.pods[0].first_ready.is_none());
+    let refused = report.pods[0]
+        .events
+        .iter()
+        .find(|e| e.event == "Unhealthy")
+        .unwrap();
+    assert!(refused.detail.contains("connection refused"), "{refused:?}");
+    let errors = errors(&report);
+    assert!(
+        errors.contains(&"probe-port-closed"),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        !errors.contains(&"liveness-kills-during-load"),
+        "the closed port is the cause: {errors:?}"
+    );
+    let closed = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "probe-port-closed")
+        .unwrap();
+    assert!(closed.fix.contains("GRPC_BIND is empty"), "{}", closed.fix);
 }

@@ -32,3 +32,17 @@ app.kubernetes.io/component: test
 app.kubernetes.io/part-of: chaos-inference
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
+
+{{- /* A probe's handler: GET path on the HTTP port, or grpc.health.v1.Health/Check for service on
+the gRPC port, as probes.protocol says. Called with (dict "root" $ "path" "/readyz" "service" "..."). */ -}}
+{{- define "chaos-inference.probeHandler" -}}
+{{- if eq .root.Values.probes.protocol "grpc" -}}
+grpc:
+  port: 8001
+  service: {{ .service | quote }}
+{{- else -}}
+httpGet:
+  path: {{ .path }}
+  port: http
+{{- end -}}
+{{- end -}}
