@@ -12,6 +12,11 @@ from process start to the first 200 on its readiness route; peak resident memory
 tree; and every non-2xx answer or connection error. Two ceilings in the same run: our own server
 answering /livez (HTTP only: no body, no JSON, no model) and ONNX Runtime's in-process time for one
 row (examples/ort_one_row.rs).
+
+Over gRPC, for every server that speaks the V2 gRPC protocol (ours, KServe, MLServer): the same
+measurements with bench/grpc_load.rs (a tonic client on CPU 1 that reports its own CPU share):
+V2 ModelInfer with raw FP32 input as tritonclient sends it, 64 calls in flight over 8 HTTP/2
+connections at saturation, 16 per connection over 4 connections at fixed rates.
 """
 
 import argparse
@@ -65,6 +70,7 @@ class Server:
 
     def __init__(self, name, command, ready_path, env=None, cwd=None):
         self.name, self.command, self.ready_path = name, command, ready_path
+        self.template = list(command)
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
         self.peak_rss = 0
@@ -124,9 +130,25 @@ def oha(url, seconds, body=None, connections=64, rate=None):
     }
 
 
+GRPC_LOAD = ROOT / "target" / "release" / "examples" / "grpc_load"
+
+
+def grpc_load(port, seconds, rows=1, rate=None):
+    """bench/grpc_load.rs on the load CPU: 64 calls in flight over 8 connections, or a fixed rate."""
+    command = ["taskset", "-c", LOAD_CPU, str(GRPC_LOAD), "--addr", f"127.0.0.1:{port}", "--seconds", str(seconds),
+               "--rows", str(rows)]
+    command += ["--rate", str(rate), "--concurrency", "16", "--connections", "4"] if rate else \
+        ["--concurrency", "64", "--connections", "8"]
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"grpc_load: {run.stderr.strip()}")
+    return json.loads(run.stdout)
+
+
 def servers(ours_only):
     ports = {}
-    ours = Server("chaos-inference", [str(ROOT / "target" / "release" / "chaos-inference"), "serve", "--bind", "127.0.0.1:{port}"], "/readyz",
+    ours = Server("chaos-inference", [str(ROOT / "target" / "release" / "chaos-inference"), "serve", "--bind", "127.0.0.1:{port}",
+                                      "--grpc-bind", "127.0.0.1:{grpc}"], "/readyz",
                   env={"LOG_FORMAT": "json", "RUST_LOG": "warn", "CHAOS_PROFILE": "none", "INFERENCE_QUEUE": "4096"})
     result = [(ours, "/v2/models/heart-disease/infer", "/predict")]
     if ours_only:
@@ -151,7 +173,7 @@ def servers(ours_only):
     return result, ports
 
 
-def mlserver_dir(port, work):
+def mlserver_dir(port, grpc_port, work):
     model_dir = work / "heart-disease"
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "model-settings.json").write_text(
@@ -159,7 +181,7 @@ def mlserver_dir(port, work):
     (work / "settings.json").write_text(json.dumps({
         # In process: MLServer 1.7.1's separate inference worker dies at start here ("There is no
         # current event loop in thread 'MainThread'") and the model never loads.
-        "http_port": port, "grpc_port": serverctl.free_port(), "metrics_port": serverctl.free_port(), "parallel_workers": 0,
+        "http_port": port, "grpc_port": grpc_port, "metrics_port": serverctl.free_port(), "parallel_workers": 0,
         # Its Prometheus files go to the run's scratch folder, not beside the peer's sources.
         "metrics_dir": str(work / "metrics"),
         "debug": False}))
@@ -167,9 +189,11 @@ def mlserver_dir(port, work):
 
 
 def run_server(server, infer_path, predict_path, seconds, work, smoke):
-    port = serverctl.free_port()
-    server.command = [c.replace("{port}", str(port)).replace("{grpc}", str(serverctl.free_port()))
-                      .replace("{dir}", str(mlserver_dir(port, work / "mlserver"))) for c in server.command]
+    port, grpc_port = serverctl.free_port(), serverctl.free_port()
+    server.command = [c.replace("{port}", str(port)).replace("{grpc}", str(grpc_port))
+                      .replace("{dir}", str(mlserver_dir(port, grpc_port, work / "mlserver"))) for c in server.command]
+    # Every server here but FastAPI serves the V2 gRPC protocol on grpc_port.
+    speaks_grpc = any("{grpc}" in c or "{dir}" in c for c in server.template)
     server.start(port)
     base = f"http://127.0.0.1:{port}"
     result = {"name": server.name, "start_to_ready_ms": round(server.start_to_ready * 1000, 1)}
@@ -186,6 +210,12 @@ def run_server(server, infer_path, predict_path, seconds, work, smoke):
             result["one_connection_1_row"] = oha(base + infer_path, seconds, infer_body(1), connections=1)
             result["one_connection_predict"] = oha(base + predict_path, seconds, json.dumps(RECORD), connections=1)
             result["one_connection_http"] = oha(base + "/livez", seconds, connections=1)
+        if speaks_grpc:
+            result["grpc_saturation_1_row"] = grpc_load(grpc_port, seconds)
+            if not smoke:
+                result["grpc_saturation_64_rows"] = grpc_load(grpc_port, seconds, rows=64)
+                for rate in (500, 1000):
+                    result[f"grpc_rate_{rate}_1_row"] = grpc_load(grpc_port, seconds, rate=rate)
     finally:
         server.stop()
     result["peak_rss_mib"] = round(server.peak_rss / 2**20, 1)
@@ -243,7 +273,7 @@ def main():
     errors = sum(m["errors"] for s in results["servers"] for m in s.values() if isinstance(m, dict))
     if args.smoke:
         print(json.dumps(ours, indent=1))
-        if errors or ours["saturation_1_row"]["ok"] == 0:
+        if errors or ours["saturation_1_row"]["ok"] == 0 or ours["grpc_saturation_1_row"]["ok"] == 0:
             print(f"bench smoke: {errors} errors", file=sys.stderr)
             return 1
         print("bench smoke: ok")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One command for the comparison benchmark (`make bench`): builds the release binary and the
-# inference-ceiling example, installs oha (crates.io) if missing, sets up each Python peer in its
+# One command for the comparison benchmark (`make bench`): builds the release binary, the
+# inference-ceiling example and the gRPC load generator, installs oha (crates.io) if missing, sets up each Python peer in its
 # own virtualenv from PyPI, runs everything and writes bench/RESULTS.md, results.json, results.png.
 #   bench/run.sh [--smoke] [--seconds N]
 set -euo pipefail
@@ -11,7 +11,7 @@ smoke=no
 for a in "$@"; do [ "$a" = --smoke ] && smoke=yes; done
 
 scripts/fetch-onnxruntime.sh >/dev/null
-cargo build --release --locked --quiet --bin chaos-inference --example ort_one_row
+cargo build --release --locked --quiet --bin chaos-inference --example ort_one_row --example grpc_load
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 2; }
 if ! command -v oha >/dev/null; then
     cargo install oha --locked --version 1.16.0
