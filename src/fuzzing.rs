@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("profile_file", profile_file),
     ("duration_range", duration_range),
     ("chaos_overrides", chaos_overrides),
+    ("grpc_infer_request", grpc_infer_request),
 ];
 
 /// The default limits, so the fuzzer meets the same bounds a default server has.
@@ -105,6 +106,42 @@ pub fn infer_body(data: &[u8]) {
             assert_eq!(elements, Some(tensor.data.len()), "{}", tensor.name);
         }
     }
+}
+
+/// A gRPC `ModelInferRequest` as it arrives on the wire: protobuf decoding, then the same tensor
+/// checks as REST. A request that decodes must decode to the same tensors when its typed
+/// contents are sent as raw bytes instead.
+pub fn grpc_infer_request(data: &[u8]) {
+    use prost::Message;
+
+    use crate::grpc::convert::{decode, encode};
+    use crate::grpc::pb::ModelInferRequest;
+
+    let Ok(request) = ModelInferRequest::decode(data) else {
+        return;
+    };
+    let (inputs, outputs) = tensor_specs();
+    let limits = TensorLimits {
+        max_elements: MAX_TENSOR_ELEMENTS,
+    };
+    let Ok(decoded) = decode(&request, &inputs, &outputs, limits) else {
+        return;
+    };
+    let total: usize = decoded.inputs.iter().map(|t| t.data.len()).sum();
+    assert!(total <= MAX_TENSOR_ELEMENTS);
+    if !request.raw_input_contents.is_empty() {
+        return;
+    }
+    let mut raw = request.clone();
+    (_, raw.raw_input_contents) = encode(decoded.inputs.clone(), true);
+    for input in &mut raw.inputs {
+        input.contents = None;
+    }
+    let again = decode(&raw, &inputs, &outputs, limits).expect("the raw form of a valid request");
+    assert_eq!(
+        again.inputs, decoded.inputs,
+        "typed and raw decode differently"
+    );
 }
 
 /// A profile file: TOML parsing and checking, then planning and rendering the plan.

@@ -127,7 +127,7 @@ fn from_raw(
             ),
         ));
     }
-    Ok(match datatype {
+    let data = match datatype {
         DataType::Fp32 => TensorData::F32(
             bytes
                 .chunks_exact(4)
@@ -152,7 +152,20 @@ fn from_raw(
                 .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                 .collect(),
         ),
-    })
+    };
+    // NaN and infinities: refused as in typed contents (and as JSON cannot carry them).
+    let not_finite = match &data {
+        TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::I32(_) | TensorData::I64(_) => None,
+    };
+    if let Some(j) = not_finite {
+        return Err(err(
+            format!("raw_input_contents[{i}]"),
+            format!("element {j} is not a finite number"),
+        ));
+    }
+    Ok(data)
 }
 
 fn from_contents(
@@ -344,6 +357,32 @@ mod tests {
                 .field,
             "outputs[0].name"
         );
+    }
+
+    #[test]
+    fn non_finite_floats_are_refused_typed_or_raw() {
+        let (inputs, outputs) = specs();
+        let typed = request(
+            Some(InferTensorContents {
+                fp32_contents: vec![1.0, f32::NAN, 3.0, 4.0],
+                ..Default::default()
+            }),
+            vec![],
+        );
+        let e = decode(&typed, &inputs, &outputs, LIMITS).unwrap_err();
+        assert_eq!(e.field, "inputs[0].contents.fp32_contents[1]");
+        let raw = request(
+            None,
+            vec![
+                [1.0f32, 2.0, f32::INFINITY, 4.0]
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ],
+        );
+        let e = decode(&raw, &inputs, &outputs, LIMITS).unwrap_err();
+        assert_eq!(e.field, "raw_input_contents[0]");
+        assert!(e.message.contains("element 2"), "{}", e.message);
     }
 
     #[test]
