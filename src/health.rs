@@ -200,8 +200,10 @@ impl Health {
 
     /// Recomputes the phase; a change is one log line and one metric update. Watchers hear of
     /// every switch.
+    ///
+    /// The phase is stored before watchers are told, so a watcher woken by a change reads the
+    /// phase that change made (the status page's event stream relies on it).
     fn update(&self) {
-        self.changes.send_modify(|n| *n += 1);
         let next = self.derive();
         let mut current = lock(&self.phase);
         if *current != next {
@@ -209,7 +211,10 @@ impl Health {
             *current = next;
             drop(current);
             self.publish(next);
+        } else {
+            drop(current);
         }
+        self.changes.send_modify(|n| *n += 1);
     }
 
     fn publish(&self, phase: Phase) {
@@ -242,6 +247,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A watcher woken by a switch reads the phase that switch made, never the one before.
+    #[test]
+    fn watchers_read_the_new_phase() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        for _ in 0..200 {
+            let h = std::sync::Arc::new(Health::new(Metrics::new()));
+            h.set_listening();
+            let mut changes = h.subscribe();
+            changes.mark_unchanged();
+            let watcher = {
+                let h = std::sync::Arc::clone(&h);
+                runtime.spawn(async move {
+                    changes.changed().await.unwrap();
+                    h.phase()
+                })
+            };
+            h.set_loaded();
+            assert_eq!(runtime.block_on(watcher).unwrap(), Phase::Serving);
+        }
+    }
 
     #[test]
     fn phases_follow_the_switches() {
