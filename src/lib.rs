@@ -17,4 +17,5 @@ pub mod model;
 pub mod probe;
 pub mod simulate;
 pub mod startup;
+pub(crate) mod stats;
 pub mod telemetry;

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub fault_events: IntCounterVec,
     /// Memory held on purpose by a leak fault.
     pub leaked_bytes: IntGauge,
+    /// Open status-page event streams (`GET /chaos/events`).
+    pub event_streams: IntGauge,
 }
 
 impl Metrics {
@@ -145,6 +147,13 @@ impl Metrics {
                     "memory held on purpose by a leak fault",
                 ),
             ),
+            event_streams: register(
+                r,
+                IntGauge::new(
+                    "chaos_inference_event_streams",
+                    "open status-page event streams (GET /chaos/events)",
+                ),
+            ),
             registry,
         };
         #[cfg(target_os = "linux")]
@@ -223,7 +232,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| n.starts_with("chaos_inference_"))
             .collect();
-        assert_eq!(names.len(), 10, "{names:?}");
+        assert_eq!(names.len(), 11, "{names:?}");
         for name in names {
             let rest = name.trim_start_matches("chaos_inference_");
             assert!(

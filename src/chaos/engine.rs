@@ -151,6 +151,8 @@ pub struct ChaosEngine {
     metrics: Metrics,
     effects: Box<dyn Effects>,
     history: Mutex<VecDeque<Event>>,
+    /// How many events were ever recorded; watchers (the status page) hear of each one.
+    recorded: tokio::sync::watch::Sender<u64>,
     pending: Mutex<BTreeMap<usize, Pending>>,
     request_faults: RequestFaults,
     request_rng: Mutex<ChaCha8Rng>,
@@ -176,6 +178,7 @@ impl ChaosEngine {
             metrics,
             effects,
             history: Mutex::new(VecDeque::new()),
+            recorded: tokio::sync::watch::Sender::new(0),
             pending: Mutex::new(BTreeMap::new()),
             request_faults: RequestFaults::default(),
             request_rng,
@@ -398,6 +401,23 @@ impl ChaosEngine {
             action,
             detail,
         });
+        // Counted under the history lock, so `events_since` sees count and history agree.
+        self.recorded.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver of the count of events recorded so far, changed by every new event.
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.recorded.subscribe()
+    }
+
+    /// The events recorded after the first `seen` (those still kept), and the count to pass
+    /// next time.
+    pub fn events_since(&self, seen: u64) -> (Vec<Event>, u64) {
+        let history = lock(&self.history);
+        let total = *self.recorded.borrow();
+        let kept_from = total - history.len() as u64;
+        let skip = seen.saturating_sub(kept_from) as usize;
+        (history.iter().skip(skip).cloned().collect(), total)
     }
 
     fn set_pending(
@@ -563,6 +583,39 @@ mod tests {
         );
         let past = engine.snapshot().past;
         assert_eq!(past.last().unwrap().at, load + crash);
+    }
+
+    /// The status page's stream asks for what it has not seen: every new event once, in order,
+    /// also after the history dropped its oldest entries.
+    #[tokio::test(start_paused = true)]
+    async fn events_since_hands_out_each_new_event_once() {
+        let (engine, _, _) = running("none");
+        let mut watcher = engine.subscribe_events();
+        let (none, seen) = engine.events_since(0);
+        assert!(none.is_empty() && seen == 0);
+        engine.record(Source::Admin, "unready", EventAction::Start, "a".into());
+        assert!(
+            watcher.has_changed().unwrap(),
+            "watchers hear of every event"
+        );
+        engine.record(Source::Admin, "unready", EventAction::End, "b".into());
+        let (events, seen) = engine.events_since(seen);
+        let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+        assert_eq!(details, ["a", "b"]);
+        assert_eq!(seen, 2);
+        assert!(engine.events_since(seen).0.is_empty());
+        for i in 0..HISTORY + 5 {
+            engine.record(Source::Admin, "latency", EventAction::Start, i.to_string());
+        }
+        let (events, seen) = engine.events_since(seen);
+        assert_eq!(events.len(), HISTORY, "only what is still kept");
+        assert_eq!(events[0].detail, "5");
+        assert_eq!(seen, (HISTORY + 7) as u64);
+        assert_eq!(
+            engine.events_since(u64::MAX).1,
+            seen,
+            "a new stream starts from now"
+        );
     }
 
     #[tokio::test(start_paused = true)]
