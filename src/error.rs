@@ -34,6 +34,12 @@ pub enum ApiError {
         path: String,
         allow: &'static str,
     },
+    /// The `Accept` header allows none of the representations the route has.
+    #[error("cannot answer with any of `{accept}`; this route serves {offers}")]
+    NotAcceptable {
+        accept: String,
+        offers: &'static str,
+    },
     #[error("not ready: {0}")]
     NotReady(String),
     #[error("server is saturated: {0}")]
@@ -67,6 +73,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::NotAcceptable { .. } => "not_acceptable",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unauthorized => "unauthorized",
@@ -82,7 +89,7 @@ pub struct ErrorBody {
     /// What went wrong, for people.
     pub error: String,
     /// What went wrong, for programs: malformed_json, payload_too_large, headers_too_large, unsupported_media_type,
-    /// validation, model_not_found, not_found, method_not_allowed, not_ready, overloaded, unauthorized, inference,
+    /// validation, model_not_found, not_found, method_not_allowed, not_acceptable, not_ready, overloaded, unauthorized, inference,
     /// chaos.
     pub error_type: String,
     /// The field or variable at fault, for validation errors.
@@ -100,6 +107,7 @@ impl ResponseError for ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::NotReady(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,

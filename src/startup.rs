@@ -22,6 +22,7 @@ use crate::http::{self, AppState, Limits, ServerOptions};
 use crate::metrics::Metrics;
 use crate::model::runtime;
 use crate::model::{LoadOptions, ModelSource, ServedModel};
+use crate::stats::Stats;
 
 /// Exit code for invalid configuration.
 pub const EXIT_CONFIG: u8 = 2;
@@ -85,6 +86,8 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         Box::new(effects),
     );
     chaos.start();
+    let stats = Arc::new(Stats::default());
+    stats.spawn_sampler(metrics.clone(), started);
 
     chaos.bind_delay().await;
     let listener = TcpListener::bind(args.bind)
@@ -114,6 +117,7 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
             max_header_bytes: args.max_header_bytes as usize,
         },
         admin_token: args.admin_token.clone(),
+        stats,
         openapi: Arc::new(OnceLock::new()),
     };
     let options = ServerOptions {

@@ -17,6 +17,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::model::ServedModel;
 use crate::model::pool::PoolError;
+use crate::stats::Stats;
 
 /// Bounds on what one request may ask for.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,8 @@ pub struct AppState {
     pub chaos: Arc<ChaosEngine>,
     pub limits: Limits,
     pub admin_token: Option<String>,
+    /// Recent inference traffic, for the status page.
+    pub stats: Arc<Stats>,
     /// The OpenAPI document for the served model, built on first request after the load.
     pub openapi: Arc<OnceLock<String>>,
 }

@@ -62,6 +62,18 @@ pub struct PastEvent {
     pub detail: String,
 }
 
+impl From<Event> for PastEvent {
+    fn from(e: Event) -> Self {
+        PastEvent {
+            at_ms: ms(e.at),
+            source: e.source.to_string(),
+            fault: e.fault.to_string(),
+            action: e.action.as_str().to_string(),
+            detail: e.detail,
+        }
+    }
+}
+
 /// One thing that will happen.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NextEvent {
@@ -106,13 +118,6 @@ impl ChaosStatus {
     pub fn of(engine: &ChaosEngine) -> Self {
         let plan = engine.plan();
         let snapshot = engine.snapshot();
-        let past = |e: Event| PastEvent {
-            at_ms: ms(e.at),
-            source: e.source.to_string(),
-            fault: e.fault.to_string(),
-            action: e.action.as_str().to_string(),
-            detail: e.detail,
-        };
         let next = |u: Upcoming| {
             let effect = &plan.schedules[u.schedule].effect;
             NextEvent {
@@ -135,7 +140,7 @@ impl ChaosStatus {
             bind_delay_ms: ms(plan.bind_delay),
             load_delay_ms: ms(plan.load_delay),
             ignore_sigterm: plan.ignore_sigterm,
-            past: snapshot.past.into_iter().map(past).collect(),
+            past: snapshot.past.into_iter().map(PastEvent::from).collect(),
             next: snapshot.next.into_iter().map(next).collect(),
         }
     }

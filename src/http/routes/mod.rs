@@ -1,10 +1,12 @@
 //! Thin HTTP handlers, one file per concern, and the route table.
 
 pub mod chaos;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod page;
 pub mod predict;
 pub mod v2;
 
@@ -41,7 +43,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             v2::version_infer,
         ))
         .service(get("/metrics", metrics::metrics))
+        .service(get("/", page::index))
         .service(get("/chaos", chaos::status))
+        .service(get("/chaos/events", events::events))
         .service(post("/chaos/actions/{action}", chaos::action))
         .service(get("/openapi.json", openapi::openapi));
 }

@@ -26,7 +26,7 @@ use crate::model::{Prediction, ServedModel};
         super::predict::predict, super::model::model,
         super::v2::server_metadata, super::v2::live, super::v2::ready, super::v2::model_metadata, super::v2::model_ready,
         super::v2::infer, super::v2::model_version_metadata, super::v2::model_version_ready, super::v2::version_infer,
-        super::metrics::metrics, super::chaos::status, super::chaos::action, openapi,
+        super::metrics::metrics, super::chaos::status, super::chaos::action, super::page::index, super::events::events, openapi,
     ),
     components(schemas(
         ErrorBody, Phase, super::health::ProbeStatus, Prediction, super::predict::Predictions, super::predict::PredictResponse, super::model::ModelInfo,
@@ -34,6 +34,8 @@ use crate::model::{Prediction, ServedModel};
         super::v2::ServerMetadata, super::v2::ModelMetadata, super::v2::ModelReady,
         super::v2::InferResponse, super::v2::OutputTensor,
         ChaosStatus, PastEvent, NextEvent, ActionResult,
+        super::events::PageStatus, super::events::PhaseEvent, super::events::FaultEvent, super::events::StatsEvent,
+        super::health::ProbeCodes, crate::stats::Sample,
     )),
     modifiers(&BearerAuth),
 )]

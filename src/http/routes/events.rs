@@ -1,0 +1,238 @@
+//! `GET /chaos/events`: the status page's live feed, as Server-Sent Events.
+//!
+//! One `status` event on connect (everything `GET /chaos` says, plus the probes and the recent
+//! traffic), then `phase` on every phase change, `fault` on every chaos event and `stats` once
+//! a second. A stream ends after it reports `draining`, so open pages never hold up a drain;
+//! while a hang fault holds the process it goes silent, as every other route does, and the
+//! page reports the connection lost.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, http::header, web};
+use serde::Serialize;
+
+use crate::chaos::engine::ChaosEngine;
+use crate::health::{Health, Phase};
+use crate::http::AppState;
+use crate::http::routes::chaos::{ChaosStatus, NextEvent, PastEvent};
+use crate::http::routes::health::ProbeCodes;
+use crate::metrics::Metrics;
+use crate::stats::{self, Sample, Stats};
+
+/// The first event of a stream: the whole picture.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PageStatus {
+    pub model: String,
+    #[serde(flatten)]
+    pub chaos: ChaosStatus,
+    pub probes: ProbeCodes,
+    /// Inference traffic, one sample a second, oldest first (the last five minutes).
+    pub stats: Vec<Sample>,
+}
+
+impl PageStatus {
+    pub fn of(state: &AppState) -> Self {
+        PageStatus {
+            model: state.model_name.clone(),
+            chaos: ChaosStatus::of(&state.chaos),
+            probes: ProbeCodes::of(&state.health),
+            stats: state.stats.recent(),
+        }
+    }
+}
+
+/// A `phase` event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PhaseEvent {
+    pub phase: Phase,
+    pub at_ms: u64,
+    pub probes: ProbeCodes,
+}
+
+/// A `fault` event: what happened, and what comes next now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FaultEvent {
+    pub event: PastEvent,
+    pub next: Vec<NextEvent>,
+}
+
+/// A `stats` event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatsEvent {
+    pub uptime_ms: u64,
+    pub phase: Phase,
+    pub probes: ProbeCodes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
+}
+
+/// One SSE frame: `event: NAME` and one `data:` line of JSON.
+fn frame(name: &str, data: &impl Serialize) -> Bytes {
+    // The payloads are plain structs of strings and numbers: serialising cannot fail.
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+/// Counts the open streams; the count drops when the stream is dropped, which actix does when
+/// the client goes away.
+struct Open(Metrics);
+
+impl Open {
+    fn new(metrics: &Metrics) -> Self {
+        metrics.event_streams.inc();
+        Open(metrics.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.event_streams.dec();
+    }
+}
+
+/// What one stream has sent and what it waits on.
+struct Feed {
+    health: Arc<Health>,
+    chaos: Arc<ChaosEngine>,
+    stats: Arc<Stats>,
+    phase_changes: tokio::sync::watch::Receiver<u64>,
+    fault_events: tokio::sync::watch::Receiver<u64>,
+    ticks: tokio::time::Interval,
+    phase: Phase,
+    events_seen: u64,
+    queue: VecDeque<Bytes>,
+    ended: bool,
+    _open: Open,
+}
+
+impl Feed {
+    fn new(state: &AppState) -> Self {
+        let mut phase_changes = state.health.subscribe();
+        let mut fault_events = state.chaos.subscribe_events();
+        phase_changes.mark_unchanged();
+        fault_events.mark_unchanged();
+        // Read after subscribing: nothing between the snapshot and the first wake is missed.
+        let page = PageStatus::of(state);
+        let (_, events_seen) = state.chaos.events_since(u64::MAX);
+        let mut ticks = tokio::time::interval(stats::INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Feed {
+            health: Arc::clone(&state.health),
+            chaos: Arc::clone(&state.chaos),
+            stats: Arc::clone(&state.stats),
+            phase_changes,
+            fault_events,
+            ticks,
+            phase: page.chaos.phase,
+            events_seen,
+            queue: VecDeque::from([frame("status", &page)]),
+            ended: false,
+            _open: Open::new(&state.metrics),
+        }
+    }
+
+    fn uptime_ms(&self) -> u64 {
+        self.chaos.snapshot().uptime.as_millis() as u64
+    }
+
+    /// Queues what changed since the last look: new chaos events first (they cause phase
+    /// changes), then the phase.
+    fn catch_up(&mut self) {
+        let (events, seen) = self.chaos.events_since(self.events_seen);
+        self.events_seen = seen;
+        if !events.is_empty() {
+            let status = ChaosStatus::of(&self.chaos);
+            for event in events {
+                let event = PastEvent::from(event);
+                self.queue.push_back(frame(
+                    "fault",
+                    &FaultEvent {
+                        event,
+                        next: status.next.clone(),
+                    },
+                ));
+            }
+        }
+        let phase = self.health.phase();
+        if phase != self.phase {
+            self.phase = phase;
+            self.queue.push_back(frame(
+                "phase",
+                &PhaseEvent {
+                    phase,
+                    at_ms: self.uptime_ms(),
+                    probes: ProbeCodes::of(&self.health),
+                },
+            ));
+            if phase == Phase::Draining {
+                self.ended = true;
+            }
+        }
+    }
+
+    fn stats_frame(&self) -> Bytes {
+        frame(
+            "stats",
+            &StatsEvent {
+                uptime_ms: self.uptime_ms(),
+                phase: self.health.phase(),
+                probes: ProbeCodes::of(&self.health),
+                sample: self.stats.latest(),
+            },
+        )
+    }
+
+    /// The next frame, or `None` once the stream is over.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.queue.pop_front() {
+                return Some(frame);
+            }
+            if self.ended {
+                return None;
+            }
+            if self.health.hung() {
+                // Silent, like every route of a hung process.
+                std::future::pending::<()>().await;
+            }
+            tokio::select! {
+                changed = self.phase_changes.changed() => {
+                    if changed.is_err() { return None; }
+                }
+                changed = self.fault_events.changed() => {
+                    if changed.is_err() { return None; }
+                }
+                _ = self.ticks.tick() => {
+                    let stats = self.stats_frame();
+                    self.catch_up();
+                    self.queue.push_back(stats);
+                    continue;
+                }
+            }
+            self.catch_up();
+        }
+    }
+}
+
+/// The status page's live feed (Server-Sent Events): `status` on connect, then `phase`,
+/// `fault` and, once a second, `stats`. Each `data:` line is one JSON object.
+#[utoipa::path(get, path = "/chaos/events", tag = "chaos",
+    responses((status = 200, content_type = "text/event-stream",
+        description = "Server-Sent Events: `status` (PageStatus) on connect, `phase` (PhaseEvent), `fault` (FaultEvent), `stats` (StatsEvent) once a second; the stream ends after `phase` reports draining",
+        body = PageStatus)))]
+pub async fn events(state: web::Data<AppState>) -> HttpResponse {
+    let feed = Feed::new(&state);
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let frame = feed.next().await?;
+        Some((Ok::<_, Infallible>(frame), feed))
+    });
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Proxies that buffer (nginx) would hold the events back.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
+}

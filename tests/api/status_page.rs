@@ -1,0 +1,251 @@
+//! The status page at `/` and its event stream `/chaos/events`: content negotiation, event
+//! names and order, streams that end (drain) or go away (disconnect) without leaking.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::helpers::{PATIENCE, Spawn, TestServer, record};
+
+const CHROMIUM_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+const TOKEN: &str = "status-page-secret-token";
+
+async fn get_with_accept(server: &TestServer, accept: Option<&str>) -> reqwest::Response {
+    let mut request = server.client.get(server.url("/"));
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
+    request.send().await.unwrap()
+}
+
+/// An open `/chaos/events` stream, read frame by frame.
+struct Events {
+    body: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = reqwest::Result<actix_web::web::Bytes>> + Send>,
+    >,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(server: &TestServer) -> Self {
+        let response = server
+            .client
+            .get(server.url("/chaos/events"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Events {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `(event name, data)`, `None` when the stream ended; panics after `limit`.
+    async fn next(&mut self, limit: Duration) -> Option<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                return Some((name, serde_json::from_str(&data).unwrap()));
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => panic!("no event within {limit:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(bytes))) => self.buffer.push_str(std::str::from_utf8(&bytes).unwrap()),
+            }
+        }
+    }
+
+    /// Events up to and including the first `name` that `pick` accepts.
+    async fn until(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(&str, &Value) -> bool,
+    ) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((name, data)) = self.next(left).await else {
+                panic!("stream ended; saw {seen:?}");
+            };
+            let done = pick(&name, &data);
+            seen.push((name, data));
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+async fn open_streams(server: &TestServer) -> i64 {
+    let text = server.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("chaos_inference_event_streams "))
+        .map(|v| v.trim().parse().unwrap())
+        .expect("event stream gauge")
+}
+
+#[tokio::test]
+async fn browsers_get_the_page_and_other_clients_the_chaos_json() {
+    let server = Spawn::default().env("ADMIN_TOKEN", TOKEN).ready().await;
+    let page = get_with_accept(&server, Some(CHROMIUM_ACCEPT)).await;
+    assert_eq!(page.status(), 200);
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["vary"], "Accept");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("/chaos/events"));
+    assert!(!html.contains(TOKEN));
+
+    for accept in [None, Some("*/*"), Some("application/json")] {
+        let response = get_with_accept(&server, accept).await;
+        assert_eq!(response.status(), 200, "{accept:?}");
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(json["profile"], "none", "{accept:?}");
+        assert_eq!(json["phase"], "serving");
+        assert!(!json.to_string().contains(TOKEN));
+    }
+
+    let refused = get_with_accept(&server, Some("image/png")).await;
+    assert_eq!(refused.status(), 406);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error_type"], "not_acceptable");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("text/html or application/json")
+    );
+
+    let mut events = Events::open(&server).await;
+    let (name, status) = events.next(PATIENCE).await.unwrap();
+    assert_eq!(name, "status");
+    assert!(!status.to_string().contains(TOKEN));
+    assert_eq!(status["probes"]["readyz"], 200);
+}
+
+/// A v2 process seen from its first moment: the status while loading, the phase change to
+/// serving, the crash as a fault event, then the end of the stream.
+#[tokio::test]
+async fn the_stream_tells_loading_serving_and_the_crash_in_order() {
+    let mut server = Spawn::default().profile("v2", 0.05).listening();
+    let mut events = Events::open(&server).await;
+    let (name, first) = events.next(PATIENCE).await.unwrap();
+    assert_eq!(name, "status");
+    assert_eq!(first["phase"], "loading", "{first}");
+    assert_eq!(first["probes"]["readyz"], 503);
+    assert_eq!(first["probes"]["livez"], 200);
+    assert_eq!(first["probes"]["startupz"], 503);
+    assert_eq!(first["profile"], "v2");
+
+    let to_serving = events
+        .until(PATIENCE, |name, data| {
+            name == "phase" && data["phase"] == "serving"
+        })
+        .await;
+    let serving = &to_serving.last().unwrap().1;
+    assert_eq!(serving["probes"]["readyz"], 200);
+    assert!(
+        to_serving
+            .iter()
+            .all(|(name, _)| name == "stats" || name == "phase" || name == "fault"),
+        "{to_serving:?}"
+    );
+
+    // 60-120 s after ready at 0.05: 3-6 s.
+    let to_crash = events
+        .until(PATIENCE, |name, data| {
+            name == "fault" && data["event"]["fault"] == "crash"
+        })
+        .await;
+    let crash = &to_crash.last().unwrap().1;
+    assert_eq!(crash["event"]["action"], "start");
+    assert!(crash["event"]["at_ms"].as_u64().unwrap() >= serving["at_ms"].as_u64().unwrap());
+    // The process goes: the stream ends instead of hanging.
+    let deadline = Instant::now() + PATIENCE;
+    while events.next(PATIENCE).await.is_some() {
+        assert!(Instant::now() < deadline, "stream still open");
+    }
+    server.wait_exit(PATIENCE);
+}
+
+#[tokio::test]
+async fn stats_report_the_traffic_once_a_second() {
+    let server = Spawn::default().ready().await;
+    let mut events = Events::open(&server).await;
+    for _ in 0..40 {
+        assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+    }
+    let seen = events
+        .until(PATIENCE, |name, data| {
+            name == "stats"
+                && data["sample"]["requests_per_second"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    > 0.0
+        })
+        .await;
+    let stats = &seen.last().unwrap().1;
+    assert_eq!(stats["phase"], "serving");
+    assert_eq!(stats["sample"]["error_ratio"], 0.0);
+    assert!(stats["sample"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(stats["uptime_ms"].as_u64().unwrap() > 0);
+}
+
+/// Clients that go away do not leave streams (tasks) behind; SIGTERM ends open streams so the
+/// drain is not held up.
+#[tokio::test]
+async fn streams_end_on_disconnect_and_on_sigterm() {
+    let mut server = Spawn::default().env("DRAIN_TIMEOUT", "30s").ready().await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut events = Events::open(&server).await;
+        events.next(PATIENCE).await.unwrap();
+        streams.push(events);
+    }
+    assert_eq!(open_streams(&server).await, 3);
+    streams.truncate(1);
+    let deadline = Instant::now() + PATIENCE;
+    while open_streams(&server).await != 1 {
+        assert!(Instant::now() < deadline, "closed streams still counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut last = streams.pop().unwrap();
+    server.signal(libc::SIGTERM);
+    let draining = last
+        .until(PATIENCE, |name, data| {
+            name == "phase" && data["phase"] == "draining"
+        })
+        .await;
+    assert_eq!(draining.last().unwrap().1["probes"]["readyz"], 503);
+    assert!(
+        last.next(PATIENCE).await.is_none(),
+        "the stream ends after draining"
+    );
+    let (status, _) = server.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(0));
+}
