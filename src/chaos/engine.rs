@@ -590,7 +590,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn events_since_hands_out_each_new_event_once() {
         let (engine, _, _) = running("none");
-        let mut watcher = engine.subscribe_events();
+        let watcher = engine.subscribe_events();
         let (none, seen) = engine.events_since(0);
         assert!(none.is_empty() && seen == 0);
         engine.record(Source::Admin, "unready", EventAction::Start, "a".into());
