@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::chaos::overrides::ChaosArgs;
+use crate::model::inline::InlinePolicy;
 
 /// Default request limits (also what the fuzz targets check against).
 pub const DEFAULT_MAX_BATCH_ROWS: u32 = 1024;
@@ -97,12 +98,12 @@ pub struct ServeArgs {
     #[arg(long, env = "INFERENCE_QUEUE", value_name = "INFERENCE_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub inference_queue: u32,
 
-    /// Opt-in: requests of at most this many rows run on the HTTP worker that received them,
-    /// with a spare session, instead of being handed to an inference worker. Off (0) by default,
-    /// so inference never blocks an HTTP executor thread; worth it only for models whose run
-    /// takes microseconds (see the README).
-    #[arg(long, env = "INFERENCE_INLINE_ROWS", value_name = "INFERENCE_INLINE_ROWS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
-    pub inference_inline_rows: u32,
+    /// Which requests run on the HTTP worker that received them, with a spare session, instead
+    /// of being handed to an inference worker: `auto` (default) times the model at load and
+    /// runs inline only the row counts whose run takes at most 5 µs (none for a slow model);
+    /// `off`; or a row count.
+    #[arg(long, env = "INFERENCE_INLINE", value_name = "INFERENCE_INLINE", default_value = "auto", value_parser = parse_inline)]
+    pub inference_inline: InlinePolicy,
 
     /// After SIGTERM, how long to keep serving while readiness fails, so that endpoints are
     /// removed before the listener closes.
@@ -169,6 +170,10 @@ fn parse_optional_address(text: &str) -> Result<OptionalAddress, String> {
 }
 
 /// Parses a humantime duration such as `250ms` or `1m30s`.
+fn parse_inline(text: &str) -> Result<InlinePolicy, String> {
+    text.parse()
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|_| format!("expected a duration such as 250ms, 5s or 1m30s, got `{text}`"))

@@ -162,7 +162,7 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         workers: args.inference_workers(),
         queue: args.inference_queue as usize,
         inline_sessions: args.http_workers(),
-        inline_max_rows: args.inference_inline_rows as usize,
+        inline: args.inference_inline,
     };
     tokio::spawn(load_model(
         environment,
@@ -255,6 +255,8 @@ async fn load_model(
                 workers = served.pool.workers(),
                 schema = served.schema.is_some(),
                 load_ms = served.load_time.as_millis() as u64,
+                inline_rows = served.inline.max_rows,
+                one_row_run_us = served.inline.one_row.map(|d| d.as_secs_f64() * 1e6),
                 "model loaded"
             );
             let _ = model.set(served);

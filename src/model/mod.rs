@@ -1,5 +1,6 @@
 //! The served model: where its bytes come from, its schema, and a pool of sessions that run it.
 
+pub mod inline;
 pub mod pool;
 pub mod runtime;
 pub mod schema;
@@ -12,6 +13,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, ValueType};
 
+use self::inline::{Decision, InlinePolicy};
 use self::pool::{InferencePool, InlineRunners, run_session};
 use self::schema::{ModelSchema, SCHEMA_METADATA_KEY};
 use self::tensor::{DataType, Tensor, TensorData, TensorSpec};
@@ -74,8 +76,8 @@ pub struct LoadOptions {
     pub queue: usize,
     /// Spare sessions for small requests run on the HTTP worker (one per HTTP worker).
     pub inline_sessions: usize,
-    /// Requests of at most this many rows may run inline; 0 disables it.
-    pub inline_max_rows: usize,
+    /// Which requests may run inline (see [`inline`]).
+    pub inline: InlinePolicy,
 }
 
 /// A loaded, warmed-up model ready to serve.
@@ -88,6 +90,8 @@ pub struct ServedModel {
     pub schema: Option<ModelSchema>,
     pub pool: InferencePool,
     pub load_time: Duration,
+    /// Which requests run on the HTTP worker, as decided at load.
+    pub inline: Decision,
 }
 
 /// One prediction of `/predict`.
@@ -115,15 +119,11 @@ impl ServedModel {
     ) -> Result<Self, String> {
         let started = Instant::now();
         let workers = options.workers.max(1);
-        let inline_sessions = if options.inline_max_rows == 0 {
-            0
-        } else {
-            options.inline_sessions
+        let new = || {
+            new_session(environment, &source.bytes)
+                .map_err(|e| format!("model {}: {e}", source.origin))
         };
-        let mut sessions = (0..workers + inline_sessions)
-            .map(|_| new_session(environment, &source.bytes))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("model {}: {e}", source.origin))?;
+        let mut sessions = (0..workers).map(|_| new()).collect::<Result<Vec<_>, _>>()?;
         let first = &sessions[0];
         let inputs: Vec<TensorSpec> = first
             .inputs()
@@ -162,13 +162,35 @@ impl ServedModel {
                 )
             })?;
         }
-        for session in &mut sessions {
+        let warm = |session: &mut Session| {
             warm_up(session, &inputs, &outputs)
-                .map_err(|e| format!("model {}: warm-up run failed: {e}", source.origin))?;
+                .map_err(|e| format!("model {}: warm-up run failed: {e}", source.origin))
+        };
+        for session in &mut sessions {
+            warm(session)?;
+        }
+        let fixed_rows = inputs
+            .first()
+            .and_then(|i| i.shape.first())
+            .and_then(|d| usize::try_from(*d).ok());
+        let decision = inline::decide(options.inline, fixed_rows, |rows| {
+            let wanted = returnable(&outputs);
+            inline::typical_run(|| {
+                run_session(&mut sessions[0], dummy_inputs(&inputs, rows)?, &wanted).map(drop)
+            })
+        })
+        .map_err(|e| format!("model {}: timing runs failed: {e}", source.origin))?;
+        let mut spare = Vec::new();
+        if decision.max_rows > 0 {
+            for _ in 0..options.inline_sessions {
+                let mut session = new()?;
+                warm(&mut session)?;
+                spare.push(session);
+            }
         }
         let inline = InlineRunners {
-            runners: sessions.split_off(workers),
-            max_rows: options.inline_max_rows,
+            runners: spare,
+            max_rows: decision.max_rows,
         };
         let pool = InferencePool::start(sessions, inline, options.queue, &options.name, metrics);
         Ok(ServedModel {
@@ -179,6 +201,7 @@ impl ServedModel {
             schema,
             pool,
             load_time: started.elapsed(),
+            inline: decision,
         })
     }
 
@@ -313,13 +336,32 @@ fn warm_up(
     inputs: &[TensorSpec],
     outputs: &[TensorSpec],
 ) -> Result<(), String> {
-    let tensors = inputs
+    run_session(session, dummy_inputs(inputs, 1)?, &returnable(outputs)).map(drop)
+}
+
+/// The outputs the V2 routes can return.
+fn returnable(outputs: &[TensorSpec]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter(|o| o.v2_type().is_some())
+        .map(|o| o.name.clone())
+        .collect()
+}
+
+/// Zeros for every input: `rows` in a free first dimension, 1 in every other free one.
+fn dummy_inputs(inputs: &[TensorSpec], rows: usize) -> Result<Vec<Tensor>, String> {
+    inputs
         .iter()
         .map(|spec| {
             let shape: Vec<i64> = spec
                 .shape
                 .iter()
-                .map(|d| if *d < 0 { 1 } else { *d })
+                .enumerate()
+                .map(|(axis, d)| match (*d < 0, axis) {
+                    (true, 0) => rows as i64,
+                    (true, _) => 1,
+                    (false, _) => *d,
+                })
                 .collect();
             let n = shape.iter().product::<i64>().max(0) as usize;
             let data = match spec.v2_type() {
@@ -340,11 +382,5 @@ fn warm_up(
                 data,
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    let names: Vec<String> = outputs
-        .iter()
-        .filter(|o| o.v2_type().is_some())
-        .map(|o| o.name.clone())
-        .collect();
-    run_session(session, tensors, &names).map(drop)
+        .collect()
 }

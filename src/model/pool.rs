@@ -5,12 +5,12 @@
 //! on the hot path. The queue is bounded: when every worker is busy and the queue is full, a
 //! request is refused at once (503 with `Retry-After`) instead of piling up latency.
 //!
-//! Opt-in (`INFERENCE_INLINE_ROWS`), small requests skip the queue: for a model whose run takes
-//! microseconds, that is less than handing the run to another thread and waking the caller
-//! again. Such a request borrows one of a few spare sessions (one per HTTP worker) and runs on
-//! the HTTP worker that received it; when none is free, or the request is larger, it goes
-//! through the queue as above. Off by default, because it blocks an executor thread for the
-//! length of the run, which for a large model would stall every connection of that worker.
+//! Small requests may skip the queue (`INFERENCE_INLINE`, decided at load by
+//! [`super::inline`]): for a model whose run takes microseconds, running it is cheaper than
+//! handing it to another thread and waking the caller again. Such a request borrows one of a few
+//! spare sessions (one per HTTP worker) and runs on the HTTP worker that received it; when none
+//! is free, or the request is larger, it goes through the queue as above. A slow model gets no
+//! inline runs, so it never holds an HTTP worker (and the probes it answers).
 
 use std::sync::{Arc, Mutex};
 use std::thread;

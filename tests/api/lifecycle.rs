@@ -114,8 +114,8 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
     assert_config_error(&[("DRAIN_TIMEOUT", "soon")], "DRAIN_TIMEOUT");
     assert_config_error(&[("CHAOS_CRASH_AFTER", "400days")], "limit of 365 days");
     assert_config_error(
-        &[("INFERENCE_INLINE_ROWS", "2000")],
-        "INFERENCE_INLINE_ROWS",
+        &[("INFERENCE_INLINE", "2000")],
+        "<INFERENCE_INLINE>': expected auto, off or a row count",
     );
     assert_config_error(
         &[("ADMIN_TOKEN", "a"), ("ADMIN_TOKEN_FILE", "/etc/hostname")],
