@@ -9,4 +9,5 @@ mod helpers;
 mod lifecycle;
 mod manifests;
 mod routes;
+mod slow_model;
 mod status_page;
