@@ -394,6 +394,27 @@ impl TestServer {
         None
     }
 
+    /// CPU time (user and system, in clock ticks) of the server's threads whose name starts with
+    /// `prefix`, from their stat(5): what ran where, whatever else loads the machine.
+    pub fn thread_cpu_ticks(&self, prefix: &str) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.starts_with(prefix))
+            })
+            .filter_map(|task| {
+                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+                // utime and stime are fields 14 and 15 of stat(5); 3 is the first after `comm`.
+                Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?)
+            })
+            .sum()
+    }
+
     /// A thread's scheduler state (`R` runnable, `S` sleeping, ...), from its stat(5).
     pub fn thread_state(&self, task: &std::path::Path) -> Option<char> {
         let stat = std::fs::read_to_string(task.join("stat")).ok()?;
