@@ -17,7 +17,8 @@ use crate::chaos::overrides::ChaosArgs;
 use crate::chaos::plan::Plan;
 use crate::chaos::profile::{BUILTINS, Profile};
 use crate::config::{DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TENSOR_ELEMENTS};
-use crate::http::body::parse_json;
+use crate::http::body::{fast_path_allowed, parse_json};
+use crate::model::json;
 use crate::model::schema::ModelSchema;
 use crate::model::tensor::{TensorLimits, TensorSpec, decode_infer_request};
 
@@ -70,12 +71,19 @@ fn tensor_specs() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
     )
 }
 
-/// A `/predict` body: JSON parsing with the depth limit, then the schema's record checks.
+/// A `/predict` body: JSON parsing with the depth limit, then the schema's record checks. The
+/// typed fast path answers only where the general path accepts, and with the same rows.
 pub fn predict_body(data: &[u8]) {
-    let Ok(body) = parse_json(data, MAX_JSON_DEPTH) else {
-        return;
-    };
-    if let Ok((rows, single)) = builtin_schema().rows_from_body(&body, MAX_BATCH_ROWS) {
+    let fast = fast_path_allowed(data, MAX_JSON_DEPTH)
+        .then(|| json::predict_rows(data, builtin_schema(), MAX_BATCH_ROWS))
+        .flatten();
+    let general = parse_json(data, MAX_JSON_DEPTH)
+        .ok()
+        .and_then(|body| builtin_schema().rows_from_body(&body, MAX_BATCH_ROWS).ok());
+    if let Some(fast) = &fast {
+        assert_eq!(Some(fast), general.as_ref(), "the fast path disagrees");
+    }
+    if let Some((rows, single)) = general {
         assert!(!rows.is_empty() && rows.len() <= MAX_BATCH_ROWS);
         assert!(!single || rows.len() == 1);
         let width = builtin_schema().features.len();
@@ -87,15 +95,22 @@ pub fn predict_body(data: &[u8]) {
 }
 
 /// A V2 infer body: JSON parsing with the depth limit, then tensor decoding against the specs.
+/// The typed fast path answers only where the general path accepts, and with the same tensors.
 pub fn infer_body(data: &[u8]) {
-    let Ok(body) = parse_json(data, MAX_JSON_DEPTH) else {
-        return;
-    };
     let (inputs, outputs) = tensor_specs();
     let limits = TensorLimits {
         max_elements: MAX_TENSOR_ELEMENTS,
     };
-    if let Ok(request) = decode_infer_request(&body, &inputs, &outputs, limits) {
+    let fast = fast_path_allowed(data, MAX_JSON_DEPTH)
+        .then(|| json::decode_infer_body(data, &inputs, &outputs, limits))
+        .flatten();
+    let general = parse_json(data, MAX_JSON_DEPTH)
+        .ok()
+        .and_then(|body| decode_infer_request(&body, &inputs, &outputs, limits).ok());
+    if let Some(fast) = &fast {
+        assert_eq!(Some(fast), general.as_ref(), "the fast path disagrees");
+    }
+    if let Some(request) = general {
         let total: usize = request.inputs.iter().map(|t| t.data.len()).sum();
         assert!(total <= MAX_TENSOR_ELEMENTS);
         for tensor in &request.inputs {

@@ -8,14 +8,14 @@ use serde_json::Value;
 use super::Limits;
 use crate::error::ApiError;
 
-/// Reads a JSON body: 415 for another content type, 413 above the size limit (checked against
-/// Content-Length before reading, and while reading), 400 for malformed JSON or nesting deeper
-/// than the depth limit (checked before parsing, so a hostile body cannot exhaust the stack).
-pub async fn read_json(
+/// Reads a JSON body's bytes, unparsed: 415 for another content type, 413 above the size limit
+/// (checked against Content-Length before reading, and while reading). Parsing is the route's:
+/// a typed fast path for valid bodies, else [`parse_json`].
+pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limits: &Limits,
-) -> Result<Value, ApiError> {
+) -> Result<web::BytesMut, ApiError> {
     let limit = limits.max_body_bytes;
     if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
         let text = content_type.to_str().unwrap_or("");
@@ -45,7 +45,13 @@ pub async fn read_json(
         }
         body.extend_from_slice(&chunk);
     }
-    parse_json(&body, limits.max_json_depth)
+    Ok(body)
+}
+
+/// True when `body` may go to a typed fast path ([`crate::model::json`]): not empty and within
+/// the depth limit, which the general path ([`parse_json`]) would refuse.
+pub fn fast_path_allowed(body: &[u8], max_depth: usize) -> bool {
+    !body.is_empty() && nesting_depth(body) <= max_depth
 }
 
 /// Parses a request body: 400 for an empty body, malformed JSON, or nesting deeper than

@@ -1,6 +1,7 @@
 //! The served model: where its bytes come from, its schema, and a pool of sessions that run it.
 
 pub mod inline;
+pub mod json;
 pub mod pool;
 pub mod runtime;
 pub mod schema;

@@ -262,6 +262,11 @@ impl Feature {
         let Some(x) = value.as_f64() else {
             return Err(format!("must be a number, got {}", json_kind(value)));
         };
+        self.accept_number(x)
+    }
+
+    /// A number if it satisfies this feature's rule, else the rule it breaks.
+    pub fn accept_number(&self, x: f64) -> Result<f64, String> {
         if !x.is_finite() {
             return Err("must be a finite number".into());
         }

@@ -219,7 +219,7 @@ fn decode_input(
             ),
         ));
     }
-    let data = convert(&flat, datatype, &at("data"))?;
+    let data = convert_numbers(&flat, datatype, &at("data"))?;
     Ok(Tensor { name, shape, data })
 }
 
@@ -338,16 +338,42 @@ fn decode_shape(value: Option<&Value>, field: &str) -> Result<Vec<i64>, FieldErr
     };
     dims.iter()
         .map(|d| {
-            whole_number(d)
+            whole_number(&d)
                 .filter(|d| *d >= 0)
                 .ok_or_else(|| err(field, "dimensions must be whole numbers >= 0"))
         })
         .collect()
 }
 
+/// A JSON number, from a parsed `Value` or read straight from the bytes
+/// ([`super::json`]): both give the same answers, as serde_json's own `Value` delegates to
+/// `Number`.
+pub trait JsonNumber {
+    fn as_f64(&self) -> Option<f64>;
+    fn as_i64(&self) -> Option<i64>;
+}
+
+impl JsonNumber for &Value {
+    fn as_f64(&self) -> Option<f64> {
+        Value::as_f64(self)
+    }
+    fn as_i64(&self) -> Option<i64> {
+        Value::as_i64(self)
+    }
+}
+
+impl JsonNumber for serde_json::Number {
+    fn as_f64(&self) -> Option<f64> {
+        serde_json::Number::as_f64(self)
+    }
+    fn as_i64(&self) -> Option<i64> {
+        serde_json::Number::as_i64(self)
+    }
+}
+
 /// A JSON number that is a whole number in the i64 range, written as an integer or as a float
 /// with no fraction (`3.0`): JSON Schema's `integer` accepts both, and so do we.
-fn whole_number(value: &Value) -> Option<i64> {
+fn whole_number(value: &impl JsonNumber) -> Option<i64> {
     // 2^63 is the first float past i64::MAX; every float below it with no fraction fits.
     const TWO_TO_63: f64 = 9_223_372_036_854_775_808.0;
     value.as_i64().or_else(|| {
@@ -418,7 +444,12 @@ fn flatten<'a>(
     }
 }
 
-fn convert(values: &[&Value], datatype: DataType, field: &str) -> Result<TensorData, FieldError> {
+/// The elements as `datatype`, each checked to fit it; `field` names the data in errors.
+pub fn convert_numbers(
+    values: &[impl JsonNumber],
+    datatype: DataType,
+    field: &str,
+) -> Result<TensorData, FieldError> {
     let bad = |i: usize, what: &str| {
         err(
             format!("{field}[{i}]"),

@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
-use crate::http::body::read_json;
-use crate::model::Prediction;
+use crate::http::body::{fast_path_allowed, parse_json, read_body};
+use crate::model::schema::ModelSchema;
+use crate::model::{Prediction, ServedModel, json};
 
 /// The answer: one prediction for one record, the list form for a list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -42,17 +43,31 @@ pub async fn predict(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json(&req, payload, &state.limits).await?;
+    let body = read_body(&req, payload, &state.limits).await?;
+    let max_rows = state.limits.max_batch_rows;
+    // A valid body for a loaded model with a schema decodes straight from the bytes; anything
+    // else takes the general path, in its order: malformed JSON (400), loading (503), no
+    // schema (404), a feature out of its rule (422).
+    let fast = match state.model() {
+        Ok(ServedModel {
+            schema: Some(schema),
+            ..
+        }) if fast_path_allowed(&body, state.limits.max_json_depth) => {
+            json::predict_rows(&body, schema, max_rows)
+        }
+        _ => None,
+    };
+    let (rows, single) = match fast {
+        Some(decoded) => decoded,
+        None => {
+            let value = parse_json(&body, state.limits.max_json_depth)?;
+            schema_of(&state)?
+                .rows_from_body(&value, max_rows)
+                .map_err(|e| ApiError::invalid(e.field, e.message))?
+        }
+    };
     let model = state.model()?;
-    let schema = model.schema.as_ref().ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "model `{}` has no feature schema; use POST /v2/models/{}/infer",
-            model.name, model.name
-        ))
-    })?;
-    let (rows, single) = schema
-        .rows_from_body(&body, state.limits.max_batch_rows)
-        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let schema = schema_of(&state)?;
     state.chaos.inject().await?;
     let mut predictions = model
         .predict(schema, rows)
@@ -66,4 +81,15 @@ pub async fn predict(
             predictions,
         })
     }))
+}
+
+/// The served model's feature schema: 503 while loading, 404 for a model without one.
+fn schema_of(state: &AppState) -> Result<&ModelSchema, ApiError> {
+    let model = state.model()?;
+    model.schema.as_ref().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "model `{}` has no feature schema; use POST /v2/models/{}/infer",
+            model.name, model.name
+        ))
+    })
 }

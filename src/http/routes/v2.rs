@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
-use crate::http::body::read_json;
+use crate::http::body::{fast_path_allowed, parse_json, read_body};
+use crate::model::json;
 use crate::model::tensor::{TensorData, TensorLimits, TensorSpec, decode_infer_request};
 
 /// `GET /v2`.
@@ -167,16 +168,23 @@ pub async fn infer(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let model = state.model_named(&name)?;
-    let body = read_json(&req, payload, &state.limits).await?;
-    let request = decode_infer_request(
-        &body,
-        &model.inputs,
-        &model.outputs,
-        TensorLimits {
-            max_elements: state.limits.max_tensor_elements,
-        },
-    )
-    .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let body = read_body(&req, payload, &state.limits).await?;
+    let limits = TensorLimits {
+        max_elements: state.limits.max_tensor_elements,
+    };
+    // Valid requests decode straight from the bytes; anything else takes the general path,
+    // which names the error.
+    let fast = fast_path_allowed(&body, state.limits.max_json_depth)
+        .then(|| json::decode_infer_body(&body, &model.inputs, &model.outputs, limits))
+        .flatten();
+    let request = match fast {
+        Some(request) => request,
+        None => {
+            let value = parse_json(&body, state.limits.max_json_depth)?;
+            decode_infer_request(&value, &model.inputs, &model.outputs, limits)
+                .map_err(|e| ApiError::invalid(e.field, e.message))?
+        }
+    };
     let wanted = request.outputs.unwrap_or_else(|| {
         model
             .outputs
