@@ -114,9 +114,10 @@ impl Feed {
         let mut fault_events = state.chaos.subscribe_events();
         phase_changes.mark_unchanged();
         fault_events.mark_unchanged();
-        // Read after subscribing: nothing between the snapshot and the first wake is missed.
-        let page = PageStatus::of(state);
+        // Counted before the snapshot and after subscribing: an event recorded in between is
+        // sent again rather than missed.
         let (_, events_seen) = state.chaos.events_since(u64::MAX);
+        let page = PageStatus::of(state);
         let mut ticks = tokio::time::interval(stats::INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Feed {
