@@ -110,28 +110,42 @@ def main():
         lines.append(f"| gRPC p99 < 1 ms at 1,000 calls/s (1-row ModelInfer) | {gp99} ms | {'yes' if gp99 < 1 else 'no'} |")
     lines.append(f"| start to ready < 100 ms (profile none) | {ours['start_to_ready_ms']} ms | {'yes' if ours['start_to_ready_ms'] < 100 else 'no'} |")
     lines.append(f"| peak RSS < 50 MiB | {ours['peak_rss_mib']} MiB | {'yes' if ours['peak_rss_mib'] < 50 else 'no'} |")
+    before_path = HERE / "results-before.json"
+    if before_path.exists():
+        # The targets of typed decoding and inline-by-default, against the run before them.
+        before = json.loads(before_path.read_text())
+        old = before["servers"][0]
+        goal = lambda ok: "yes" if ok else "no"  # noqa: E731
+        share = sat(ours) / http
+        lines += ["", f"Against the run before typed decoding and inline-by-default ({before['date'][:10]}, `bench/results-before.json`,",
+                  "same machine and harness):", "", "| target | before | now | met |", "|---|---:|---:|:---:|",
+                  f"| 1-row infer >= 75% of the `/livez` ceiling | {sat(old) / old['ceiling_http']['ok_per_s']:.0%} | {share:.0%} | {goal(share >= 0.75)} |"]
+        if fa:
+            old_fa = next((x for x in before["servers"] if x["name"] == fa["name"]), None)
+            was = f"{sat(old) / sat(old_fa):.1f}x" if old_fa else "-"
+            lines.append(f"| >= 25x FastAPI + onnxruntime | {was} | {sat(ours) / sat(fa):.1f}x | {goal(sat(ours) / sat(fa) >= 25)} |")
+        rows64 = sat(ours, "saturation_64_rows") / sat(old, "saturation_64_rows")
+        lines += [f"| 64-row infer >= 1.5x before | {fmt(sat(old, 'saturation_64_rows'))} req/s | {fmt(sat(ours, 'saturation_64_rows'))} req/s ({rows64:.2f}x) | {goal(rows64 >= 1.5)} |",
+                  f"| p99 <= 0.25 ms at 1,000 req/s | {old['rate_1000_1_row']['p99_ms']} ms | {p99} ms | {goal(p99 <= 0.25)} |",
+                  f"| start to ready no worse | {old['start_to_ready_ms']} ms | {ours['start_to_ready_ms']} ms | {goal(ours['start_to_ready_ms'] <= old['start_to_ready_ms'] * 1.1)} |",
+                  f"| peak RSS no worse | {old['peak_rss_mib']} MiB | {ours['peak_rss_mib']} MiB | {goal(ours['peak_rss_mib'] <= old['peak_rss_mib'] * 1.05)} |",
+                  "", "(Start and RSS count as no worse within this machine's run-to-run noise: 10% and 5%.)"]
     lines += ["", "## Where a request's time goes", "",
-              "Instruction counts (callgrind, repeatable on a shared machine) of the release server with one HTTP and",
-              "one inference worker, 3,000 one-row V2 requests from `oha -n 3000 -c 4`, divided per request:",
-              "",
-              "```sh",
-              "HTTP_WORKERS=1 INFERENCE_WORKERS=1 valgrind --tool=callgrind target/release/chaos-inference",
-              "callgrind_control -z; oha -n 3000 -c 4 -m POST -H 'content-type: application/json' -d @body URL; callgrind_control -d",
-              "```",
-              "",
-              "| build | instructions per request | `GET /livez` |",
-              "|---|---:|---:|",
-              "| route matching with regex-lite (actix-web without its `unicode` feature) | 233,700 | |",
-              "| full regex engine for route matching | 120,800 | 22,100 |",
-              "| and route labels of metrics remembered per path | 115,000 | |",
-              "",
-              "Of the 115,000: ONNX Runtime (tensor creation, the run, output copies) about 30%, actix-http request",
-              "parsing about 20%, JSON parsed into a generic `serde_json::Value` before it is checked against the",
-              "model about 19%: the next step on our side is a typed, borrowing deserializer for the V2 body.",
-              "`INFERENCE_INLINE=off` (second row of the tables) hands every request to an inference thread;",
-              "the default (`auto`) runs this model's small requests on the HTTP worker, because their run",
-              "was measured at load to take under 5 us.",
-              ]
+              "Instruction counts (callgrind: repeatable on a shared machine) of the release server with one HTTP and",
+              "one inference worker, 3,000 requests of each kind from `oha -n 3000 -c 4` after 200 to warm up, the",
+              "process's whole count divided per request (`bench/callgrind.py`):", ""]
+    counts = {name: HERE / f"callgrind{suffix}.json" for name, suffix in
+              (("before", "-before"), ("now", ""), ("now, INFERENCE_INLINE=off", "-off"))}
+    found = {name: json.loads(path.read_text()) for name, path in counts.items() if path.exists()}
+    if found:
+        kinds = list(next(iter(found.values()))["instructions_per_request"])
+        lines += ["| build | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
+        for name, data in found.items():
+            per = data["instructions_per_request"]
+            lines.append(f"| {name} | " + " | ".join(fmt(per.get(k)) for k in kinds) + " |")
+    lines += ["", "Earlier steps on the same path: route matching with regex-lite 233,700 instructions per one-row",
+              "request; the full regex engine 120,800; route labels of metrics remembered per path 115,000.", ""]
+    lines += [line for line in (HERE / "ANALYSIS.md").read_text().splitlines()] if (HERE / "ANALYSIS.md").exists() else []
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     plot(servers)
     print("wrote bench/RESULTS.md and bench/results.png")

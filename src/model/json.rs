@@ -174,7 +174,8 @@ impl<'de> Visitor<'de> for Input {
                     if data.is_some() {
                         return Err(decline());
                     }
-                    let mut numbers = Vec::new();
+                    // A few rows of a small model without growing.
+                    let mut numbers = Vec::with_capacity(64);
                     let mut depth = 0;
                     map.next_value_seed(Nested {
                         out: &mut numbers,

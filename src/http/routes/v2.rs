@@ -39,7 +39,7 @@ pub struct ModelReady {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OutputTensor {
     pub name: String,
-    pub datatype: String,
+    pub datatype: &'static str,
     pub shape: Vec<i64>,
     /// Elements in row-major order; `null` where the model produced NaN or an infinity, which
     /// JSON cannot carry.
@@ -49,9 +49,9 @@ pub struct OutputTensor {
 
 /// `POST /v2/models/{name}/infer` response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InferResponse {
-    pub model_name: String,
-    pub model_version: String,
+pub struct InferResponse<'a> {
+    pub model_name: &'a str,
+    pub model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub outputs: Vec<OutputTensor>,
@@ -199,20 +199,29 @@ pub async fn infer(
         .run(request.inputs, wanted)
         .await
         .map_err(|e| state.pool_error(e))?;
-    Ok(HttpResponse::Ok().json(InferResponse {
-        model_name: model.name.clone(),
-        model_version: model.version.clone(),
+    let elements: usize = outputs.iter().map(|t| t.data.len()).sum();
+    let response = InferResponse {
+        model_name: &model.name,
+        model_version: &model.version,
         id: request.id,
         outputs: outputs
             .into_iter()
             .map(|t| OutputTensor {
                 name: t.name,
-                datatype: t.data.datatype().as_v2().into(),
+                datatype: t.data.datatype().as_v2(),
                 shape: t.shape,
                 data: t.data,
             })
             .collect(),
-    }))
+    };
+    // Written once into a buffer sized for it (a number is at most 24 bytes in JSON), not grown
+    // from empty.
+    let mut body = Vec::with_capacity(128 + 24 * elements);
+    serde_json::to_writer(&mut body, &response)
+        .map_err(|e| ApiError::Inference(format!("cannot encode the response: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 /// Inference on one model version.
