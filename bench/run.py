@@ -158,6 +158,13 @@ def servers(ours_only):
     inline = Server("chaos-inference, INFERENCE_INLINE=off", list(ours.command), "/readyz",
                     env={**ours.env, "INFERENCE_INLINE": "off"})
     result.append((inline, "/v2/models/heart-disease/infer", "/predict"))
+    # An earlier build as the baseline of the same run (BENCH_BASELINE=path/to/chaos-inference,
+    # BENCH_BASELINE_NAME=what it is), so a change is measured as a ratio, not across days.
+    baseline = os.environ.get("BENCH_BASELINE")
+    if baseline:
+        name = os.environ.get("BENCH_BASELINE_NAME", "earlier build")
+        before = Server(f"chaos-inference before ({name})", [baseline, *ours.command[1:]], "/readyz", env=dict(ours.env))
+        result.append((before, "/v2/models/heart-disease/infer", "/predict"))
     peers = HERE / "peers"
     fastapi = Server("FastAPI + onnxruntime", [str(HERE / ".venv-fastapi" / "bin" / "uvicorn"), "fastapi_server:app",
                      "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--log-level", "warning", "--no-access-log"],
@@ -261,7 +268,8 @@ def main():
     out = pathlib.Path(args.out)
     work = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"chaos-bench-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
-    results = {"command": " ".join(["bench/run.sh", *sys.argv[1:]]), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    baseline_env = [f"{k}={os.environ[k]}" for k in ("BENCH_BASELINE", "BENCH_BASELINE_NAME") if os.environ.get(k)]
+    results = {"command": " ".join([*baseline_env, "bench/run.sh", *sys.argv[1:]]), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "versions": versions(), "seconds_per_measurement": seconds,
                "ceiling_inference_one_row": ort_ceiling(), "servers": []}
     chosen, _ = servers(args.smoke)
