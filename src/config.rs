@@ -169,11 +169,12 @@ fn parse_optional_address(text: &str) -> Result<OptionalAddress, String> {
         })
 }
 
-/// Parses a humantime duration such as `250ms` or `1m30s`.
+/// Parses `INFERENCE_INLINE`: `auto`, `off` or a row count.
 fn parse_inline(text: &str) -> Result<InlinePolicy, String> {
     text.parse()
 }
 
+/// Parses a humantime duration such as `250ms` or `1m30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|_| format!("expected a duration such as 250ms, 5s or 1m30s, got `{text}`"))
