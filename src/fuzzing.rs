@@ -51,11 +51,7 @@ fn builtin_schema() -> &'static ModelSchema {
 /// The built-in model's inputs and outputs, plus one input of each other V2 datatype, so every
 /// conversion is reachable.
 fn tensor_specs() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
-    let spec = |name: &str, datatype: &str, shape: &[i64]| TensorSpec {
-        name: name.into(),
-        datatype: datatype.into(),
-        shape: shape.to_vec(),
-    };
+    let spec = TensorSpec::new;
     (
         vec![
             spec("input", "FP32", &[-1, 13]),

@@ -271,11 +271,7 @@ mod tests {
     use crate::grpc::pb::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 
     fn specs() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
-        let spec = |name: &str, datatype: &str, shape: &[i64]| TensorSpec {
-            name: name.into(),
-            datatype: datatype.into(),
-            shape: shape.to_vec(),
-        };
+        let spec = TensorSpec::new;
         (
             vec![spec("input", "FP32", &[-1, 2])],
             vec![

@@ -18,7 +18,7 @@ use super::pb::{
 use crate::chaos::engine::Injected;
 use crate::model::ServedModel;
 use crate::model::pool::PoolError;
-use crate::model::tensor::TensorLimits;
+use crate::model::tensor::{TensorLimits, returnable_outputs};
 
 /// The service.
 pub struct Inference {
@@ -166,14 +166,9 @@ impl GrpcInferenceService for Inference {
                     },
                 )
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                let wanted = decoded.outputs.unwrap_or_else(|| {
-                    model
-                        .outputs
-                        .iter()
-                        .filter(|o| o.v2_type().is_some())
-                        .map(|o| o.name.clone())
-                        .collect()
-                });
+                let wanted = decoded
+                    .outputs
+                    .unwrap_or_else(|| returnable_outputs(&model.outputs));
                 self.state.chaos.inject().await.map_err(injected)?;
                 let outputs =
                     model

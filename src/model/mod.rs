@@ -17,7 +17,7 @@ use ort::value::{TensorElementType, ValueType};
 use self::inline::{Decision, InlinePolicy};
 use self::pool::{InferencePool, InlineRunners, run_session};
 use self::schema::{ModelSchema, SCHEMA_METADATA_KEY};
-use self::tensor::{DataType, Tensor, TensorData, TensorSpec};
+use self::tensor::{DataType, Tensor, TensorData, TensorSpec, returnable_outputs};
 use crate::metrics::Metrics;
 
 /// The built-in model, embedded so that the binary serves with no files around it.
@@ -175,7 +175,7 @@ impl ServedModel {
             .and_then(|i| i.shape.first())
             .and_then(|d| usize::try_from(*d).ok());
         let decision = inline::decide(options.inline, fixed_rows, |rows| {
-            let wanted = returnable(&outputs);
+            let wanted = returnable_outputs(&outputs);
             inline::typical_run(|| {
                 run_session(&mut sessions[0], dummy_inputs(&inputs, rows)?, &wanted).map(drop)
             })
@@ -337,16 +337,12 @@ fn warm_up(
     inputs: &[TensorSpec],
     outputs: &[TensorSpec],
 ) -> Result<(), String> {
-    run_session(session, dummy_inputs(inputs, 1)?, &returnable(outputs)).map(drop)
-}
-
-/// The outputs the V2 routes can return.
-fn returnable(outputs: &[TensorSpec]) -> Vec<String> {
-    outputs
-        .iter()
-        .filter(|o| o.v2_type().is_some())
-        .map(|o| o.name.clone())
-        .collect()
+    run_session(
+        session,
+        dummy_inputs(inputs, 1)?,
+        &returnable_outputs(outputs),
+    )
+    .map(drop)
 }
 
 /// Zeros for every input: `rows` in a free first dimension, 1 in every other free one.

@@ -117,6 +117,14 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    pub fn new(name: &str, datatype: &str, shape: &[i64]) -> Self {
+        TensorSpec {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
     /// The V2 datatype, when supported.
     pub fn v2_type(&self) -> Option<DataType> {
         DataType::from_v2(&self.datatype)
@@ -298,6 +306,15 @@ pub fn check_all_inputs(given: &[Tensor], specs: &[TensorSpec]) -> Result<(), Fi
         )),
         None => Ok(()),
     }
+}
+
+/// The outputs the V2 routes can return (all of them unless a request asks for fewer).
+pub fn returnable_outputs(outputs: &[TensorSpec]) -> Vec<String> {
+    outputs
+        .iter()
+        .filter(|o| o.v2_type().is_some())
+        .map(|o| o.name.clone())
+        .collect()
 }
 
 /// Requested output names: each one the model has and the V2 routes can return.

@@ -8,7 +8,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::body::{fast_path_allowed, parse_json, read_body};
 use crate::model::json;
-use crate::model::tensor::{TensorData, TensorLimits, TensorSpec, decode_infer_request};
+use crate::model::tensor::{
+    TensorData, TensorLimits, TensorSpec, decode_infer_request, returnable_outputs,
+};
 
 /// `GET /v2`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -185,14 +187,9 @@ pub async fn infer(
                 .map_err(|e| ApiError::invalid(e.field, e.message))?
         }
     };
-    let wanted = request.outputs.unwrap_or_else(|| {
-        model
-            .outputs
-            .iter()
-            .filter(|o| o.v2_type().is_some())
-            .map(|o| o.name.clone())
-            .collect()
-    });
+    let wanted = request
+        .outputs
+        .unwrap_or_else(|| returnable_outputs(&model.outputs));
     state.chaos.inject().await?;
     let outputs = model
         .pool
