@@ -437,6 +437,11 @@ impl ChaosEngine {
         );
     }
 
+    /// Time since process start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// What happened and what comes next.
     pub fn snapshot(&self) -> Snapshot {
         let now = Instant::now();

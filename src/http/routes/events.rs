@@ -136,7 +136,7 @@ impl Feed {
     }
 
     fn uptime_ms(&self) -> u64 {
-        self.chaos.snapshot().uptime.as_millis() as u64
+        self.chaos.uptime().as_millis() as u64
     }
 
     /// Queues what changed since the last look: new chaos events first (they cause phase
