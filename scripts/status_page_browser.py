@@ -13,6 +13,7 @@
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import pathlib
@@ -202,6 +203,20 @@ def serve(binary, profile, time_scale, log):
     return proc, port
 
 
+@contextlib.contextmanager
+def page(browser, binary, profile, time_scale, log):
+    """A server on `profile` and a tab showing its page; both closed afterwards."""
+    proc, port = serve(binary, profile, time_scale, log)
+    tab = browser.tab()
+    try:
+        tab.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+        yield proc, port, tab
+    finally:
+        proc.kill()
+        proc.wait()
+        tab.close()
+
+
 def traffic(port, stop):
     """A few hundred predictions, bounded in count and time, for the sparklines."""
     deadline = time.monotonic() + 20
@@ -219,10 +234,7 @@ def traffic(port, stop):
 
 def v2_run(browser, binary, out, log):
     # v2 at 0.15: loads 3-4.5 s, exits 9-18 s after ready.
-    proc, port = serve(binary, "v2", 0.15, log)
-    tab = browser.tab()
-    try:
-        tab.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+    with page(browser, binary, "v2", 0.15, log) as (proc, port, tab):
         loading = tab.wait("document.getElementById('phase').textContent === 'loading' && 'loading'", 10, "loading")
         check("v2: the page shows the phase loading while the model loads", loading)
         check("v2: /readyz shown as 503 while loading",
@@ -247,35 +259,21 @@ def v2_run(browser, binary, out, log):
         check("v2: the process really exited", proc.wait(10) is not None)
         tab.screenshot(out / "status-page-v2-lost.png")
         check("v2: no JavaScript exception", not tab.exceptions, "; ".join(tab.exceptions))
-    finally:
-        proc.kill()
-        proc.wait()
-        tab.close()
 
 
 def hang_run(browser, binary, log):
     # liveness-hang at 0.1: hangs 3 s after ready.
-    proc, port = serve(binary, "liveness-hang", 0.1, log)
-    tab = browser.tab()
-    try:
-        tab.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+    with page(browser, binary, "liveness-hang", 0.1, log) as (proc, port, tab):
         check("liveness-hang: serving first", tab.wait("document.getElementById('phase').textContent === 'serving'", 20, "serving"))
         lost = tab.wait("document.getElementById('connection').dataset.state === 'lost' && document.getElementById('connection').textContent", 20, "lost")
         check("liveness-hang: a hung server is shown as a lost connection", lost, lost or "")
         check("liveness-hang: the process is still there (hung, not crashed)", proc.poll() is None)
         check("liveness-hang: no JavaScript exception", not tab.exceptions, "; ".join(tab.exceptions))
-    finally:
-        proc.kill()
-        proc.wait()
-        tab.close()
 
 
 def every_profile(browser, binary, log):
     for profile in PROFILES:
-        proc, port = serve(binary, profile, 0.2, log)
-        tab = browser.tab()
-        try:
-            tab.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+        with page(browser, binary, profile, 0.2, log) as (proc, port, tab):
             shown = tab.wait(f"document.getElementById('profile').textContent === {json.dumps(profile)} && "
                              "document.getElementById('phase').textContent.length > 0 && "
                              "document.querySelector('#svg svg') !== null", 20, profile)
@@ -283,10 +281,6 @@ def every_profile(browser, binary, log):
             outside = [u for u in tab.requests if not u.startswith(f"http://127.0.0.1:{port}/") and not u.startswith("about:")]
             check(f"profile {profile}: rendered (phase {phase}), no exception, nothing fetched from elsewhere",
                   shown and not tab.exceptions and not outside, "; ".join(tab.exceptions + outside))
-        finally:
-            proc.kill()
-            proc.wait()
-            tab.close()
 
 
 def main():
