@@ -9,6 +9,7 @@ use chaos_inference::{probe, telemetry};
 fn main() -> ExitCode {
     // Monotonic start, taken first: every chaos time counts from here.
     let started = tokio::time::Instant::now();
+    disable_onnx_runtime_telemetry();
     let cli = match cli::parse_from(std::env::args().collect()) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -40,6 +41,10 @@ fn main() -> ExitCode {
                 print!("{report}");
                 ExitCode::from(code)
             }
+            Err(e) => config_error(&e),
+        },
+        Command::Load(args) => match chaos_inference::load::run(&args) {
+            Ok(_) => ExitCode::SUCCESS,
             Err(e) => config_error(&e),
         },
         Command::Serve(args) => serve(*args, started),
@@ -103,5 +108,16 @@ fn usage_error(e: clap::Error) -> ExitCode {
                 .trim_start_matches("error: ");
             config_error(line)
         }
+    }
+}
+
+/// ONNX Runtime's Linux builds keep a device id and an event database under
+/// `$XDG_CACHE_HOME` or `$HOME/.cache` even with telemetry events off (`with_telemetry(false)`
+/// in the library), and warn at every start where that folder cannot be written (a read-only
+/// root, `HOME=/`). `ORT_DISABLE_TELEMETRY=1` stops both; a value the user set is kept.
+fn disable_onnx_runtime_telemetry() {
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        // SAFETY: called first in main, before any thread exists that could read the environment.
+        unsafe { std::env::set_var("ORT_DISABLE_TELEMETRY", "1") };
     }
 }

@@ -96,6 +96,7 @@ impl Spawn {
                 || key == "ADMIN_TOKEN"
                 || key == "MODEL_PATH"
                 || key == "RUST_LOG"
+                || key == "ORT_DISABLE_TELEMETRY"
             {
                 command.env_remove(key);
             }

@@ -30,6 +30,46 @@ async fn probes_fail_while_the_model_loads_and_pass_after() {
     assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
 }
 
+/// ONNX Runtime writes a device id and an event database under the cache folder, or warns at
+/// every start where it cannot (a read-only root, `HOME=/`), unless told not to.
+#[tokio::test]
+async fn onnx_runtime_writes_nothing_and_does_not_warn_about_telemetry() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Spawn::default()
+        .env("HOME", home.path().to_str().unwrap())
+        .env(
+            "XDG_CACHE_HOME",
+            home.path().join(".cache").to_str().unwrap(),
+        )
+        .ready()
+        .await;
+    assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
+    let written: Vec<_> = walk(home.path());
+    assert!(written.is_empty(), "written under HOME: {written:?}");
+    let logs = server.logs().join("\n");
+    assert!(
+        !logs.to_lowercase().contains("telemetry"),
+        "a telemetry line in the log: {logs}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            let mut below = if path.is_dir() {
+                walk(&path)
+            } else {
+                Vec::new()
+            };
+            below.push(path);
+            below
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn bind_delay_keeps_the_port_closed_but_load_delay_does_not() {
     let port = free_port();
