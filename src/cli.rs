@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `probe`, `profiles`, `plan`.
+//! The command line: `serve` (the default), `probe`, `profiles`, `plan`, `simulate`, `load`.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -8,6 +8,7 @@ use crate::chaos::plan::Plan;
 use crate::chaos::profile::{BUILTINS, Profile};
 use crate::chaos::seed;
 use crate::config::ServeArgs;
+use crate::load::LoadArgs;
 use crate::probe::ProbeArgs;
 use crate::simulate::command::SimulateArgs;
 
@@ -34,6 +35,9 @@ pub enum Command {
     /// Predict what Kubernetes will do with manifests, and find what is wrong with their probes,
     /// limits and strategies (exit 0 clean, 1 findings, 2 unreadable input).
     Simulate(Box<SimulateArgs>),
+    /// Send requests at a steady rate, a new connection each, and count what failed and for how
+    /// long (run it in a pod against a Service during a rollout).
+    Load(Box<LoadArgs>),
 }
 
 /// Arguments of `plan`.
@@ -58,7 +62,9 @@ impl PlanArgs {
     }
 }
 
-const SUBCOMMANDS: [&str; 6] = ["serve", "probe", "profiles", "plan", "simulate", "help"];
+const SUBCOMMANDS: [&str; 7] = [
+    "serve", "probe", "profiles", "plan", "simulate", "load", "help",
+];
 
 /// Parses arguments; with no subcommand (or only flags) the command is `serve`. `--profile`,
 /// `--seed` and `--time-scale` are accepted as short forms of the `--chaos-*` flags.

@@ -7,6 +7,7 @@ mod grpc;
 mod grpc_parity;
 mod helpers;
 mod lifecycle;
+mod load;
 mod manifests;
 mod routes;
 mod slow_model;
