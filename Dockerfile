@@ -20,8 +20,12 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
+# The debug info (most of the binary's size) goes to a file of its own, linked by name, so the
+# image stays small and a crash can still be symbolised: see the debug-symbols target below.
 RUN cargo build --release --locked --bin chaos-inference \
-    && cp target/release/chaos-inference /chaos-inference
+    && objcopy --only-keep-debug target/release/chaos-inference /chaos-inference.debug \
+    && objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=/chaos-inference.debug \
+        target/release/chaos-inference /chaos-inference
 
 # --- ONNX Runtime from the pinned PyPI wheel, by the same script as a local checkout.
 FROM python:3.11-slim-bookworm AS onnxruntime
@@ -30,8 +34,9 @@ COPY scripts/fetch-onnxruntime.sh /fetch-onnxruntime.sh
 RUN ORT_VERSION=${ORT_VERSION} /fetch-onnxruntime.sh /ort
 
 # --- runtime. `ldd` shows the binary needs only glibc and libgcc_s, and libonnxruntime.so also
-# libstdc++: debian-slim has all three (apt depends on libstdc++6), so nothing is installed.
-FROM debian:bookworm-slim AS runtime
+# libstdc++: distroless `cc` is exactly glibc, libgcc, libstdc++ (and CA certificates, tzdata),
+# with no shell and no package manager, and its `nonroot` user is 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 ARG ORT_VERSION
 LABEL org.opencontainers.image.title="chaos-inference" \
       org.opencontainers.image.description="ONNX inference server with scheduled, observable faults for Kubernetes probes, restarts and rollouts" \
@@ -48,6 +53,12 @@ HEALTHCHECK --interval=10s --timeout=2s --start-period=60s --retries=3 \
     CMD ["/usr/local/bin/chaos-inference", "probe", "livez"]
 ENTRYPOINT ["/usr/local/bin/chaos-inference"]
 CMD ["serve"]
+
+# The separated debug info, for symbolised crash reports (gdb finds it by the binary's
+# debuglink when both sit in one folder):
+#   docker build --target debug-symbols --output type=local,dest=. .
+FROM scratch AS debug-symbols
+COPY --from=builder /chaos-inference.debug /chaos-inference.debug
 
 FROM runtime AS v2
 ENV CHAOS_PROFILE=v2
