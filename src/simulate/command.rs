@@ -97,7 +97,8 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         ));
     }
     let input = manifest::read(&sources).map_err(|e| e.to_string())?;
-    if input.workloads.is_empty() {
+    // A table says so in words; JSON stays a report (with no pods) for whatever reads it.
+    if input.workloads.is_empty() && matches!(args.output, Output::Table) {
         return Ok((
             format!(
                 "{}: no Pod, ReplicaSet or Deployment to simulate\n",

@@ -196,3 +196,22 @@ fn standard_input_reads_what_kubectl_kustomize_or_helm_template_print() {
             .any(|f| f["rule"] == "rollout-zero-ready")
     );
 }
+
+/// A file without workloads (a Service, a ConfigMap) is still a JSON report, with no pods and
+/// the kinds passed over, so tools that read `--output json` need no special case.
+#[test]
+fn a_file_without_workloads_is_an_empty_json_report() {
+    let (code, json) = simulate_json(&[&manifest("online-inference-service.yaml")]);
+    assert_eq!(code, Some(0));
+    assert_eq!(json["pods"], serde_json::json!([]));
+    assert_eq!(json["ignored"], serde_json::json!(["Service"]));
+    let (code, stdout, _) = run_cli(
+        &["simulate", &manifest("online-inference-service.yaml")],
+        &[],
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("no Pod, ReplicaSet or Deployment"),
+        "{stdout}"
+    );
+}
