@@ -5,12 +5,15 @@ kubectl reports.
     KUBECONFIG=... e2e/run.py [--only NAME ...] [--transcripts DIR]
 
 Works against any cluster given by KUBECONFIG. The images must already be in the cluster as
-E2E_IMAGE_REPO:v1 and :v2 (e2e/load-images.sh does that for k8s-local; with kind:
-`docker build` + `kind load docker-image`). Each scenario renders a manifest from manifests/
-through a Kustomize overlay that swaps only the image name and imagePullPolicy (and sets
-CHAOS_TIME_SCALE or CHAOS_PROFILE where a scenario says so), never the probe settings, applies it
-in its own namespace, and asserts on what `kubectl get -o json` and events report, within time
-limits. A failing scenario prints what it saw and the suite exits 1.
+E2E_IMAGE_REPO:v1 and :v2 (e2e/run.sh builds them from the Dockerfile and imports them for
+k8s-local; with kind: `docker build` + `kind load docker-image`). Each scenario renders a manifest
+from manifests/ through a Kustomize overlay that swaps only the image name and imagePullPolicy
+(and sets CHAOS_TIME_SCALE or CHAOS_PROFILE where a scenario says so), never the probe settings,
+applies it in its own namespace, and asserts on what `kubectl get -o json` and events report,
+within time limits. `applied-alone` applies every course manifest with nothing else changed; the
+rollouts send traffic to a Service from a load pod (`chaos-inference load`); `helm` installs,
+tests, upgrades, rolls back and uninstalls the chart. A failing scenario prints what it saw and
+the suite exits 1.
 """
 
 import argparse
@@ -42,6 +45,10 @@ SLACK = 1.0
 # Every predicted-versus-observed comparison, for the table in docs/simulate.md.
 COMPARISONS = []
 
+
+HELM = os.environ.get("HELM", str(ROOT / ".scanners" / "bin" / "helm"))
+# What each rollout strategy cost, measured by a load pod through the Service, for the summary.
+STRATEGIES = []
 
 # The gRPC health service that follows readiness; "" follows liveness.
 GRPC_READINESS = "inference.GRPCInferenceService"
@@ -104,6 +111,8 @@ class Scenario:
         self.lines = []
         self.transcripts = transcripts
         self.started = time.monotonic()
+        # Further namespaces a scenario creates, deleted with its own.
+        self.namespaces = []
 
     def __enter__(self):
         kubectl("delete", "namespace", self.ns, "--ignore-not-found", "--wait=true", timeout=180)
@@ -116,7 +125,8 @@ class Scenario:
         if self.transcripts:
             path = pathlib.Path(self.transcripts) / f"{self.name}.txt"
             path.write_text("\n".join(self.lines) + "\n")
-        kubectl("delete", "namespace", self.ns, "--wait=false", check=False)
+        for ns in [self.ns, *self.namespaces]:
+            kubectl("delete", "namespace", ns, "--wait=false", check=False)
         return False
 
     def note(self, text):
@@ -479,13 +489,49 @@ def replicaset(s):
         raise Failed(f"simulate predicted {created} pods in all, the cluster made 5")
 
 
-def rollout(manifest, deployment, expect):
+def start_load(s, url, rate=20, duration="300s"):
+    """A pod of the v1 image running `chaos-inference load` against a Service from inside the
+    cluster: fixed rate, a new connection per request (so kube-proxy picks an endpoint for each),
+    bounded in time and count. It is not selected by the Services it measures."""
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "load", "labels": {"app.kubernetes.io/name": "chaos-inference-load",
+                                                   "app.kubernetes.io/part-of": "chaos-inference"}},
+           "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+                    "containers": [{"name": "load", "image": f"{IMAGE_REPO}:v1", "imagePullPolicy": "Never",
+                                    "args": ["load", url, "--rate", str(rate), "--duration", duration,
+                                             "--requests", "20000", "--timeout", "2s", "--output", "json"],
+                                    "resources": {"requests": {"cpu": "50m", "memory": "16Mi"},
+                                                  "limits": {"cpu": "500m", "memory": "64Mi"}},
+                                    "securityContext": {"allowPrivilegeEscalation": False,
+                                                        "readOnlyRootFilesystem": True,
+                                                        "capabilities": {"drop": ["ALL"]}}}]}}
+    kubectl("-n", s.ns, "apply", "-f", "-", input=json.dumps(pod))
+    first = s.wait(lambda: (x := load_summary(s)) and x["sent"] >= rate and x, 60, "the load pod's first answers")
+    s.note(f"load pod: {rate} requests/s to {url}; first second: {first['ok']} ok, {first['failed']} failed")
+    if first["failed"]:
+        raise Failed(f"requests failed before the rollout began: {first}")
+
+
+def load_summary(s):
+    """The load pod's latest line: counts since it started, updated every second."""
+    out = kubectl("-n", s.ns, "logs", "load", check=False)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return lines[-1] if lines else None
+
+
+def rollout(manifest, deployment, expect, strategy, expect_load):
+    """The course's rollout as documented in the manifest: apply it with the Service, then
+    `kubectl set image ... chaos-inference=...:v2`; the v2 image runs as v2 (20-30 s load). A load
+    pod sends requests to the Service throughout; its failed requests are the strategy's cost."""
     def scenario(s):
         rendered = render(manifest)
         s.predict(rendered, "--set-image", "v2")
         s.apply(rendered)
+        kubectl("-n", s.ns, "apply", "-f", str(MANIFESTS / "online-inference-service.yaml"))
         selector = f"app.kubernetes.io/instance={deployment}"
         s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods")
+        start_load(s, "http://online-inference/predict")
         kubectl("-n", s.ns, "set", "image", f"deployment/{deployment}", f"chaos-inference={IMAGE_REPO}:v2")
         timeline = []
         deadline = time.monotonic() + 240
@@ -505,8 +551,16 @@ def rollout(manifest, deployment, expect):
             time.sleep(0.3)
         else:
             raise Failed(f"rollout did not finish: {timeline}")
+        # Past the old pods' shutdown delay (5 s) and drain, and the load pod's next line.
+        time.sleep(8)
+        load = load_summary(s)
+        kubectl("-n", s.ns, "delete", "pod", "load", "--grace-period=1", "--wait=false", check=False)
+        s.note(f"through the Service during the rollout: {load['ok']} ok, {load['failed']} failed "
+               f"{load['failures']}; longest outage {load['longest_outage_s']} s")
+        STRATEGIES.append((strategy, load))
         expect(timeline)
         expect_rollout(s, timeline)
+        expect_load(s, load)
     return scenario
 
 
@@ -529,6 +583,22 @@ def expect_rollout(s, timeline):
         s.expect_window("seconds with no pod Ready", stretch, want["zero_ready_seconds"], slack=1.5, resolution=0.0)
 
 
+def expect_no_failed_requests(s, load):
+    if load["failed"] or load["ok"] < 100:
+        raise Failed(f"blue-green must lose no request: {load}")
+
+
+def expect_outage(s, load):
+    """maxUnavailable 100%: every old pod goes at once, so requests fail until a v2 pod is
+    Ready; the longest run of failures against the prediction's stretch with no Ready pod. The
+    Service stops sending to a pod as soon as it is deleted, before its Ready condition changes,
+    and kube-proxy follows within about a second: 3 s of slack."""
+    if not load["failed"]:
+        raise Failed(f"maxUnavailable 100% lost no request: {load}")
+    want = s.prediction["rollouts"][0]["zero_ready_seconds"]
+    s.expect_window("outage through the Service (load pod), seconds", load["longest_outage_s"], want, slack=3.0, resolution=0.0)
+
+
 def expect_blue_green(timeline):
     peak = max(c["v1"] + c["v2"] for _, c in timeline)
     if peak != 6 or not any(c["v1"] == 3 and c["v2"] == 3 for _, c in timeline):
@@ -545,8 +615,8 @@ def expect_rolling(timeline):
 
 
 def rollout_under_load(s):
-    """Requests to the pod IPs of Ready pods during a rollout of the default (Kustomize base)
-    Deployment: zero failures, thanks to readiness, the shutdown delay and the drain."""
+    """Requests through the Service, from a load pod, during a rollout of the default (Kustomize
+    base) Deployment: zero failures, thanks to readiness, the shutdown delay and the drain."""
     base = subprocess.run([RENDER_KUBECTL, "kustomize", str(MANIFESTS / "kustomize" / "base")], capture_output=True, text=True, check=True).stdout
     with tempfile.TemporaryDirectory() as d:
         d = pathlib.Path(d)
@@ -563,53 +633,146 @@ def rollout_under_load(s):
     s.apply(rendered)
     selector = "app.kubernetes.io/name=chaos-inference"
     s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, 180, "3 Ready pods")
-    results = {"ok": 0, "failed": 0, "errors": []}
-    stop = threading.Event()
-    endpoints = []
+    start_load(s, "http://chaos-inference/predict", rate=50)
+    kubectl("-n", s.ns, "set", "image", "deployment/chaos-inference", f"chaos-inference={IMAGE_REPO}:v2")
+    kubectl("-n", s.ns, "rollout", "status", "deployment/chaos-inference", "--timeout=240s", timeout=260)
+    time.sleep(8)  # past the old pods' shutdown delay and drain, and the load pod's next line
+    load = load_summary(s)
+    kubectl("-n", s.ns, "delete", "pod", "load", "--grace-period=1", "--wait=false", check=False)
+    s.note(f"through the Service during the rollout: {load['ok']} ok, {load['failed']} failed {load['failures']}")
+    STRATEGIES.append(("Kustomize base (maxSurge 1, maxUnavailable 0), v2 as v1", load))
+    if load["failed"] or load["ok"] < 100:
+        raise Failed(f"{load['failed']} failed requests (of {load['sent']})")
 
-    def refresh():
-        while not stop.is_set():
-            try:
-                endpoints[:] = [p["status"]["podIP"] for p in s.pods(selector) if ready(p) and not p["metadata"].get("deletionTimestamp")]
-            except Exception:  # noqa: BLE001 - keep the last known list
-                pass
-            time.sleep(0.5)
 
-    def load():
-        i = 0
-        while not stop.is_set() and results["ok"] + results["failed"] < 200_000:
-            if not endpoints:
-                time.sleep(0.05)
-                continue
-            ip = endpoints[i % len(endpoints)]
-            i += 1
-            try:
-                code, _ = http(ip, "/predict", RECORD, timeout=5)
-                if code == 200:
-                    results["ok"] += 1
-                else:
-                    results["failed"] += 1
-                    results["errors"].append(f"{ip}: {code}")
-            except Exception as e:  # noqa: BLE001 - every failure counts
-                results["failed"] += 1
-                results["errors"].append(f"{ip}: {e}")
-            time.sleep(0.01)
+def server_minor():
+    version = json.loads(kubectl("version", "-o", "json"))["serverVersion"]
+    return int("".join(ch for ch in version["minor"] if ch.isdigit()))
 
-    threads = [threading.Thread(target=refresh)] + [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        time.sleep(3)
-        kubectl("-n", s.ns, "set", "image", "deployment/chaos-inference", f"chaos-inference={IMAGE_REPO}:v2")
-        kubectl("-n", s.ns, "rollout", "status", "deployment/chaos-inference", "--timeout=240s", timeout=260)
-        time.sleep(8)  # past the old pods' shutdown delay and drain
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    s.note(f"requests during the rollout: {results['ok']} ok, {results['failed']} failed {results['errors'][:5]}")
-    if results["failed"] or results["ok"] < 100:
-        raise Failed(f"{results['failed']} failed requests (of {results['ok'] + results['failed']})")
+
+def applied_alone(s):
+    """Every shipped course manifest, `kubectl apply -f` alone on an empty namespace of its own,
+    changed only in image name and pull policy: no ConfigMap first, no added variable. Each pod
+    must do what `simulate` predicts for that file alone: become Ready (the v2 image after its
+    load, the slow start with its startup probe after 90 s), or, where the file is a lesson in
+    failing, keep running the server without a configuration error (exit code 2)."""
+    manifests = sorted(p.name for p in MANIFESTS.glob("*.yaml"))
+    minor = server_minor()
+    pending = {}
+    for manifest in manifests:
+        rendered = render(manifest)
+        if "grpc:" in rendered and minor < 24:
+            s.note(f"{manifest}: not applied: grpc probes need Kubernetes 1.24 or later, this cluster is 1.{minor} "
+                   "(the file is validated against the 1.27+ schemas by scripts/check-manifests.sh)")
+            continue
+        ns = f"{s.ns}-{len(pending)}"
+        kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=180)
+        kubectl("create", "namespace", ns)
+        s.wait(lambda: "default" in kubectl("-n", ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
+        s.namespaces.append(ns)
+        report = s.predict(rendered)
+        kubectl("-n", ns, "apply", "-f", "-", input=rendered)
+        pending[manifest] = (ns, report, time.monotonic(), time.time())
+        s.note(f"{manifest}: applied alone in {ns}; predicted: "
+               + (", ".join(f"{p['name']} Ready at {p['first_ready']['earliest_s']:g}..{p['first_ready']['latest_s']:g} s"
+                            if p["first_ready"] else f"{p['name']} never Ready" for p in report["pods"]) or "no pods"))
+    for manifest, (ns, report, applied, applied_at) in pending.items():
+        pods = lambda: [p for p in get_json(ns, "pods")["items"] if not p["metadata"].get("deletionTimestamp")]
+        expect_configured(manifest, pods())
+        will_be_ready = [p for p in report["pods"] if p["first_ready"]]
+        if will_be_ready:
+            latest = max(p["first_ready"]["latest_s"] for p in will_be_ready)
+            limit = max(latest + 60 - (time.monotonic() - applied), 5)
+            s.wait(lambda: sum(ready(p) for p in pods()) >= len(will_be_ready), limit,
+                   f"{manifest}: {len(will_be_ready)} Ready pod(s)")
+            # When each turned Ready, by its own Ready condition (whole seconds), not when we looked.
+            seconds = sorted(datetime.datetime.strptime(ready_at(p), "%Y-%m-%dT%H:%M:%SZ")
+                             .replace(tzinfo=datetime.timezone.utc).timestamp() - applied_at
+                             for p in pods() if ready(p))
+            s.note(f"{manifest}: {len(will_be_ready)} pod(s) Ready at {', '.join(f'{x:.0f}' for x in seconds)} s "
+                   f"after apply (predicted by {latest:g} s)")
+        if len(will_be_ready) < len(report["pods"]):
+            s.wait(lambda: len(pods()) == len(report["pods"]) and all(status(p).get("state", {}).get("running") for p in pods()),
+                   60, f"{manifest}: every pod running")
+            s.note(f"{manifest}: {len(report['pods']) - len(will_be_ready)} pod(s) running and not Ready, as predicted")
+        if not report["pods"]:
+            created = [c for c in kubectl("-n", ns, "get", "service,configmap,networkpolicy", "-o", "name").split()
+                       if c != "configmap/kube-root-ca.crt"]
+            s.note(f"{manifest}: created {' '.join(created) or 'nothing'}")
+            if not created:
+                raise Failed(f"{manifest}: nothing was created")
+    # No pod of any of them may have exited with a configuration error meanwhile.
+    for manifest, (ns, *_) in pending.items():
+        expect_configured(manifest, get_json(ns, "pods")["items"])
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def expect_configured(manifest, pods):
+    """No container ended with exit code 2, the server's answer to a bad configuration."""
+    for p in pods:
+        for cs in p.get("status", {}).get("containerStatuses") or []:
+            for state in (cs.get("state", {}), cs.get("lastState", {})):
+                if state.get("terminated", {}).get("exitCode") == 2:
+                    raise Failed(f"{manifest}: {p['metadata']['name']} exited 2 (configuration): "
+                                 f"{state['terminated'].get('message', '').strip()}")
+
+
+def helm(*args, timeout=300):
+    result = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise Failed(f"helm {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def helm_chart(s):
+    """The chart as users run it: `helm install`, `helm test`, `helm upgrade` to the v2 image (a
+    rollout), `helm rollback` to revision 1, `helm test` again, and `helm uninstall` leaving
+    nothing behind. The v2 load is scaled to 0.3 (6-9 s) and its crash moved past the scenario,
+    so `--wait` sees each rollout finish."""
+    chart = str(MANIFESTS / "helm" / "chaos-inference")
+    release = "course"
+    common = ["-n", s.ns, "--wait", "--timeout", "240s"]
+    helm("install", release, chart, *common, "--set", f"image.repository={IMAGE_REPO}",
+         "--set", "image.pullPolicy=Never", "--set", "chaos.timeScale=0.3",
+         "--set-string", "chaos.overrides.CHAOS_CRASH_AFTER=20m")
+    selector = f"app.kubernetes.io/instance={release}"
+
+    def tags():
+        return sorted(p["spec"]["containers"][0]["image"].rsplit(":", 1)[1] for p in s.pods(selector)
+                      if not p["metadata"].get("deletionTimestamp") and "test" not in p["metadata"]["name"])
+
+    s.note(f"helm install: pods {tags()}")
+    out = helm("test", release, "-n", s.ns, "--timeout", "120s")
+    passed = out.count("Succeeded")
+    s.note(f"helm test: {passed} test pods Succeeded")
+    if passed < 3 or "Failed" in out:
+        raise Failed(f"helm test: {out}")
+    helm("upgrade", release, chart, *common, "--reuse-values", "--set", "image.tag=v2")
+    s.wait(lambda: tags() == ["v2"] * 3 and tags(), 120, "3 v2 pods after the upgrade")
+    s.note(f"helm upgrade --set image.tag=v2: pods {tags()}")
+    helm("rollback", release, "1", *common)
+    s.wait(lambda: tags() == ["v1"] * 3 and tags(), 120, "3 v1 pods after the rollback")
+    history = json.loads(helm("history", release, "-n", s.ns, "-o", "json"))
+    s.note("helm history: " + "; ".join(f"{h['revision']} {h['status']} {h['description']}" for h in history))
+    if [h["revision"] for h in history] != [1, 2, 3] or history[-1]["status"] != "deployed" \
+            or "Rollback to 1" not in history[-1]["description"]:
+        raise Failed(f"unexpected history {history}")
+    out = helm("test", release, "-n", s.ns, "--timeout", "120s")
+    s.note(f"helm test after the rollback: {out.count('Succeeded')} Succeeded")
+    if "Failed" in out:
+        raise Failed(f"helm test after rollback: {out}")
+    helm("uninstall", release, "-n", s.ns, "--wait", "--timeout", "120s")
+    kinds = "all,configmap,secret,networkpolicy,serviceaccount,endpoints"
+
+    def left():
+        return [n for n in kubectl("-n", s.ns, "get", kinds, "-o", "name").split()
+                if n not in ("serviceaccount/default", "configmap/kube-root-ca.crt")
+                and not n.startswith("secret/default-token-")]
+    # Helm deletes what it created; the garbage collector then removes the ReplicaSets and pods
+    # those owned, in the background, as after any `kubectl delete deployment`.
+    s.note(f"helm uninstall: right after it, still terminating: {len(left())} objects")
+    s.wait(lambda: not left() or None, 90, "nothing left in the namespace")
+    s.note("helm uninstall: nothing left in the namespace (no release secret, Service, ConfigMap, NetworkPolicy or pod)")
 
 
 def warm_up():
@@ -630,6 +793,7 @@ def warm_up():
 
 
 SCENARIOS = {
+    "applied-alone": applied_alone,
     "plain-pods": plain_pods,
     "probes-v2": probes_v2,
     "grpc-health": grpc_health,
@@ -639,9 +803,12 @@ SCENARIOS = {
     "memory-leak": memory_leak,
     "slow-shutdown": slow_shutdown,
     "replicaset": replicaset,
-    "blue-green": rollout("online-inference-deployment-blue-green.yaml", "online-inference-blue-green", expect_blue_green),
-    "rolling-update": rollout("online-inference-deployment-rolling-update.yaml", "online-inference-rolling-update", expect_rolling),
+    "blue-green": rollout("online-inference-deployment-blue-green.yaml", "online-inference-blue-green", expect_blue_green,
+                          "blue-green (maxSurge 100%, maxUnavailable 0)", expect_no_failed_requests),
+    "rolling-update": rollout("online-inference-deployment-rolling-update.yaml", "online-inference-rolling-update", expect_rolling,
+                              "maxSurge 0, maxUnavailable 100%", expect_outage),
     "rollout-under-load": rollout_under_load,
+    "helm": helm_chart,
 }
 
 
@@ -659,7 +826,8 @@ def main():
     except (json.JSONDecodeError, KeyError):
         print("e2e: no cluster answers at KUBECONFIG", file=sys.stderr)
         return 2
-    log(f"cluster {server}; images {IMAGE_REPO}:v1, :v2; scenarios: {' '.join(names)}")
+    log(f"cluster {server}; images {IMAGE_REPO}:v1, :v2 from {os.environ.get('E2E_IMAGE_SOURCE', 'the cluster (loaded beforehand)')}; "
+        f"scenarios: {' '.join(names)}")
     passed, failed = [], []
     try:
         warm_up()
@@ -683,6 +851,16 @@ def main():
         (pathlib.Path(args.transcripts) / "predicted-vs-observed.md").write_text("\n".join(table) + "\n")
         misses = sum(row[4] != "ok" for row in COMPARISONS)
         log(f"predicted versus observed: {len(COMPARISONS) - misses} of {len(COMPARISONS)} inside the predicted windows")
+    if STRATEGIES:
+        table = ["| rollout | requests ok | failed | longest outage | failures by kind |", "|---|---:|---:|---:|---|"]
+        table += [f"| {name} | {load['ok']} | {load['failed']} | {load['longest_outage_s']} s | "
+                  f"{', '.join(f'{k}: {v}' for k, v in load['failures'].items()) or '-'} |" for name, load in STRATEGIES]
+        for line in table:
+            log(line)
+        if args.transcripts:
+            (pathlib.Path(args.transcripts) / "strategies.md").write_text(
+                f"Requests through the Service from a load pod, 20 or 50 per second, each on a new connection.\n"
+                f"Images: {os.environ.get('E2E_IMAGE_SOURCE', 'loaded beforehand')}; Kubernetes {server}.\n\n" + "\n".join(table) + "\n")
     print(f"e2e: {len(passed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 

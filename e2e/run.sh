@@ -6,7 +6,10 @@
 #   E2E_IMAGE_REPO=chaos-inference E2E_LOAD_IMAGES='docker build --target v1 -t chaos-inference:v1 . &&
 #     docker build --target v2 -t chaos-inference:v2 . && kind load docker-image chaos-inference:v1 chaos-inference:v2' e2e/run.sh
 # With neither set, it uses k8s-local (K8S_LOCAL, ../shared/k8s-local or /work/shared/k8s-local): brings the cluster up
-# (cached after the first build) and loads the release binary with the ONNX Runtime library.
+# (cached after the first build), builds the Dockerfile's v1 and v2 images with buildah and
+# imports them into the cluster's containerd (scripts/build-image.sh). Without buildah, or with
+# E2E_IMAGES=binary, it loads the release binary with the ONNX Runtime library instead; the log
+# says which ran. Helm commands use HELM (default: the helm of scripts/install-scanners.sh).
 # Transcripts of what kubectl showed go to e2e/out/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,11 +46,26 @@ if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
     if [ "${E2E_STOP_CLUSTER:-0}" = 1 ]; then trap stop_cluster EXIT; fi
     export KUBECONFIG="${K8S_DIR:-/tmp/k8s-local}/admin.kubeconfig"
     export PATH="${K8S_DIR:-/tmp/k8s-local}/bin:$PATH"
-    scripts/fetch-onnxruntime.sh >/dev/null
-    lib="$(readlink -f .ort/libonnxruntime.so)"
-    E2E_LOAD_IMAGES="$k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v1 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=none LOG_FORMAT=json"
-    E2E_LOAD_IMAGES="$E2E_LOAD_IMAGES && $k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v2 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=v2 LOG_FORMAT=json"
+    if command -v buildah >/dev/null && [ "${E2E_IMAGES:-dockerfile}" = dockerfile ]; then
+        # The images users run: the Dockerfile's two targets, built by an OCI builder and imported
+        # into the cluster's containerd. k8s-local machines reach no registry, so missing base
+        # images get Debian-made stand-ins (scripts/make-base-stand-ins.sh).
+        export E2E_IMAGE_SOURCE="the Dockerfile (targets v1 and v2), built by buildah"
+        E2E_LOAD_IMAGES="IMAGE_REPO=$E2E_IMAGE_REPO scripts/build-image.sh --stand-ins --import ${K8S_CONTAINERD_SOCKET:-/run/k8s-local/containerd.sock}"
+    else
+        # Fallback without an OCI builder (or E2E_IMAGES=binary): the release binary and the ONNX
+        # Runtime library in a minimal image, with the environment the Dockerfile sets.
+        export E2E_IMAGE_SOURCE="the binary loader (no OCI builder: install buildah to run the Dockerfile's images)"
+        scripts/fetch-onnxruntime.sh >/dev/null
+        lib="$(readlink -f .ort/libonnxruntime.so)"
+        E2E_LOAD_IMAGES="$k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v1 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=none LOG_FORMAT=json"
+        E2E_LOAD_IMAGES="$E2E_LOAD_IMAGES && $k8s_local/load-binary-image.sh $E2E_IMAGE_REPO:v2 target/release/chaos-inference $lib:/usr/local/lib/libonnxruntime.so -- ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so CHAOS_PROFILE=v2 LOG_FORMAT=json"
+    fi
 fi
 : "${KUBECONFIG:?set KUBECONFIG to the cluster to test}"
+export E2E_IMAGE_SOURCE="${E2E_IMAGE_SOURCE:-E2E_LOAD_IMAGES: $E2E_LOAD_IMAGES}"
+echo "e2e: images from $E2E_IMAGE_SOURCE"
 bash -c "$E2E_LOAD_IMAGES"
+[ -x .scanners/bin/helm ] || scripts/install-scanners.sh >/dev/null
+export HELM="${HELM:-$root/.scanners/bin/helm}"
 python3 e2e/run.py --transcripts e2e/out "$@"
