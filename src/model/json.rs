@@ -35,19 +35,23 @@ fn parse<'de, S: DeserializeSeed<'de>>(body: &'de [u8], seed: S) -> Option<S::Va
 
 // ---------------------------------------------------------------- V2 infer
 
-struct RawInput {
-    name: String,
-    datatype: String,
-    shape: Vec<i64>,
-    data: Vec<Number>,
+/// One input tensor as the body gives it, before any check.
+#[derive(Debug, PartialEq)]
+pub(super) struct RawInput {
+    pub(super) name: String,
+    pub(super) datatype: String,
+    pub(super) shape: Vec<i64>,
+    pub(super) data: Vec<Number>,
     /// The deepest nesting of arrays in `data`, the outer array included.
-    depth: usize,
+    pub(super) depth: usize,
 }
 
-struct RawRequest {
-    id: Option<String>,
-    inputs: Vec<RawInput>,
-    outputs: Option<Vec<String>>,
+/// A V2 infer body's parts, as read by [`super::infer_scan`] or by the serde reader here.
+#[derive(Debug, PartialEq)]
+pub(super) struct RawRequest {
+    pub(super) id: Option<String>,
+    pub(super) inputs: Vec<RawInput>,
+    pub(super) outputs: Option<Vec<String>>,
 }
 
 /// Sets a field once; a key given twice declines (`Value` would keep the last one).
@@ -344,7 +348,8 @@ pub fn decode_infer_body(
     outputs: &[TensorSpec],
     limits: TensorLimits,
 ) -> Option<InferInput> {
-    let raw = parse(body, Request)?;
+    // The byte scanner takes the common form; the serde reader everything else it can.
+    let raw = super::infer_scan::request(body).or_else(|| parse(body, Request))?;
     let mut decoded: Vec<Tensor> = Vec::with_capacity(raw.inputs.len());
     let mut total = 0usize;
     for (i, input) in raw.inputs.into_iter().enumerate() {
@@ -514,6 +519,13 @@ mod tests {
         ] {
             let expected = general(body).unwrap_or_else(|e| panic!("{body}: {e}"));
             assert_eq!(fast(body), Some(expected), "{body}");
+            // The byte scanner reads all but the last (an integer only i64 holds: serde's).
+            let scanned = crate::model::infer_scan::request(body.as_bytes());
+            assert_eq!(
+                scanned.is_some(),
+                !body.contains("-9223372036854775808"),
+                "{body}"
+            );
         }
     }
 
@@ -684,6 +696,31 @@ mod tests {
         }
 
         proptest! {
+            /// Where the byte scanner reads a body, it reads what the serde reader reads; and it
+            /// reads every uncut body of plain numbers.
+            #[test]
+            fn the_scanner_reads_what_serde_reads(
+                body in body(),
+                cut in prop_oneof![3 => Just(None), 1 => (0usize..400).prop_map(Some)],
+            ) {
+                let mut body = body.into_bytes();
+                if let Some(at) = cut.filter(|at| *at < body.len()) {
+                    body.remove(at);
+                }
+                let scanned = crate::model::infer_scan::request(&body);
+                let serde = parse(&body, Request);
+                if scanned.is_some() {
+                    prop_assert_eq!(&scanned, &serde);
+                }
+                let text = String::from_utf8_lossy(&body);
+                let plain = !text.contains("\"1\"") && !text.contains("-0,") && !text.contains("-0]")
+                    && !text.contains('\\');
+                if cut.is_none() && serde.is_some() && plain && scanned.is_none() {
+                    // Integers beyond 64 bits are the only other thing it leaves.
+                    prop_assert!(text.contains("-9223372036854775808"), "not scanned: {}", text);
+                }
+            }
+
             #[test]
             fn the_fast_path_answers_as_the_general_path_or_not_at_all(
                 body in body(),
