@@ -68,9 +68,12 @@ names+=(check-image-v1)
 check "ready within 60 s" wait_status "http://127.0.0.1:$port/readyz" 200 60
 answer="$(curl -s -X POST -H 'Content-Type: application/json' --data @models/heart-disease/example.json "http://127.0.0.1:$port/predict")"
 check "/predict: $answer" grep -q '"label":1' <<<"$answer"
-v2_body='{"inputs":[{"name":"input","shape":[1,13],"datatype":"FP32","data":[63,1,3,145,233,1,0,150,0,2.3,0,0,1]}]}'
+# The same record as a V2 tensor, in the model's feature order: the same label as /predict.
+v2_body="$(python3 -c 'import json, sys; sys.path.insert(0, "scripts"); import serverctl
+print(json.dumps({"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32", "data": serverctl.example_row()}]}))')"
 code="$(curl -s -o "$work/infer.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d "$v2_body" "http://127.0.0.1:$port/v2/models/heart-disease/infer")"
-check "V2 infer: $code $(head -c 120 "$work/infer.json")" test "$code" = 200
+label="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["outputs"][0]["data"][0])' "$work/infer.json" 2>/dev/null || true)"
+check "V2 infer: $code, label $label (as /predict)" test "$code:$label" = 200:1
 pid="$("${podman[@]}" inspect --format '{{.State.Pid}}' check-image-v1)"
 uid="$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")"
 check "process uid $uid (want 65532)" test "$uid" = 65532
