@@ -75,13 +75,18 @@ impl Target {
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() => (
+            // An IPv6 literal keeps its colons inside brackets: [::1]:8000.
+            Some((host, port)) if !port.contains(']') => (
                 host,
                 port.parse::<u16>()
                     .map_err(|_| format!("url: port {port:?} is not a number from 1 to 65535"))?,
             ),
             _ => (authority, 80),
         };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if host.is_empty() || port == 0 {
             return Err(format!("url: {url:?} has no host or port"));
         }
@@ -422,6 +427,9 @@ mod tests {
                 .contains("port")
         );
         assert!(Target::parse("http://:80/").is_err());
+        let t = Target::parse("http://[::1]:8000/readyz").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 8000));
+        assert_eq!(Target::parse("http://[::1]/").unwrap().port, 80);
     }
 
     fn tally(results: &[(f64, Outcome)]) -> Summary {
