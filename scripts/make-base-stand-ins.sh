@@ -40,7 +40,8 @@ trap 'rm -rf "$work"' EXIT
 have() { buildah inspect --type image "$1" >/dev/null 2>&1; }
 say() { echo "[stand-ins $(date +%H:%M:%S)] $*"; }
 
-# NAME TARBALL [buildah config args...]: a one-layer image from a root file system.
+# NAME TARBALL [buildah config args...]: a one-layer image from a root file system; the tarball
+# is removed once committed.
 commit() {
     local name=$1 tarball=$2; shift 2
     local ctr
@@ -48,7 +49,8 @@ commit() {
     buildah add --quiet "$ctr" "$tarball" / >/dev/null
     buildah config --os linux --arch amd64 "$@" "$ctr"
     buildah commit --quiet --rm "$ctr" "$name" >/dev/null
-    say "$name: $(buildah inspect --type image --format '{{.Size}}' "$name" 2>/dev/null | numfmt --to=iec 2>/dev/null || echo committed)"
+    rm -f "$tarball"
+    say "$name: $(buildah images --format '{{.Size}}' "$name" | head -1)"
 }
 
 # Trim what no image of this kind ships: documentation, manuals, translations, apt lists.
@@ -69,7 +71,6 @@ if ! have "$rust_name"; then
         --env RUSTUP_HOME=/usr/local/rustup --env CARGO_HOME=/usr/local/cargo \
         --env PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --cmd bash
-    rm -f "$work/rust.tar"
 fi
 
 python_name=docker.io/library/python:3.11-slim-bookworm
@@ -82,7 +83,6 @@ if ! have "$python_name"; then
         "$work/python.tar" "$sources"
     commit "$python_name" "$work/python.tar" \
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd python3
-    rm -f "$work/python.tar"
 fi
 
 distroless_name=gcr.io/distroless/cc-debian12:nonroot
@@ -105,6 +105,5 @@ if ! have "$distroless_name"; then
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
         --user 65532 --workingdir /home/nonroot
-    rm -f "$work/distroless.tar"
 fi
 say "base images ready: $rust_name, $python_name, $distroless_name"
