@@ -46,6 +46,34 @@ pub struct Metrics {
     pub leaked_bytes: IntGauge,
     /// Open status-page event streams (`GET /chaos/events`).
     pub event_streams: IntGauge,
+    /// Requests being served now, HTTP and gRPC apart.
+    pub in_flight: InFlight,
+}
+
+/// The in-flight gauges of both protocols, looked up once so that a request pays two atomic
+/// additions and no label lookup.
+#[derive(Clone)]
+pub struct InFlight {
+    pub http: IntGauge,
+    pub grpc: IntGauge,
+}
+
+/// Counts one open thing (a request in flight, an event stream) in a gauge until dropped, also
+/// when the future holding it is dropped unfinished (a client that went away).
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    /// Adds one to `gauge` until the guard is dropped.
+    pub fn enter(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -154,6 +182,22 @@ impl Metrics {
                     "open status-page event streams (GET /chaos/events)",
                 ),
             ),
+            in_flight: {
+                let vec = register(
+                    r,
+                    IntGaugeVec::new(
+                        Opts::new(
+                            "chaos_inference_requests_in_flight",
+                            "requests being served now (a scrape counts itself), by protocol",
+                        ),
+                        &["protocol"],
+                    ),
+                );
+                InFlight {
+                    http: vec.with_label_values(&["http"]),
+                    grpc: vec.with_label_values(&["grpc"]),
+                }
+            },
             registry,
         };
         #[cfg(target_os = "linux")]
@@ -232,7 +276,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| n.starts_with("chaos_inference_"))
             .collect();
-        assert_eq!(names.len(), 11, "{names:?}");
+        assert_eq!(names.len(), 12, "{names:?}");
         for name in names {
             let rest = name.trim_start_matches("chaos_inference_");
             assert!(

@@ -73,6 +73,11 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         environment,
         source,
     } = prepared;
+    // Taken over before anything can make the process ready: a SIGTERM that comes early (during
+    // the bind delay, or from a test that saw readiness the moment it passed) is handled once
+    // the loop below runs, never by the default action that ends the process with signal 15.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
     let metrics = Metrics::new();
     let health = Arc::new(Health::new(metrics.clone()));
     let (effects, mut crash_orders) =
@@ -173,8 +178,6 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         metrics,
     ));
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = sigterm.recv() => match chaos.on_sigterm() {

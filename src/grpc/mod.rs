@@ -17,7 +17,7 @@ use tonic::{Code, Status};
 use crate::chaos::effects;
 use crate::chaos::engine::ChaosEngine;
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::model::ServedModel;
 
 /// The generated protocol code, from `proto/inference.proto`.
@@ -54,7 +54,9 @@ impl GrpcState {
     ) -> Result<T, Status> {
         effects::pend_if_hung(&self.health).await;
         let started = Instant::now();
+        let in_flight = GaugeGuard::enter(&self.metrics.in_flight.grpc);
         let result = call.await;
+        drop(in_flight);
         let code = match &result {
             Ok(_) => Code::Ok,
             Err(status) => status.code(),

@@ -14,7 +14,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use crate::chaos::effects;
 use crate::error::ApiError;
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeGuard, Metrics};
 
 type BoxedResponse<B> = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
 
@@ -66,6 +66,7 @@ where
     B: MessageBody + 'static,
 {
     let started = std::time::Instant::now();
+    let in_flight = GaugeGuard::enter(&metrics.in_flight.http);
     let route = route_label(&req);
     let method = req.method().clone();
     let response = srv.call(req);
@@ -74,6 +75,7 @@ where
         let response = response.await?;
         let status = response.status();
         let elapsed = started.elapsed();
+        drop(in_flight);
         metrics
             .requests
             .with_label_values(&["http", &route, method.as_str(), status.as_str()])

@@ -111,7 +111,7 @@ async fn admin_actions_switch_faults_on_and_off() {
         post_action(&server, "crash?mode=exit&exit_code=4", Some(TOKEN)).await,
         202
     );
-    let (status, _) = server.wait_exit(PATIENCE);
+    let (status, _) = server.wait_exit(PATIENCE).await;
     assert_eq!(status.code(), Some(4), "{}", ended(&status));
     assert!(server.termination_message().contains("crash (exit code 4)"));
 }

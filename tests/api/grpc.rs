@@ -405,12 +405,16 @@ async fn a_bind_delay_keeps_both_ports_closed() {
         .env("GRPC_BIND", format!("127.0.0.1:{grpc}"))
         .env("CHAOS_BIND_DELAY", "2s")
         .start();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err(),
-        "gRPC open during the bind delay"
-    );
-    assert!(std::net::TcpStream::connect(("127.0.0.1", http)).is_err());
+    // The process starts after the spawn, so both ports stay closed at least 2 s after it.
+    while server.started.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err(),
+            "gRPC open {:?} after spawn, during the bind delay",
+            server.started.elapsed()
+        );
+        assert!(std::net::TcpStream::connect(("127.0.0.1", http)).is_err());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(server.grpc_port(), grpc);
     assert!(server.started.elapsed() >= Duration::from_secs(2));
     assert_eq!(server.port(), http);
@@ -449,15 +453,40 @@ async fn sigterm_lets_a_call_in_flight_finish_and_exits_0() {
         .env("DRAIN_TIMEOUT", "10s")
         .ready()
         .await;
-    admin(&server, "latency?delay=1s").await;
+    admin(&server, "latency?delay=2s").await;
     let mut c = client(&server).await;
-    let call = tokio::spawn(async move { c.model_infer(infer(&[row()], false)).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = server.started;
+    let call = tokio::spawn(async move {
+        let answer = c.model_infer(infer(&[row()], false)).await;
+        (answer, started.elapsed())
+    });
+    // Evidence on the server's side that the call is in flight, not a sleep that hopes so.
+    server.wait_in_flight("grpc", 1).await;
     server.signal(libc::SIGTERM);
-    let answer = call.await.unwrap();
+    // With no SHUTDOWN_DELAY the drain starts at once (the HTTP listener closes with it, and
+    // gRPC sends GOAWAY); the call in flight must still be answered.
+    let address = format!("127.0.0.1:{}", server.port());
+    let (_, closed) = crate::timing::poll(
+        &server,
+        "the drain",
+        Duration::from_millis(10),
+        PATIENCE,
+        || async {
+            std::net::TcpStream::connect(&address)
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let (answer, finished) = call.await.unwrap();
     assert!(answer.is_ok(), "in flight: {answer:?}");
-    let (status, _) = server.wait_exit(PATIENCE);
-    assert_eq!(status.code(), Some(0));
+    assert!(
+        finished > closed.by,
+        "the call ended {finished:?} after spawn, before the drain began (by {:?})",
+        closed.by
+    );
+    let (status, _) = server.wait_exit(PATIENCE).await;
+    assert_eq!(status.code(), Some(0), "{}", crate::helpers::ended(&status));
 }
 
 #[tokio::test]

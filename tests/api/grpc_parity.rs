@@ -27,8 +27,9 @@ use Seen::{Fail, Pass, Silent};
 /// Liveness and readiness as one state.
 type State = (Seen, Seen);
 
-/// As short as a kubelet probe's timeout, so a hang shows as silence quickly.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The kubelet's default probe timeout (`timeoutSeconds: 1`): what a kubelet would count as
+/// silence, and long enough that a busy machine's slow answer is not taken for a hang.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 async fn http(server: &TestServer, path: &str) -> Seen {
     match server

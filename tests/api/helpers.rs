@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::timing::{self, Seen, ServerClock};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_chaos-inference");
 
 /// A generous limit for anything that should take well under a second, so a loaded 2-core
@@ -308,31 +310,54 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Polls `path` until it answers `status`; returns the time since the process started.
-    pub async fn wait_status(&self, path: &str, status: u16, limit: Duration) -> Duration {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(r) = self
+    /// Polls `path` until it answers `status` (every 10 ms, each look with the kubelet's 1 s
+    /// timeout doubled); returns when that was seen.
+    pub async fn wait_status(&self, path: &str, status: u16, limit: Duration) -> Seen {
+        let what = format!("{path} answering {status}");
+        let (_, seen) = timing::poll(self, &what, Duration::from_millis(10), limit, || async {
+            let answer = self
                 .client
                 .get(self.url(path))
                 .timeout(Duration::from_secs(2))
                 .send()
-                .await
-                && r.status().as_u16() == status
-            {
-                return self.started.elapsed();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} never answered {status} within {limit:?}; logs:\n{}",
-                self.logs().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+                .await;
+            matches!(answer, Ok(r) if r.status().as_u16() == status).then_some(())
+        })
+        .await;
+        seen
     }
 
-    pub async fn wait_ready(&self) -> Duration {
+    pub async fn wait_ready(&self) -> Seen {
         self.wait_status("/readyz", 200, PATIENCE).await
+    }
+
+    /// Waits for readiness and returns the server's clock, checking that the server's own
+    /// account of when it became ready fits what polling saw.
+    pub async fn ready_clock(&self) -> ServerClock {
+        let seen = self.wait_ready().await;
+        let clock = ServerClock::read(self).await;
+        timing::assert_on_time("readiness seen by polling", seen, clock.ready_at(), &clock);
+        clock
+    }
+
+    /// One sample of `/metrics` by its name and labels as the text shows them
+    /// (`chaos_inference_requests_in_flight{protocol="http"}`), if it is there.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Waits until the server itself counts `count` requests of `protocol` in flight (over
+    /// HTTP, the scrape that asks counts itself): evidence on the server's side that a request
+    /// is being served, where a sleep would only hope so.
+    pub async fn wait_in_flight(&self, protocol: &str, count: u64) {
+        let sample = format!("chaos_inference_requests_in_flight{{protocol=\"{protocol}\"}}");
+        let what = format!("{count} {protocol} requests in flight");
+        timing::poll(self, &what, Duration::from_millis(10), PATIENCE, || async {
+            (self.metric(&sample).await? >= count as f64).then_some(())
+        })
+        .await;
     }
 
     pub fn signal(&self, signal: i32) {
@@ -342,19 +367,32 @@ impl TestServer {
         }
     }
 
-    /// Waits for the process to end, polling; returns its status and the time since start.
-    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+    /// Waits for the process to end, polling every 5 ms; returns its status and when it ended.
+    pub async fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Seen) {
         let deadline = Instant::now() + limit;
+        let mut after = Duration::ZERO;
         loop {
+            let looked = self.started.elapsed();
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.started.elapsed());
+                let by = self.started.elapsed();
+                return (status, Seen { after, by });
             }
+            after = looked;
             assert!(
                 Instant::now() < deadline,
                 "process still running after {limit:?}; logs:\n{}",
                 self.logs().join("\n")
             );
-            std::thread::sleep(Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Asserts that the process stays up for `span`, looking every 20 ms.
+    pub async fn stays_alive(&mut self, span: Duration, why: &str) {
+        let until = Instant::now() + span;
+        while Instant::now() < until {
+            assert!(self.alive(), "{why}; logs:\n{}", self.logs().join("\n"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

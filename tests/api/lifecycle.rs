@@ -4,6 +4,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{PATIENCE, Spawn, ended, free_port, record, run_cli};
+use crate::timing::{self, assert_reported_on_time};
 
 #[tokio::test]
 async fn probes_fail_while_the_model_loads_and_pass_after() {
@@ -21,11 +22,8 @@ async fn probes_fail_while_the_model_loads_and_pass_after() {
     assert_eq!(server.post_json("/predict", &record()).await.status(), 503);
     assert_eq!(server.status("/v2/models/heart-disease/ready").await, 503);
 
-    let ready_at = server.wait_ready().await;
-    assert!(
-        ready_at >= Duration::from_millis(1500),
-        "ready after {ready_at:?}, before the load delay ended"
-    );
+    let clock = server.ready_clock().await;
+    assert_reported_on_time("ready", clock.ready_at(), Duration::from_millis(1500));
     assert_eq!(server.status("/startupz").await, 200);
     assert_eq!(server.post_json("/predict", &record()).await.status(), 200);
 }
@@ -78,11 +76,15 @@ async fn bind_delay_keeps_the_port_closed_but_load_delay_does_not() {
         .bind(&address)
         .env("CHAOS_BIND_DELAY", "1500ms")
         .start();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        TcpStream::connect(&address).is_err(),
-        "port must be closed during the bind delay"
-    );
+    // The process starts after the spawn, so its port stays closed at least until 1.5 s after.
+    while server.started.elapsed() < Duration::from_secs(1) {
+        assert!(
+            TcpStream::connect(&address).is_err(),
+            "port open {:?} after spawn, during the bind delay",
+            server.started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.port();
     assert!(server.started.elapsed() >= Duration::from_millis(1500));
     assert!(TcpStream::connect(&address).is_ok());
@@ -91,39 +93,68 @@ async fn bind_delay_keeps_the_port_closed_but_load_delay_does_not() {
 
 #[tokio::test]
 async fn sigterm_fails_readiness_at_once_and_finishes_in_flight_requests() {
-    // Every prediction takes 1 s; SIGTERM arrives while one is in flight.
+    // Every prediction takes 3 s, longer than SHUTDOWN_DELAY, so the one in flight at SIGTERM is
+    // still running when the listener closes: only the drain can finish it.
     let mut server = Spawn::default()
-        .env("CHAOS_LATENCY", "1s")
+        .env("CHAOS_LATENCY", "3s")
         .env("SHUTDOWN_DELAY", "1500ms")
-        .env("DRAIN_TIMEOUT", "5s")
+        .env("DRAIN_TIMEOUT", "10s")
         .ready()
         .await;
-    let client = server.client.clone();
-    let url = server.url("/predict");
+    let (client, url, started) = (
+        server.client.clone(),
+        server.url("/predict"),
+        server.started,
+    );
     let in_flight = tokio::spawn(async move {
-        let started = Instant::now();
-        let response = client.post(url).json(&record()).send().await.unwrap();
-        (response.status().as_u16(), started.elapsed())
+        let response = client.post(url).json(&record()).send().await;
+        (response.map(|r| r.status().as_u16()), started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The prediction and the scrape that sees it.
+    server.wait_in_flight("http", 2).await;
     server.signal(libc::SIGTERM);
     server
         .wait_status("/readyz", 503, Duration::from_secs(1))
         .await;
     assert_eq!(server.status("/livez").await, 200, "draining is not dead");
-    let (status, took) = in_flight.await.unwrap();
-    assert_eq!(status, 200, "the in-flight request must complete");
-    assert!(took >= Duration::from_secs(1));
-    let (exit, _) = server.wait_exit(PATIENCE);
-    assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
-    server.logs_with(&["\"to\":\"draining\""]);
+    // The listener closes after SHUTDOWN_DELAY; the prediction must still be running then.
+    let address = format!("127.0.0.1:{}", server.port());
+    let (_, closed) = timing::poll(
+        &server,
+        "the listener closed",
+        Duration::from_millis(10),
+        PATIENCE,
+        || async { TcpStream::connect(&address).is_err().then_some(()) },
+    )
+    .await;
+    let (answer, finished) = in_flight.await.unwrap();
+    assert!(
+        matches!(answer, Ok(200)),
+        "the in-flight request must complete: {answer:?}; logs:\n{}",
+        server.logs().join("\n")
+    );
+    assert!(
+        finished > closed.by,
+        "the prediction ended {finished:?} after spawn, before the listener closed (by {:?}): \
+         nothing was in flight to drain",
+        closed.by
+    );
+    let (exit, _) = server.wait_exit(PATIENCE).await;
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "{}; logs:\n{}",
+        ended(&exit),
+        server.logs().join("\n")
+    );
+    server.logs_with(&["\"to\":\"draining\"", "drained; exiting"]);
 }
 
 #[tokio::test]
 async fn sigint_exits_zero_promptly_when_idle() {
     let mut server = Spawn::default().ready().await;
     server.signal(libc::SIGINT);
-    let (exit, _) = server.wait_exit(PATIENCE);
+    let (exit, _) = server.wait_exit(PATIENCE).await;
     assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
 }
 
@@ -211,15 +242,29 @@ fn a_missing_onnx_runtime_says_how_to_get_it() {
         .any(|d| std::path::Path::new(d).join("libonnxruntime.so").exists());
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("chaos-inference");
-    std::fs::copy(crate::helpers::BIN, &bin).unwrap();
-    let out = std::process::Command::new(&bin)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("BIND", "127.0.0.1:0")
-        // Read after the library is loaded: with a system-wide library the start stops here.
-        .env("MODEL_PATH", "/nonexistent/model.onnx")
-        .output()
-        .unwrap();
+    // A hard link, not a copy: a copy is open for writing for a moment, and a child that another
+    // test thread forks then inherits that descriptor until it execs, so running the copy can
+    // fail with "Text file busy" (ETXTBSY). A copy only where a link cannot be made, retried.
+    if std::fs::hard_link(crate::helpers::BIN, &bin).is_err() {
+        std::fs::copy(crate::helpers::BIN, &bin).unwrap();
+    }
+    let mut attempts = 0;
+    let out = loop {
+        let out = std::process::Command::new(&bin)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("BIND", "127.0.0.1:0")
+            // Read after the library is loaded: with a system-wide library the start stops here.
+            .env("MODEL_PATH", "/nonexistent/model.onnx")
+            .output();
+        match out {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            out => break out.unwrap(),
+        }
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if system {
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -326,7 +371,7 @@ async fn sigterm_under_load_loses_no_request_sent_while_ready() {
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     poller.await.unwrap();
-    let (exit, _) = server.wait_exit(PATIENCE);
+    let (exit, _) = server.wait_exit(PATIENCE).await;
     assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
     assert!(
         lost.is_empty(),

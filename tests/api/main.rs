@@ -12,3 +12,4 @@ mod manifests;
 mod routes;
 mod slow_model;
 mod status_page;
+mod timing;

@@ -95,11 +95,8 @@ impl Events {
 }
 
 async fn open_streams(server: &TestServer) -> i64 {
-    let text = server.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("chaos_inference_event_streams "))
-        .map(|v| v.trim().parse().unwrap())
-        .expect("event stream gauge")
+    let open = server.metric("chaos_inference_event_streams").await;
+    open.expect("event stream gauge") as i64
 }
 
 #[tokio::test]
@@ -192,7 +189,7 @@ async fn the_stream_tells_loading_then_serving_and_ends_with_the_crash() {
             assert!(data["event"]["at_ms"].as_u64() >= serving["at_ms"].as_u64());
         }
     }
-    let (status, _) = server.wait_exit(PATIENCE);
+    let (status, _) = server.wait_exit(PATIENCE).await;
     assert_eq!(status.code(), Some(1), "the v2 crash");
 }
 
@@ -288,6 +285,6 @@ async fn streams_end_on_disconnect_and_on_sigterm() {
         last.next(PATIENCE).await.is_none(),
         "the stream ends after draining"
     );
-    let (status, _) = server.wait_exit(PATIENCE);
+    let (status, _) = server.wait_exit(PATIENCE).await;
     assert_eq!(status.code(), Some(0));
 }

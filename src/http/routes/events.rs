@@ -19,7 +19,7 @@ use crate::health::{Health, Phase};
 use crate::http::AppState;
 use crate::http::routes::chaos::{ChaosStatus, NextEvent, PastEvent};
 use crate::http::routes::health::ProbeCodes;
-use crate::metrics::Metrics;
+use crate::metrics::GaugeGuard;
 use crate::stats::{self, Sample, Stats};
 
 /// The first event of a stream: the whole picture.
@@ -76,23 +76,6 @@ fn frame(name: &str, data: &impl Serialize) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
 }
 
-/// Counts the open streams; the count drops when the stream is dropped, which actix does when
-/// the client goes away.
-struct Open(Metrics);
-
-impl Open {
-    fn new(metrics: &Metrics) -> Self {
-        metrics.event_streams.inc();
-        Open(metrics.clone())
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.event_streams.dec();
-    }
-}
-
 /// What one stream has sent and what it waits on.
 struct Feed {
     health: Arc<Health>,
@@ -105,7 +88,9 @@ struct Feed {
     events_seen: u64,
     queue: VecDeque<Bytes>,
     ended: bool,
-    _open: Open,
+    /// Counts this stream in `chaos_inference_event_streams` while it is open; actix drops the
+    /// stream when the client goes away.
+    _open: GaugeGuard,
 }
 
 impl Feed {
@@ -131,7 +116,7 @@ impl Feed {
             events_seen,
             queue: VecDeque::from([frame("status", &page)]),
             ended: false,
-            _open: Open::new(&state.metrics),
+            _open: GaugeGuard::enter(&state.metrics.event_streams),
         }
     }
 
