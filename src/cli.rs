@@ -1,6 +1,6 @@
 //! The command line: `serve` (the default), `probe`, `profiles`, `plan`, `simulate`, `load`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::chaos::fault::FaultKind;
 use crate::chaos::overrides::ChaosArgs;
@@ -62,9 +62,13 @@ impl PlanArgs {
     }
 }
 
-const SUBCOMMANDS: [&str; 7] = [
-    "serve", "probe", "profiles", "plan", "simulate", "load", "help",
-];
+/// Whether `name` is a subcommand (or `help`), by the `Command` enum itself.
+fn is_subcommand(name: &str) -> bool {
+    name == "help"
+        || Cli::command()
+            .get_subcommands()
+            .any(|s| s.get_name() == name)
+}
 
 /// Parses arguments; with no subcommand (or only flags) the command is `serve`. `--profile`,
 /// `--seed` and `--time-scale` are accepted as short forms of the `--chaos-*` flags.
@@ -74,7 +78,7 @@ pub fn parse_from(args: Vec<String>) -> Result<Cli, clap::Error> {
     let needs_serve = match first {
         None => true,
         Some(a) if a.starts_with('-') => !matches!(a, "-h" | "--help" | "-V" | "--version"),
-        Some(a) => !SUBCOMMANDS.contains(&a),
+        Some(a) => !is_subcommand(a),
     };
     if needs_serve {
         args.insert(1, "serve".into());

@@ -18,9 +18,10 @@ use crate::chaos::plan::Plan;
 use crate::chaos::profile::{BUILTINS, Profile};
 use crate::config::{DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_TENSOR_ELEMENTS};
 use crate::http::body::{fast_path_allowed, parse_json};
+use crate::model::infer_body::decode_infer_request;
 use crate::model::json;
 use crate::model::schema::ModelSchema;
-use crate::model::tensor::{TensorLimits, TensorSpec, decode_infer_request};
+use crate::model::tensor::{TensorLimits, TensorSpec};
 
 /// A fuzz entry point: takes any bytes, panics only on a bug.
 pub type Target = fn(&[u8]);

@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod grpc;
 pub(crate) mod health;
 pub(crate) mod http;
+pub mod http1;
 pub mod load;
 pub mod metrics;
 pub mod model;

@@ -6,14 +6,15 @@
 //! Bounded by time and by count; a SIGTERM (the pod deleted) ends it early with its summary.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+
+use crate::http1::{self, Until};
 
 /// The example heart-disease record, sent when no body is given.
 const EXAMPLE_RECORD: &str = include_str!("../models/heart-disease/example.json");
@@ -234,12 +235,6 @@ extern "C" fn on_terminate(_: libc::c_int) {
 /// One request on a new connection, resolving the host each time (a Service's ClusterIP, or
 /// its endpoints for a headless one).
 pub fn request(target: &Target, method: &str, body: &[u8], timeout: Duration) -> Outcome {
-    let deadline = Instant::now() + timeout;
-    let left = || {
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
     let address = match (target.host.as_str(), target.port).to_socket_addrs() {
         Ok(mut addresses) => match addresses.next() {
             Some(address) => address,
@@ -247,59 +242,18 @@ pub fn request(target: &Target, method: &str, body: &[u8], timeout: Duration) ->
         },
         Err(_) => return Outcome::Failed("name not resolved".into()),
     };
-    let mut stream = match TcpStream::connect_timeout(&address, left()) {
-        Ok(stream) => stream,
-        Err(e) => return Outcome::Failed(kind("connect", &e)),
+    let host = format!("{}:{}", target.host, target.port);
+    let request = http1::Request {
+        method,
+        path: &target.path,
+        host: &host,
+        user_agent: "chaos-inference-load",
+        body,
     };
-    let head = format!(
-        "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: chaos-inference-load\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        target.path,
-        target.host,
-        target.port,
-        body.len()
-    );
-    let _ = stream.set_write_timeout(Some(left()));
-    if let Err(e) = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body))
-    {
-        return Outcome::Failed(kind("send", &e));
+    match http1::exchange(address, &request, timeout, Until::Close) {
+        Ok(answer) => Outcome::Status(answer.status),
+        Err(failure) => Outcome::Failed(failure.label()),
     }
-    let mut answer = Vec::with_capacity(512);
-    let mut buffer = [0u8; 4096];
-    loop {
-        let _ = stream.set_read_timeout(Some(left()));
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buffer[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Outcome::Failed(kind("answer", &e)),
-        }
-        if Instant::now() >= deadline {
-            return Outcome::Failed("answer: timed out".into());
-        }
-    }
-    let status = std::str::from_utf8(&answer[..answer.len().min(32)])
-        .ok()
-        .and_then(|head| head.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok());
-    match status {
-        Some(code) => Outcome::Status(code),
-        None if answer.is_empty() => Outcome::Failed("answer: closed without a response".into()),
-        None => Outcome::Failed("answer: not HTTP".into()),
-    }
-}
-
-fn kind(stage: &str, e: &std::io::Error) -> String {
-    let what = match e.kind() {
-        ErrorKind::ConnectionRefused => "connection refused",
-        ErrorKind::ConnectionReset => "connection reset",
-        ErrorKind::TimedOut | ErrorKind::WouldBlock => "timed out",
-        ErrorKind::BrokenPipe => "broken pipe",
-        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => "unreachable",
-        _ => return format!("{stage}: {e}"),
-    };
-    format!("{stage}: {what}")
 }
 
 /// Validates the arguments: a clear one-line error for each.

@@ -2,11 +2,12 @@
 //! have no curl, and a gRPC health check (`probe grpc`) for clusters older than 1.24, whose kubelet
 //! has no `grpc:` probes. Exit 0 when the route answers 2xx (the service is SERVING), 1 otherwise.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+
+use crate::http1::{self, Until};
 
 /// Which probe route to call.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,47 +66,25 @@ pub fn run(args: &ProbeArgs) -> Result<String, String> {
     if !args.service.is_empty() {
         return Err("--service applies to `probe grpc` only".into());
     }
-    let deadline = Instant::now() + args.timeout;
-    let addr = target
+    let address = target
         .to_socket_addrs()
         .map_err(|e| format!("{target}: {e}"))?
         .next()
         .ok_or_else(|| format!("{target}: no address"))?;
-    let left = || {
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
+    let request = http1::Request {
+        method: "GET",
+        path,
+        host: &target,
+        user_agent: "chaos-inference-probe",
+        body: b"",
     };
-    let mut stream =
-        TcpStream::connect_timeout(&addr, left()).map_err(|e| format!("{target}: {e}"))?;
-    stream
-        .set_write_timeout(Some(left()))
-        .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: chaos-inference-probe\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("{target}: {e}"))?;
-    stream
-        .set_read_timeout(Some(left()))
-        .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    while read < 12 {
-        match stream.read(&mut head[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(e) => return Err(format!("{target}{path}: {e}")),
-        }
-    }
-    let text = String::from_utf8_lossy(&head[..read]);
-    let status_line = text.lines().next().unwrap_or_default().to_string();
-    let code: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if (200..300).contains(&code) {
-        Ok(status_line)
+    // The status line decides; a body that is slow to come must not fail the probe.
+    let answer = http1::exchange(address, &request, args.timeout, Until::StatusLine)
+        .map_err(|e| format!("{target}{path}: {e}"))?;
+    if (200..300).contains(&answer.status) {
+        Ok(answer.status_line)
     } else {
-        Err(format!("{target}{path}: {status_line}"))
+        Err(format!("{target}{path}: {}", answer.status_line))
     }
 }
 

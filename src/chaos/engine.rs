@@ -5,7 +5,6 @@
 //! to its own status.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -17,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::duration::show;
 use super::effects::Effects;
-use super::fault::{Anchor, CrashMode, Effect, FaultKind, Switches};
+use super::fault::{Anchor, CrashMode, Effect, FaultKind, Source, Switches};
 use super::plan::{Plan, mix};
 use crate::health::{Health, Phase};
 use crate::metrics::Metrics;
@@ -26,27 +25,6 @@ use crate::metrics::Metrics;
 const HISTORY: usize = 200;
 /// Stream of the per-request draws (latency, errors); fault streams start at 1000.
 const REQUEST_STREAM: u64 = 7;
-
-/// Who switched a fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Source {
-    /// The profile's fault at this index (`fault[i]`).
-    Schedule(usize),
-    /// The admin routes.
-    Admin,
-    /// The SIGTERM handling of the lifecycle.
-    Shutdown,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Schedule(i) => write!(f, "fault[{i}]"),
-            Source::Admin => f.write_str("admin"),
-            Source::Shutdown => f.write_str("shutdown"),
-        }
-    }
-}
 
 /// What happened to a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,6 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::duration::{DurationRange, scale, show};
-use super::engine::Source;
 
 /// Most cores a burn fault may ask for.
 const MAX_BURN_CORES: f64 = 256.0;
@@ -167,6 +166,27 @@ impl Invalid {
         Invalid {
             key,
             message: message.into(),
+        }
+    }
+}
+
+/// Who switched a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// The profile's fault at this index (`fault[i]`).
+    Schedule(usize),
+    /// The admin routes.
+    Admin,
+    /// The SIGTERM handling of the lifecycle.
+    Shutdown,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Schedule(i) => write!(f, "fault[{i}]"),
+            Source::Admin => f.write_str("admin"),
+            Source::Shutdown => f.write_str("shutdown"),
         }
     }
 }

@@ -116,7 +116,8 @@ pub struct ChaosArgs {
     pub ignore_sigterm: Option<bool>,
 }
 
-fn parse_time_scale(text: &str) -> Result<f64, String> {
+/// A time scale: above 0 and at most 1000 (`CHAOS_TIME_SCALE`, and `simulate --time-scale`).
+pub fn parse_time_scale(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 && x <= 1000.0 => Ok(x),
         _ => Err(format!(

@@ -6,7 +6,7 @@
 
 use serde_json::Number;
 
-use super::json::{RawInput, RawRequest};
+use super::infer_body::{RawInput, RawRequest, field};
 
 /// Deeper values are left to the serde reader (the general path allows 32 levels).
 const MAX_DEPTH: usize = 16;
@@ -18,19 +18,19 @@ const POW10: [f64; 23] = [
 ];
 
 /// A V2 infer body read as the serde reader would, or `None`.
-pub(super) fn request(body: &[u8]) -> Option<RawRequest> {
+pub(super) fn request(body: &[u8]) -> Option<RawRequest<Number>> {
     let mut s = Scanner { b: body, i: 0 };
     let (mut id, mut inputs, mut outputs) = (None::<Option<String>>, None, None);
     let mut seen_outputs = false;
     s.object(|s, key| {
         match key {
-            "id" => {
+            field::ID => {
                 if id.is_some() {
                     return None;
                 }
                 id = Some(s.nullable_string()?);
             }
-            "inputs" => {
+            field::INPUTS => {
                 if inputs.is_some() {
                     return None;
                 }
@@ -41,7 +41,7 @@ pub(super) fn request(body: &[u8]) -> Option<RawRequest> {
                 })?;
                 inputs = Some(list);
             }
-            "outputs" => {
+            field::OUTPUTS => {
                 if seen_outputs {
                     return None;
                 }
@@ -175,13 +175,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// One input tensor: name, datatype, shape and data once each, other keys passed over.
-    fn input(&mut self) -> Option<RawInput> {
+    fn input(&mut self) -> Option<RawInput<Number>> {
         let (mut name, mut datatype, mut shape) = (None, None, None);
         let mut data: Option<(Vec<Number>, usize)> = None;
         self.object(|s, key| {
             match key {
-                "name" | "datatype" => {
-                    let slot = if key == "name" {
+                field::NAME | field::DATATYPE => {
+                    let slot = if key == field::NAME {
                         &mut name
                     } else {
                         &mut datatype
@@ -191,7 +191,7 @@ impl<'a> Scanner<'a> {
                     }
                     *slot = Some(s.string()?.to_string());
                 }
-                "shape" => {
+                field::SHAPE => {
                     if shape.is_some() {
                         return None;
                     }
@@ -204,7 +204,7 @@ impl<'a> Scanner<'a> {
                     })?;
                     shape = Some(dims);
                 }
-                "data" => {
+                field::DATA => {
                     if data.is_some() {
                         return None;
                     }
@@ -223,7 +223,7 @@ impl<'a> Scanner<'a> {
             name: name?,
             datatype: datatype?,
             shape: shape?,
-            data,
+            data: Some(data),
             depth,
         })
     }
@@ -253,7 +253,7 @@ impl<'a> Scanner<'a> {
         self.array(|s| {
             let mut name = None;
             s.object(|s, key| {
-                if key == "name" {
+                if key == field::NAME {
                     if name.is_some() {
                         return None;
                     }

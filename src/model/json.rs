@@ -2,7 +2,7 @@
 //! between, the numbers of a tensor read into one flat buffer.
 //!
 //! These are fast paths for valid requests only. Each returns `None` for anything it does not
-//! accept exactly as the general path ([`super::tensor::decode_infer_request`],
+//! accept exactly as the general path ([`super::infer_body::decode_infer_request`],
 //! [`super::schema::ModelSchema::rows_from_body`] on a parsed `Value`) would: malformed JSON,
 //! a duplicated key, an unexpected form, or any check failing. The caller then runs the general
 //! path, which gives the one canonical error. So errors and field names cannot drift, and
@@ -14,11 +14,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
+use super::infer_body::{RawInput, RawRequest, field};
 use super::schema::ModelSchema;
-use super::tensor::{
-    InferInput, Tensor, TensorLimits, TensorSpec, check_all_inputs, check_input, check_outputs,
-    convert_numbers,
-};
+use super::tensor::{InferInput, TensorLimits, TensorSpec};
 
 /// Any failure: the general path will say what it is.
 fn decline<E: de::Error>() -> E {
@@ -34,25 +32,6 @@ fn parse<'de, S: DeserializeSeed<'de>>(body: &'de [u8], seed: S) -> Option<S::Va
 }
 
 // ---------------------------------------------------------------- V2 infer
-
-/// One input tensor as the body gives it, before any check.
-#[derive(Debug, PartialEq)]
-pub(super) struct RawInput {
-    pub(super) name: String,
-    pub(super) datatype: String,
-    pub(super) shape: Vec<i64>,
-    pub(super) data: Vec<Number>,
-    /// The deepest nesting of arrays in `data`, the outer array included.
-    pub(super) depth: usize,
-}
-
-/// A V2 infer body's parts, as read by [`super::infer_scan`] or by the serde reader here.
-#[derive(Debug, PartialEq)]
-pub(super) struct RawRequest {
-    pub(super) id: Option<String>,
-    pub(super) inputs: Vec<RawInput>,
-    pub(super) outputs: Option<Vec<String>>,
-}
 
 /// Sets a field once; a key given twice declines (`Value` would keep the last one).
 fn once<'de, A: MapAccess<'de>, T: de::Deserialize<'de>>(
@@ -91,25 +70,25 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 struct RequestVisitor;
 
 impl<'de> Visitor<'de> for RequestVisitor {
-    type Value = RawRequest;
+    type Value = RawRequest<Number>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a V2 infer request")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRequest, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRequest<Number>, A::Error> {
         let (mut id, mut inputs, mut outputs) = (None::<Option<String>>, None, None);
         let mut seen_outputs = false;
         while let Some(Key(key)) = map.next_key()? {
             match key.as_ref() {
-                "id" => once(&mut id, &mut map)?,
-                "inputs" => {
+                field::ID => once(&mut id, &mut map)?,
+                field::INPUTS => {
                     if inputs.is_some() {
                         return Err(decline());
                     }
                     inputs = Some(map.next_value_seed(Inputs)?);
                 }
-                "outputs" => {
+                field::OUTPUTS => {
                     if seen_outputs {
                         return Err(decline());
                     }
@@ -132,14 +111,14 @@ impl<'de> Visitor<'de> for RequestVisitor {
 struct Inputs;
 
 impl<'de> DeserializeSeed<'de> for Inputs {
-    type Value = Vec<RawInput>;
+    type Value = Vec<RawInput<Number>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for Inputs {
-    type Value = Vec<RawInput>;
+    type Value = Vec<RawInput<Number>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("input tensors")
     }
@@ -155,26 +134,26 @@ impl<'de> Visitor<'de> for Inputs {
 struct Input;
 
 impl<'de> DeserializeSeed<'de> for Input {
-    type Value = RawInput;
+    type Value = RawInput<Number>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for Input {
-    type Value = RawInput;
+    type Value = RawInput<Number>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an input tensor")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawInput, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawInput<Number>, A::Error> {
         let (mut name, mut datatype, mut shape) = (None, None, None);
         let mut data: Option<(Vec<Number>, usize)> = None;
         while let Some(Key(key)) = map.next_key()? {
             match key.as_ref() {
-                "name" => once(&mut name, &mut map)?,
-                "datatype" => once(&mut datatype, &mut map)?,
-                "shape" => once(&mut shape, &mut map)?,
-                "data" => {
+                field::NAME => once(&mut name, &mut map)?,
+                field::DATATYPE => once(&mut datatype, &mut map)?,
+                field::SHAPE => once(&mut shape, &mut map)?,
+                field::DATA => {
                     if data.is_some() {
                         return Err(decline());
                     }
@@ -198,7 +177,7 @@ impl<'de> Visitor<'de> for Input {
             name: name.ok_or_else(decline)?,
             datatype: datatype.ok_or_else(decline)?,
             shape: shape.ok_or_else(decline)?,
-            data,
+            data: Some(data),
             depth,
         })
     }
@@ -322,7 +301,7 @@ impl<'de> Visitor<'de> for OutputName {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
         let mut name = None;
         while let Some(Key(key)) = map.next_key()? {
-            if key == "name" {
+            if key == field::NAME {
                 once(&mut name, &mut map)?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -335,13 +314,14 @@ impl<'de> Visitor<'de> for OutputName {
 struct Request;
 
 impl<'de> DeserializeSeed<'de> for Request {
-    type Value = RawRequest;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawRequest, D::Error> {
+    type Value = RawRequest<Number>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawRequest<Number>, D::Error> {
         d.deserialize_map(RequestVisitor)
     }
 }
 
-/// A valid V2 infer body decoded as [`super::tensor::decode_infer_request`] would, or `None`.
+/// A valid V2 infer body decoded as [`super::infer_body::decode_infer_request`] would, or
+/// `None`.
 pub fn decode_infer_body(
     body: &[u8],
     inputs: &[TensorSpec],
@@ -350,39 +330,7 @@ pub fn decode_infer_body(
 ) -> Option<InferInput> {
     // The byte scanner takes the common form; the serde reader everything else it can.
     let raw = super::infer_scan::request(body).or_else(|| parse(body, Request))?;
-    let mut decoded: Vec<Tensor> = Vec::with_capacity(raw.inputs.len());
-    let mut total = 0usize;
-    for (i, input) in raw.inputs.into_iter().enumerate() {
-        let (datatype, elements) = check_input(
-            i,
-            &input.name,
-            &input.datatype,
-            &input.shape,
-            inputs,
-            limits.max_elements - total,
-        )
-        .ok()?;
-        if input.depth > input.shape.len() || input.data.len() != elements {
-            return None;
-        }
-        let data = convert_numbers(&input.data, datatype, "").ok()?;
-        total += data.len();
-        decoded.push(Tensor {
-            name: input.name,
-            shape: input.shape,
-            data,
-        });
-    }
-    check_all_inputs(&decoded, inputs).ok()?;
-    let outputs = match raw.outputs {
-        None => None,
-        Some(names) => Some(check_outputs(names.iter().map(String::as_str), outputs).ok()?),
-    };
-    Some(InferInput {
-        id: raw.id,
-        inputs: decoded,
-        outputs,
-    })
+    raw.check(inputs, outputs, limits).ok()
 }
 
 // ---------------------------------------------------------------- /predict
@@ -474,7 +422,7 @@ pub fn predict_rows(body: &[u8], schema: &ModelSchema, max_rows: usize) -> Optio
 mod tests {
     use super::*;
     use crate::http::body::parse_json;
-    use crate::model::tensor::decode_infer_request;
+    use crate::model::infer_body::decode_infer_request;
 
     fn specs() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
         let spec = TensorSpec::new;

@@ -1,5 +1,6 @@
 //! The served model: where its bytes come from, its schema, and a pool of sessions that run it.
 
+pub mod infer_body;
 mod infer_scan;
 pub mod inline;
 pub mod json;

@@ -153,84 +153,6 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
     }
 }
 
-/// Checks a V2 infer request body against the model's inputs and outputs.
-pub fn decode_infer_request(
-    body: &Value,
-    inputs: &[TensorSpec],
-    outputs: &[TensorSpec],
-    limits: TensorLimits,
-) -> Result<InferInput, FieldError> {
-    let Value::Object(request) = body else {
-        return Err(err("body", "must be a JSON object with `inputs`"));
-    };
-    let id = match request.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(err("id", "must be a string")),
-    };
-    let Some(Value::Array(given)) = request.get("inputs") else {
-        return Err(err("inputs", "required: an array of input tensors"));
-    };
-    let mut decoded: Vec<Tensor> = Vec::with_capacity(given.len());
-    let mut total = 0usize;
-    for (i, input) in given.iter().enumerate() {
-        let tensor = decode_input(input, i, inputs, limits.max_elements - total)?;
-        total += tensor.data.len();
-        if decoded.iter().any(|t| t.name == tensor.name) {
-            return Err(err(
-                format!("inputs[{i}].name"),
-                format!("input `{}` given twice", tensor.name),
-            ));
-        }
-        decoded.push(tensor);
-    }
-    check_all_inputs(&decoded, inputs)?;
-    let outputs = decode_outputs(request.get("outputs"), outputs)?;
-    Ok(InferInput {
-        id,
-        inputs: decoded,
-        outputs,
-    })
-}
-
-fn decode_input(
-    input: &Value,
-    i: usize,
-    specs: &[TensorSpec],
-    max_elements: usize,
-) -> Result<Tensor, FieldError> {
-    let at = |key: &str| format!("inputs[{i}].{key}");
-    let Value::Object(input) = input else {
-        return Err(err(format!("inputs[{i}]"), "must be an object"));
-    };
-    let name = match input.get("name") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(err(at("name"), "required: a string")),
-    };
-    let datatype = match input.get("datatype") {
-        Some(Value::String(s)) => s.as_str(),
-        _ => return Err(err(at("datatype"), "required: a string such as FP32")),
-    };
-    let shape = decode_shape(input.get("shape"), &at("shape"))?;
-    let (datatype, elements) = check_input(i, &name, datatype, &shape, specs, max_elements)?;
-    let Some(data) = input.get("data") else {
-        return Err(err(at("data"), "required: an array of numbers"));
-    };
-    let mut flat = Vec::with_capacity(elements);
-    flatten(data, shape.len(), &at("data"), &mut flat, elements)?;
-    if flat.len() != elements {
-        return Err(err(
-            at("data"),
-            format!(
-                "shape {shape:?} needs {elements} elements, got {}",
-                flat.len()
-            ),
-        ));
-    }
-    let data = convert_numbers(&flat, datatype, &at("data"))?;
-    Ok(Tensor { name, shape, data })
-}
-
 /// The checks every input passes, from JSON or protobuf: a model input of that name, its
 /// datatype, its rank and fixed dimensions, and the element limit. Returns the datatype and how
 /// many elements the shape holds.
@@ -349,19 +271,6 @@ pub fn check_outputs<'a>(
         .collect()
 }
 
-fn decode_shape(value: Option<&Value>, field: &str) -> Result<Vec<i64>, FieldError> {
-    let Some(Value::Array(dims)) = value else {
-        return Err(err(field, "required: an array of dimensions"));
-    };
-    dims.iter()
-        .map(|d| {
-            whole_number(&d)
-                .filter(|d| *d >= 0)
-                .ok_or_else(|| err(field, "dimensions must be whole numbers >= 0"))
-        })
-        .collect()
-}
-
 /// A JSON number, from a parsed `Value` or read straight from the bytes
 /// ([`super::json`]): both give the same answers, as serde_json's own `Value` delegates to
 /// `Number`.
@@ -390,7 +299,7 @@ impl JsonNumber for serde_json::Number {
 
 /// A JSON number that is a whole number in the i64 range, written as an integer or as a float
 /// with no fraction (`3.0`): JSON Schema's `integer` accepts both, and so do we.
-fn whole_number(value: &impl JsonNumber) -> Option<i64> {
+pub(super) fn whole_number(value: &impl JsonNumber) -> Option<i64> {
     // 2^63 is the first float past i64::MAX; every float below it with no fraction fits.
     const TWO_TO_63: f64 = 9_223_372_036_854_775_808.0;
     value.as_i64().or_else(|| {
@@ -433,32 +342,6 @@ fn element_count(shape: &[i64]) -> Option<usize> {
     shape
         .iter()
         .try_fold(1usize, |acc, d| acc.checked_mul(usize::try_from(*d).ok()?))
-}
-
-/// Row-major flattening of nested arrays, bounded by the tensor's rank and size.
-fn flatten<'a>(
-    value: &'a Value,
-    depth: usize,
-    field: &str,
-    out: &mut Vec<&'a Value>,
-    max: usize,
-) -> Result<(), FieldError> {
-    match value {
-        Value::Array(items) if depth > 0 => {
-            for item in items {
-                flatten(item, depth - 1, field, out, max)?;
-                if out.len() > max {
-                    return Err(err(field, format!("more elements than the shape's {max}")));
-                }
-            }
-            Ok(())
-        }
-        Value::Array(_) => Err(err(field, "arrays nested deeper than the shape")),
-        scalar => {
-            out.push(scalar);
-            Ok(())
-        }
-    }
 }
 
 /// The elements as `datatype`, each checked to fit it; `field` names the data in errors.
@@ -515,168 +398,6 @@ pub fn convert_numbers(
     })
 }
 
-fn decode_outputs(
-    value: Option<&Value>,
-    outputs: &[TensorSpec],
-) -> Result<Option<Vec<String>>, FieldError> {
-    let requested = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(err("outputs", "must be an array of {\"name\": ...}")),
-    };
-    let names: Vec<&str> = requested
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            item.get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| err(format!("outputs[{i}].name"), "required: a string"))
-        })
-        .collect::<Result<_, _>>()?;
-    check_outputs(names, outputs).map(Some)
-}
-
 fn names(specs: &[TensorSpec]) -> Vec<&str> {
     specs.iter().map(|s| s.name.as_str()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn inputs() -> Vec<TensorSpec> {
-        vec![TensorSpec {
-            name: "input".into(),
-            datatype: "FP32".into(),
-            shape: vec![-1, 3],
-        }]
-    }
-
-    fn outputs() -> Vec<TensorSpec> {
-        vec![
-            TensorSpec {
-                name: "label".into(),
-                datatype: "INT64".into(),
-                shape: vec![-1],
-            },
-            TensorSpec {
-                name: "probabilities".into(),
-                datatype: "FP32".into(),
-                shape: vec![-1, 2],
-            },
-        ]
-    }
-
-    const LIMITS: TensorLimits = TensorLimits { max_elements: 100 };
-
-    fn decode(body: Value) -> Result<InferInput, FieldError> {
-        decode_infer_request(&body, &inputs(), &outputs(), LIMITS)
-    }
-
-    fn request(shape: Value, datatype: &str, data: Value) -> Value {
-        json!({"id": "r1", "inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}]})
-    }
-
-    #[test]
-    fn flat_and_nested_data_decode_the_same() {
-        let flat = decode(request(json!([2, 3]), "FP32", json!([1, 2, 3, 4, 5, 6]))).unwrap();
-        let nested = decode(request(
-            json!([2, 3]),
-            "FP32",
-            json!([[1, 2, 3], [4, 5, 6]]),
-        ))
-        .unwrap();
-        assert_eq!(flat, nested);
-        assert_eq!(flat.id.as_deref(), Some("r1"));
-        assert_eq!(
-            flat.inputs[0].data,
-            TensorData::F32(vec![1., 2., 3., 4., 5., 6.])
-        );
-        assert_eq!(flat.outputs, None);
-    }
-
-    #[test]
-    fn shape_rank_and_fixed_dimensions_are_checked() {
-        let e = decode(request(json!([6]), "FP32", json!([1, 2, 3, 4, 5, 6]))).unwrap_err();
-        assert_eq!(e.field, "inputs[0].shape");
-        let e = decode(request(json!([3, 2]), "FP32", json!([1, 2, 3, 4, 5, 6]))).unwrap_err();
-        assert!(e.message.contains("dimension 1 must be 3"), "{e}");
-        let e = decode(request(json!([2, -3]), "FP32", json!([]))).unwrap_err();
-        assert!(e.message.contains(">= 0"), "{e}");
-    }
-
-    #[test]
-    fn data_length_must_match_the_shape() {
-        let e = decode(request(json!([2, 3]), "FP32", json!([1, 2, 3, 4, 5]))).unwrap_err();
-        assert_eq!(e.field, "inputs[0].data");
-        assert!(e.message.contains("needs 6 elements, got 5"), "{e}");
-        let e = decode(request(json!([1, 3]), "FP32", json!([1, 2, 3, 4]))).unwrap_err();
-        assert!(e.message.contains("more elements"), "{e}");
-    }
-
-    #[test]
-    fn datatype_must_be_known_and_match_the_model() {
-        let e = decode(request(json!([1, 3]), "FP16", json!([1, 2, 3]))).unwrap_err();
-        assert_eq!(e.field, "inputs[0].datatype");
-        let e = decode(request(json!([1, 3]), "INT64", json!([1, 2, 3]))).unwrap_err();
-        assert!(e.message.contains("is FP32, got INT64"), "{e}");
-    }
-
-    #[test]
-    fn elements_must_fit_their_datatype() {
-        let e = decode(request(json!([1, 3]), "FP32", json!([1, "2", 3]))).unwrap_err();
-        assert_eq!(e.field, "inputs[0].data[1]");
-        let e = decode(request(json!([1, 3]), "FP32", json!([1, 1e300, 3]))).unwrap_err();
-        assert!(e.message.contains("FP32 range"), "{e}");
-        let ints = vec![TensorSpec {
-            name: "input".into(),
-            datatype: "INT32".into(),
-            shape: vec![-1, 3],
-        }];
-        let body = request(json!([1, 3]), "INT32", json!([1, 2.5, 3]));
-        let e = decode_infer_request(&body, &ints, &outputs(), LIMITS).unwrap_err();
-        assert_eq!(e.field, "inputs[0].data[1]");
-        let body = request(json!([1, 3]), "INT32", json!([1, 3_000_000_000i64, 3]));
-        assert!(decode_infer_request(&body, &ints, &outputs(), LIMITS).is_err());
-        let body = request(json!([1, 3]), "INT32", json!([1, -2, 3]));
-        let ok = decode_infer_request(&body, &ints, &outputs(), LIMITS).unwrap();
-        assert_eq!(ok.inputs[0].data, TensorData::I32(vec![1, -2, 3]));
-        // Whole numbers written as floats are whole numbers, as JSON Schema's `integer` says.
-        let body = request(json!([1.0, 3]), "INT32", json!([1.0, -2, 3e0]));
-        let ok = decode_infer_request(&body, &ints, &outputs(), LIMITS).unwrap();
-        assert_eq!(ok.inputs[0].data, TensorData::I32(vec![1, -2, 3]));
-    }
-
-    #[test]
-    fn element_limit_is_enforced_before_reading_data() {
-        let e = decode(request(json!([1000, 3]), "FP32", json!([]))).unwrap_err();
-        assert!(e.message.contains("limit of 100"), "{e}");
-        let e = decode(request(json!([i64::MAX, 3]), "FP32", json!([]))).unwrap_err();
-        assert!(e.message.contains("limit"), "{e}");
-    }
-
-    #[test]
-    fn unknown_and_missing_inputs_are_named() {
-        let mut body = request(json!([1, 3]), "FP32", json!([1, 2, 3]));
-        body["inputs"][0]["name"] = json!("x");
-        let e = decode(body).unwrap_err();
-        assert!(e.message.contains("no input `x`"), "{e}");
-        let e = decode(json!({"inputs": []})).unwrap_err();
-        assert!(e.message.contains("missing model input `input`"), "{e}");
-        let e = decode(json!({"id": 5, "inputs": []})).unwrap_err();
-        assert_eq!(e.field, "id");
-    }
-
-    #[test]
-    fn output_selection_is_checked() {
-        let mut body = request(json!([1, 3]), "FP32", json!([1, 2, 3]));
-        body["outputs"] = json!([{"name": "probabilities"}]);
-        assert_eq!(
-            decode(body.clone()).unwrap().outputs,
-            Some(vec!["probabilities".to_string()])
-        );
-        body["outputs"] = json!([{"name": "nope"}]);
-        assert_eq!(decode(body).unwrap_err().field, "outputs[0].name");
-    }
 }

@@ -9,8 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use crate::chaos::engine::{ChaosEngine, Event, Source, Upcoming};
-use crate::chaos::fault::{Effect, FaultKind, Invalid, Keys, Like, Missing, Value};
+use crate::chaos::engine::{ChaosEngine, Event, Upcoming};
+use crate::chaos::fault::{Effect, FaultKind, Invalid, Keys, Like, Missing, Source, Value};
 use crate::error::{ApiError, ErrorBody};
 use crate::health::Phase;
 use crate::http::AppState;

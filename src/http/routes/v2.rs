@@ -7,10 +7,9 @@ use serde::Serialize;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::body::{fast_path_allowed, parse_json, read_body};
+use crate::model::infer_body::decode_infer_request;
 use crate::model::json;
-use crate::model::tensor::{
-    TensorData, TensorLimits, TensorSpec, decode_infer_request, returnable_outputs,
-};
+use crate::model::tensor::{TensorData, TensorLimits, TensorSpec, returnable_outputs};
 
 /// `GET /v2`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
