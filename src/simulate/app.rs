@@ -620,6 +620,7 @@ mod tests {
 
     fn container(env: &[(&str, &str)], image: &str) -> Container {
         Container {
+            field: "spec.containers[0]".into(),
             name: "c".into(),
             image: image.into(),
             argv: Vec::new(),

@@ -4,12 +4,15 @@
 //! ReplicaSet, Deployment and ConfigMap (Services, NetworkPolicies, ...) are passed over.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Probe as K8sProbe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
+
+use super::yaml::{self, Position, Positions};
 
 /// The annotation that names findings a manifest shows on purpose, comma-separated.
 pub const EXPECTED_FINDINGS: &str = "chaos-inference/expected-findings";
@@ -32,12 +35,68 @@ pub mod defaults {
     pub const ROLLING_PERCENT: &str = "25%";
 }
 
-/// Input that cannot be read: where, and what is wrong, on one line.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{origin}: {message}")]
+/// Input that cannot be read: where (file, line and column where the parser knows them, the
+/// document, the field's path) and what is wrong, on one line.
+#[derive(Debug, Clone, PartialEq)]
 pub struct InputError {
-    pub origin: String,
+    pub file: String,
+    pub position: Option<Position>,
+    /// 1 for the first document of the file.
+    pub document: Option<usize>,
+    /// The field's path, e.g. `spec.containers[0].livenessProbe.periodSeconds`.
+    pub field: Option<String>,
     pub message: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(p) = self.position {
+            write!(f, ":{p}")?;
+        }
+        if let Some(d) = self.document {
+            write!(f, ": document {d}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Where a workload comes from: its file, its document and where each of its fields is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub file: String,
+    /// 1 for the first document of the file.
+    pub document: usize,
+    pub positions: Arc<Positions>,
+}
+
+impl Origin {
+    /// An error about `field` (a path from the document's root) of this document.
+    fn error(&self, field: &str, message: impl Into<String>) -> InputError {
+        InputError {
+            file: self.file.clone(),
+            position: self.positions.nearest(field),
+            document: Some(self.document),
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// Where `field` is, or the nearest field above it the document has.
+    pub fn position(&self, field: &str) -> Option<Position> {
+        self.positions.nearest(field)
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: document {}", self.file, self.document)
+    }
 }
 
 /// What kind of workload.
@@ -82,13 +141,16 @@ pub struct Workload {
     pub template: Template,
     /// Findings the manifest shows on purpose (its `chaos-inference/expected-findings`).
     pub expected_findings: Vec<String>,
-    /// File and document number, for messages.
-    pub origin: String,
+    /// File, document and the positions of its fields.
+    pub origin: Origin,
 }
 
 /// A pod template: what every pod of the workload runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
+    /// The path of the pod spec in its document (`spec` of a Pod, `spec.template.spec`
+    /// otherwise).
+    pub field: String,
     pub restart_policy: RestartPolicy,
     pub grace: Duration,
     pub containers: Vec<Container>,
@@ -115,6 +177,8 @@ pub enum EnvValue {
 /// A container, as the simulation sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Container {
+    /// Its path in its document, e.g. `spec.template.spec.containers[0]`.
+    pub field: String,
     pub name: String,
     pub image: String,
     /// `command` then `args`, as given.
@@ -204,88 +268,91 @@ pub struct Input {
     pub ignored: Vec<String>,
 }
 
-/// Reads every document of every source (`origin`, text), then resolves mounted profiles.
+/// Reads every document of every source (file name, text), then resolves mounted profiles.
 pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
     let mut input = Input::default();
     let mut raw_workloads = Vec::new();
-    for (origin, text) in sources {
-        let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| InputError {
-            origin: origin.clone(),
-            message: format!(
-                "not YAML: {}",
-                e.to_string().lines().next().unwrap_or("unreadable")
-            ),
+    for (file, text) in sources {
+        let documents = yaml::documents(text).map_err(|e| InputError {
+            file: file.clone(),
+            position: e.position,
+            document: None,
+            field: None,
+            message: format!("not YAML: {}", e.message),
         })?;
         for (index, document) in documents.into_iter().enumerate() {
-            if document.is_null() {
+            if document.value.is_null() {
                 continue;
             }
-            let at = format!("{origin}: document {}", index + 1);
-            let kind = document["kind"].as_str().unwrap_or("").to_string();
+            let origin = Origin {
+                file: file.clone(),
+                document: index + 1,
+                positions: Arc::new(document.positions),
+            };
+            let kind = document.value["kind"].as_str().unwrap_or("").to_string();
             match kind.as_str() {
-                "Pod" | "ReplicaSet" | "Deployment" => raw_workloads.push((at, kind, document)),
+                "Pod" | "ReplicaSet" | "Deployment" => {
+                    raw_workloads.push((origin, kind, document.value))
+                }
                 "ConfigMap" => {
-                    let map: ConfigMap = typed(&at, document)?;
+                    let map: ConfigMap = typed(&origin, document.value)?;
                     let name = map.metadata.name.unwrap_or_default();
                     input
                         .config_maps
                         .insert(name, map.data.unwrap_or_default().into_iter().collect());
                 }
-                "" => {
-                    return Err(InputError {
-                        origin: at,
-                        message: "kind: required".into(),
-                    });
-                }
+                "" => return Err(origin.error("kind", "required")),
                 other => input.ignored.push(other.to_string()),
             }
         }
     }
-    for (at, kind, document) in raw_workloads {
+    for (origin, kind, document) in raw_workloads {
         let workload = match kind.as_str() {
             "Pod" => {
-                let pod: Pod = typed(&at, document)?;
+                let pod: Pod = typed(&origin, document)?;
                 let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-                let spec = pod.spec.ok_or_else(|| missing(&at, "spec"))?;
+                let spec = pod.spec.ok_or_else(|| origin.error("spec", "required"))?;
                 Workload {
                     kind: Kind::Pod,
-                    name: name_of(&at, pod.metadata.name)?,
+                    name: name_of(&origin, pod.metadata.name)?,
                     replicas: 1,
                     strategy: Strategy::Recreate,
                     min_ready_seconds: 0,
-                    template: template(&at, "spec", spec, &input.config_maps)?,
+                    template: template(&origin, "spec", spec, &input.config_maps)?,
                     expected_findings: expected(&annotations),
-                    origin: at,
+                    origin,
                 }
             }
             "ReplicaSet" => {
-                let rs: ReplicaSet = typed(&at, document)?;
+                let rs: ReplicaSet = typed(&origin, document)?;
                 let annotations = rs.metadata.annotations.clone().unwrap_or_default();
-                let spec = rs.spec.ok_or_else(|| missing(&at, "spec"))?;
+                let spec = rs.spec.ok_or_else(|| origin.error("spec", "required"))?;
                 let pod = spec
                     .template
                     .and_then(|t| t.spec)
-                    .ok_or_else(|| missing(&at, "spec.template.spec"))?;
+                    .ok_or_else(|| origin.error("spec.template.spec", "required"))?;
                 Workload {
                     kind: Kind::ReplicaSet,
-                    name: name_of(&at, rs.metadata.name)?,
-                    replicas: count(&at, "spec.replicas", spec.replicas)?,
+                    name: name_of(&origin, rs.metadata.name)?,
+                    replicas: count(&origin, "spec.replicas", spec.replicas)?,
                     strategy: Strategy::Recreate,
                     min_ready_seconds: u32::try_from(spec.min_ready_seconds.unwrap_or(0))
                         .unwrap_or(0),
-                    template: template(&at, "spec.template.spec", pod, &input.config_maps)?,
+                    template: template(&origin, "spec.template.spec", pod, &input.config_maps)?,
                     expected_findings: expected(&annotations),
-                    origin: at,
+                    origin,
                 }
             }
             _ => {
-                let deployment: Deployment = typed(&at, document)?;
+                let deployment: Deployment = typed(&origin, document)?;
                 let annotations = deployment.metadata.annotations.clone().unwrap_or_default();
-                let spec = deployment.spec.ok_or_else(|| missing(&at, "spec"))?;
+                let spec = deployment
+                    .spec
+                    .ok_or_else(|| origin.error("spec", "required"))?;
                 let pod = spec
                     .template
                     .spec
-                    .ok_or_else(|| missing(&at, "spec.template.spec"))?;
+                    .ok_or_else(|| origin.error("spec.template.spec", "required"))?;
                 let strategy = spec.strategy.unwrap_or_default();
                 let strategy = match strategy.type_.as_deref() {
                     Some("Recreate") => Strategy::Recreate,
@@ -298,24 +365,22 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                         }
                     }
                     Some(other) => {
-                        return Err(InputError {
-                            origin: at,
-                            message: format!(
-                                "spec.strategy.type: expected RollingUpdate or Recreate, got `{other}`"
-                            ),
-                        });
+                        return Err(origin.error(
+                            "spec.strategy.type",
+                            format!("expected RollingUpdate or Recreate, got `{other}`"),
+                        ));
                     }
                 };
                 Workload {
                     kind: Kind::Deployment,
-                    name: name_of(&at, deployment.metadata.name)?,
-                    replicas: count(&at, "spec.replicas", spec.replicas)?,
+                    name: name_of(&origin, deployment.metadata.name)?,
+                    replicas: count(&origin, "spec.replicas", spec.replicas)?,
                     strategy,
                     min_ready_seconds: u32::try_from(spec.min_ready_seconds.unwrap_or(0))
                         .unwrap_or(0),
-                    template: template(&at, "spec.template.spec", pod, &input.config_maps)?,
+                    template: template(&origin, "spec.template.spec", pod, &input.config_maps)?,
                     expected_findings: expected(&annotations),
-                    origin: at,
+                    origin,
                 }
             }
         };
@@ -338,30 +403,25 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
     Ok(input)
 }
 
-fn typed<T: serde::de::DeserializeOwned>(at: &str, document: Value) -> Result<T, InputError> {
-    serde_json::from_value(document).map_err(|e| InputError {
-        origin: at.to_string(),
-        message: e.to_string(),
+/// The document as a typed Kubernetes object; an error names the field that does not fit.
+fn typed<T: serde::de::DeserializeOwned>(
+    origin: &Origin,
+    document: Value,
+) -> Result<T, InputError> {
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let field = e.path().to_string();
+        origin.error(&field, e.inner().to_string())
     })
 }
 
-fn missing(at: &str, field: &str) -> InputError {
-    InputError {
-        origin: at.to_string(),
-        message: format!("{field}: required"),
-    }
-}
-
-fn name_of(at: &str, name: Option<String>) -> Result<String, InputError> {
+fn name_of(origin: &Origin, name: Option<String>) -> Result<String, InputError> {
     name.filter(|n| !n.is_empty())
-        .ok_or_else(|| missing(at, "metadata.name"))
+        .ok_or_else(|| origin.error("metadata.name", "required"))
 }
 
-fn count(at: &str, field: &str, value: Option<i32>) -> Result<u32, InputError> {
-    u32::try_from(value.unwrap_or(defaults::REPLICAS)).map_err(|_| InputError {
-        origin: at.to_string(),
-        message: format!("{field}: expected 0 or more"),
-    })
+fn count(origin: &Origin, field: &str, value: Option<i32>) -> Result<u32, InputError> {
+    u32::try_from(value.unwrap_or(defaults::REPLICAS))
+        .map_err(|_| origin.error(field, "expected 0 or more"))
 }
 
 fn expected(annotations: &BTreeMap<String, String>) -> Vec<String> {
@@ -377,7 +437,7 @@ fn expected(annotations: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 fn template(
-    at: &str,
+    origin: &Origin,
     field: &str,
     spec: PodSpec,
     config_maps: &BTreeMap<String, BTreeMap<String, String>>,
@@ -387,12 +447,10 @@ fn template(
         Some("OnFailure") => RestartPolicy::OnFailure,
         Some("Never") => RestartPolicy::Never,
         Some(other) => {
-            return Err(InputError {
-                origin: at.to_string(),
-                message: format!(
-                    "{field}.restartPolicy: expected Always, OnFailure or Never, got `{other}`"
-                ),
-            });
+            return Err(origin.error(
+                &format!("{field}.restartPolicy"),
+                format!("expected Always, OnFailure or Never, got `{other}`"),
+            ));
         }
     };
     let grace = spec
@@ -402,10 +460,9 @@ fn template(
     let volumes = spec.volumes.unwrap_or_default();
     let mut containers = Vec::new();
     for (i, c) in spec.containers.into_iter().enumerate() {
-        let at_field = |name: &str| format!("{field}.containers[{i}].{name}");
-        let error = |name: &str, message: String| InputError {
-            origin: at.to_string(),
-            message: format!("{}: {message}", at_field(name)),
+        let container_field = format!("{field}.containers[{i}]");
+        let error = |name: &str, message: String| {
+            origin.error(&format!("{container_field}.{name}"), message)
         };
         let ports: Vec<(String, u16)> = c
             .ports
@@ -420,7 +477,12 @@ fn template(
             .collect();
         let probe = |name: &str, probe: Option<K8sProbe>| -> Result<Option<Probe>, InputError> {
             probe
-                .map(|p| read_probe(p, &ports).map_err(|m| error(name, m)))
+                .map(|p| {
+                    read_probe(p, &ports).map_err(|(key, m)| match key {
+                        Some(key) => error(&format!("{name}.{key}"), m),
+                        None => error(name, m),
+                    })
+                })
                 .transpose()
         };
         let env: BTreeMap<String, EnvValue> = c
@@ -469,6 +531,7 @@ fn template(
             _ => None,
         };
         containers.push(Container {
+            field: container_field.clone(),
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             argv: c
@@ -488,6 +551,7 @@ fn template(
         });
     }
     Ok(Template {
+        field: field.to_string(),
         restart_policy,
         grace: Duration::from_secs(grace as u64),
         containers,
@@ -542,25 +606,38 @@ fn mounted_file(
     }
 }
 
-fn read_probe(p: K8sProbe, ports: &[(String, u16)]) -> Result<Probe, String> {
-    let port = |port: &IntOrString| -> Result<u16, String> {
-        match port {
-            IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("port {n} out of range")),
-            IntOrString::String(name) => ports
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, p)| *p)
-                .ok_or_else(|| format!("port `{name}` is not a named port of the container")),
-        }
-    };
+/// A probe with its defaults; an error names the key below the probe that is wrong (`None`:
+/// the probe itself).
+fn read_probe(
+    p: K8sProbe,
+    ports: &[(String, u16)],
+) -> Result<Probe, (Option<&'static str>, String)> {
+    let port =
+        |key: &'static str, port: &IntOrString| -> Result<u16, (Option<&'static str>, String)> {
+            match port {
+                IntOrString::Int(n) => {
+                    u16::try_from(*n).map_err(|_| (Some(key), format!("port {n} out of range")))
+                }
+                IntOrString::String(name) => ports
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, p)| *p)
+                    .ok_or_else(|| {
+                        (
+                            Some(key),
+                            format!("port `{name}` is not a named port of the container"),
+                        )
+                    }),
+            }
+        };
     let handler = if let Some(http) = p.http_get {
         Handler::Http {
             path: http.path.unwrap_or_else(|| "/".into()),
-            port: port(&http.port)?,
+            port: port("httpGet.port", &http.port)?,
         }
     } else if let Some(tcp) = p.tcp_socket {
         Handler::Tcp {
-            port: port(&tcp.port)?,
+            port: port("tcpSocket.port", &tcp.port)?,
         }
     } else if let Some(exec) = p.exec {
         Handler::Exec {
@@ -568,23 +645,31 @@ fn read_probe(p: K8sProbe, ports: &[(String, u16)]) -> Result<Probe, String> {
         }
     } else if let Some(grpc) = p.grpc {
         Handler::Grpc {
-            port: u16::try_from(grpc.port).map_err(|_| "grpc.port out of range".to_string())?,
+            port: u16::try_from(grpc.port)
+                .map_err(|_| (Some("grpc.port"), "out of range".to_string()))?,
             service: grpc.service.unwrap_or_default(),
         }
     } else {
-        return Err("no handler: expected httpGet, tcpSocket, exec or grpc".into());
+        return Err((
+            None,
+            "no handler: expected httpGet, tcpSocket, exec or grpc".into(),
+        ));
     };
-    let positive = |value: Option<i32>, default: i32, name: &str| -> Result<u32, String> {
+    let positive = |value: Option<i32>, default: i32, name: &'static str| {
         let v = value.unwrap_or(default);
         u32::try_from(v)
             .ok()
             .filter(|v| *v >= 1)
-            .ok_or_else(|| format!("{name}: expected 1 or more, got {v}"))
+            .ok_or_else(|| (Some(name), format!("expected 1 or more, got {v}")))
     };
     Ok(Probe {
         handler,
-        initial_delay: u32::try_from(p.initial_delay_seconds.unwrap_or(0))
-            .map_err(|_| "initialDelaySeconds: expected 0 or more".to_string())?,
+        initial_delay: u32::try_from(p.initial_delay_seconds.unwrap_or(0)).map_err(|_| {
+            (
+                Some("initialDelaySeconds"),
+                "expected 0 or more".to_string(),
+            )
+        })?,
         period: positive(p.period_seconds, defaults::PERIOD_SECONDS, "periodSeconds")?,
         timeout: positive(
             p.timeout_seconds,
@@ -753,12 +838,27 @@ mod tests {
     #[test]
     fn bad_input_names_the_document_and_the_field() {
         let e = read_one("kind: Pod\nspec: [\n").unwrap_err();
-        assert!(e.to_string().starts_with("test.yaml: not YAML"), "{e}");
+        assert!(e.to_string().starts_with("test.yaml:"), "{e}");
+        assert!(e.to_string().contains(": not YAML: "), "{e}");
+        assert!(e.position.is_some(), "{e}");
         let e = read_one("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x, readinessProbe: {periodSeconds: 2}}]}\n")
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "test.yaml: document 1: spec.containers[0].readinessProbe: no handler: expected httpGet, tcpSocket, exec or grpc"
+            "test.yaml:4:41: document 1: spec.containers[0].readinessProbe: no handler: expected httpGet, tcpSocket, exec or grpc"
+        );
+        // A value of the wrong type: the file, the line, the document and the field's path.
+        let e = read_one("apiVersion: v1\nkind: Service\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: chaos-inference\n    livenessProbe:\n      httpGet: {path: /livez, port: 8000}\n      periodSeconds: often\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.yaml:13:7: document 2: spec.containers[0].livenessProbe.periodSeconds: invalid type: string \"often\", expected i32"
+        );
+        let e = read_one("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: chaos-inference\n    livenessProbe:\n      tcpSocket: {port: 8000}\n      periodSeconds: 0\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.yaml:10:7: document 1: spec.containers[0].livenessProbe.periodSeconds: expected 1 or more, got 0"
         );
     }
 }

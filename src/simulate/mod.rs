@@ -16,6 +16,7 @@ pub mod findings;
 pub mod kubelet;
 pub mod manifest;
 pub mod render;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -137,9 +137,32 @@ fn exit_codes_say_clean_findings_or_unreadable_input() {
     assert_eq!(code, Some(2));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("broken.yaml: document 1: spec.containers[0].livenessProbe: periodSeconds"),
+        stderr.contains(
+            "broken.yaml:8:21: document 1: spec.containers[0].livenessProbe.periodSeconds: expected 1 or more, got 0"
+        ),
         "{stderr}"
     );
+    // A value of the wrong type: the field's path and line, not only serde's complaint.
+    std::fs::write(
+        &broken,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: chaos-inference:v1\n    livenessProbe:\n      httpGet: {path: /livez, port: 8000}\n      periodSeconds: \"often\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_cli(&["simulate", broken.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "broken.yaml:10:7: document 1: spec.containers[0].livenessProbe.periodSeconds: invalid type: string \"often\", expected i32"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_cli(
+        &["simulate", "--time-scale", "0", broken.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--time-scale"), "{stderr}");
     let (code, _, stderr) = run_cli(&["simulate", "/nonexistent.yaml"], &[]);
     assert_eq!(code, Some(2));
     assert!(
