@@ -5,7 +5,8 @@
    loading to serving, probes and sparklines fill in, and the crash is shown as a lost connection
    (with when the server was last seen). Screenshots of both moments, checked not to be blank.
 2. `liveness-hang`: a hung server goes silent and the page says the connection is lost.
-3. Every built-in profile: the page renders the profile, a phase and the timeline, with no
+3. A seed above 2^53 is shown exactly (JavaScript numbers are not), as `plan --seed` takes it.
+4. Every built-in profile: the page renders the profile, a phase and the timeline, with no
    JavaScript exception and no request to anywhere but the server.
 
     python3 scripts/status_page_browser.py --binary target/release/chaos-inference --out DIR
@@ -190,10 +191,10 @@ def png_colours(data):
     return len(colours), differing / max(total, 1)
 
 
-def serve(binary, profile, time_scale, log):
+def serve(binary, profile, time_scale, log, extra_env=None):
     port = serverctl.free_port()
     env = {"CHAOS_PROFILE": profile, "CHAOS_TIME_SCALE": str(time_scale), "BIND": f"127.0.0.1:{port}",
-           "GRPC_BIND": "127.0.0.1:0", "LOG_FORMAT": "json", "SHUTDOWN_DELAY": "0s"}
+           "GRPC_BIND": "127.0.0.1:0", "LOG_FORMAT": "json", "SHUTDOWN_DELAY": "0s", **(extra_env or {})}
     proc = subprocess.Popen([binary], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while serverctl.status(port, "/livez") == 0:
@@ -204,9 +205,9 @@ def serve(binary, profile, time_scale, log):
 
 
 @contextlib.contextmanager
-def page(browser, binary, profile, time_scale, log):
+def page(browser, binary, profile, time_scale, log, extra_env=None):
     """A server on `profile` and a tab showing its page; both closed afterwards."""
-    proc, port = serve(binary, profile, time_scale, log)
+    proc, port = serve(binary, profile, time_scale, log, extra_env)
     tab = browser.tab()
     try:
         tab.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
@@ -271,6 +272,17 @@ def hang_run(browser, binary, log):
         check("liveness-hang: no JavaScript exception", not tab.exceptions, "; ".join(tab.exceptions))
 
 
+# Above 2^53, where a JavaScript number is no longer exact: 2^53 + 1 reads as 2^53.
+LARGE_SEED = "9007199254740993"
+
+
+def large_seed_run(browser, binary, log):
+    with page(browser, binary, "v2", 1.0, log, {"CHAOS_SEED": LARGE_SEED}) as (proc, port, tab):
+        shown = tab.wait("document.getElementById('seed').textContent.length > 0 && "
+                         "document.getElementById('seed').textContent", 20, "seed")
+        check(f"seed {LARGE_SEED}: shown exactly, as `plan --seed` takes it", shown == LARGE_SEED, str(shown))
+
+
 def every_profile(browser, binary, log):
     for profile in PROFILES:
         with page(browser, binary, profile, 0.2, log) as (proc, port, tab):
@@ -296,6 +308,7 @@ def main():
         with open(out / "servers.log", "wb") as log:
             v2_run(browser, args.binary, out, log)
             hang_run(browser, args.binary, log)
+            large_seed_run(browser, args.binary, log)
             every_profile(browser, args.binary, log)
     finally:
         browser.quit()

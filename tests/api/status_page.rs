@@ -288,3 +288,67 @@ async fn streams_end_on_disconnect_and_on_sigterm() {
     let (status, _) = server.wait_exit(PATIENCE).await;
     assert_eq!(status.code(), Some(0));
 }
+
+/// JavaScript reads JSON numbers as doubles, so a seed above 2^53 would show as another number
+/// (one `plan --seed` gives another timeline for): the seed also travels as a string, which the
+/// page shows. (scripts/status_page_browser.py checks what a real browser shows.)
+#[tokio::test]
+async fn a_seed_above_2_to_the_53_reaches_the_page_exactly() {
+    let large = "9007199254740993";
+    let server = Spawn::default().env("CHAOS_SEED", large).ready().await;
+    let chaos = server.get_json("/chaos").await;
+    assert_eq!(chaos["seed_str"], large);
+    assert_eq!(chaos["seed"].as_u64(), Some(9_007_199_254_740_993));
+    let mut events = Events::open(&server).await;
+    let (name, status) = events.next(PATIENCE).await.unwrap();
+    assert_eq!(name, "status");
+    assert_eq!(status["seed_str"], large);
+    let html = get_with_accept(&server, Some(CHROMIUM_ACCEPT))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("status.seed_str"), "the page shows seed_str");
+}
+
+/// The document describes each event of the stream (OpenAPI 3.2's `itemSchema`), its `data`
+/// JSON text with the event's schema, so a standard validator (schemathesis, in
+/// scripts/schema-fuzz.sh) checks every event; the events sent are the ones described.
+#[tokio::test]
+async fn the_openapi_document_describes_every_event_of_the_stream() {
+    let server = Spawn::default().ready().await;
+    let doc = server.get_json("/openapi.json").await;
+    let media =
+        &doc["paths"]["/chaos/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert!(
+        media.get("schema").is_none(),
+        "no schema for the whole stream: {media}"
+    );
+    let described: Vec<(String, String)> = media["itemSchema"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            let data = &event["properties"]["data"];
+            assert_eq!(data["contentMediaType"], "application/json");
+            (
+                event["properties"]["event"]["const"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                data["contentSchema"]["$ref"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = described.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["status", "phase", "fault", "stats"]);
+    for (_, schema) in &described {
+        let name = schema.trim_start_matches("#/components/schemas/");
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{schema}");
+    }
+    let mut events = Events::open(&server).await;
+    for _ in 0..2 {
+        let (name, _) = events.next(PATIENCE).await.unwrap();
+        assert!(names.contains(&name.as_str()), "{name} is not described");
+    }
+}

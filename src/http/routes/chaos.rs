@@ -96,6 +96,9 @@ pub struct ChaosStatus {
     pub profile: String,
     pub description: String,
     pub seed: u64,
+    /// The seed in decimal, exact for every JSON reader: JavaScript reads `seed` as a double,
+    /// which changes seeds above 2^53 (a number `plan --seed` would give another timeline for).
+    pub seed_str: String,
     pub time_scale: f64,
     pub phase: Phase,
     pub uptime_ms: u64,
@@ -133,6 +136,7 @@ impl ChaosStatus {
             profile: plan.profile.clone(),
             description: plan.description.clone(),
             seed: plan.seed,
+            seed_str: plan.seed.to_string(),
             time_scale: plan.time_scale,
             phase: snapshot.phase,
             uptime_ms: ms(snapshot.uptime),

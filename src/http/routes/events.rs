@@ -69,8 +69,47 @@ pub struct StatsEvent {
     pub sample: Option<Sample>,
 }
 
+/// The events of the stream: the one list the feed and the OpenAPI document read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Status,
+    Phase,
+    Fault,
+    Stats,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Status,
+        EventKind::Phase,
+        EventKind::Fault,
+        EventKind::Stats,
+    ];
+
+    /// The SSE event name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Status => "status",
+            EventKind::Phase => "phase",
+            EventKind::Fault => "fault",
+            EventKind::Stats => "stats",
+        }
+    }
+
+    /// The component schema of its `data`.
+    pub fn schema(self) -> &'static str {
+        match self {
+            EventKind::Status => "PageStatus",
+            EventKind::Phase => "PhaseEvent",
+            EventKind::Fault => "FaultEvent",
+            EventKind::Stats => "StatsEvent",
+        }
+    }
+}
+
 /// One SSE frame: `event: NAME` and one `data:` line of JSON.
-fn frame(name: &str, data: &impl Serialize) -> Bytes {
+fn frame(kind: EventKind, data: &impl Serialize) -> Bytes {
+    let name = kind.name();
     // The payloads are plain structs of strings and numbers: serialising cannot fail.
     let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
@@ -114,7 +153,7 @@ impl Feed {
             ticks,
             phase: page.chaos.phase,
             events_seen,
-            queue: VecDeque::from([frame("status", &page)]),
+            queue: VecDeque::from([frame(EventKind::Status, &page)]),
             ended: false,
             _open: GaugeGuard::enter(&state.metrics.event_streams),
         }
@@ -134,7 +173,7 @@ impl Feed {
             for event in events {
                 let event = PastEvent::from(event);
                 self.queue.push_back(frame(
-                    "fault",
+                    EventKind::Fault,
                     &FaultEvent {
                         event,
                         next: status.next.clone(),
@@ -146,7 +185,7 @@ impl Feed {
         if phase != self.phase {
             self.phase = phase;
             self.queue.push_back(frame(
-                "phase",
+                EventKind::Phase,
                 &PhaseEvent {
                     phase,
                     at_ms: self.uptime_ms(),
@@ -161,7 +200,7 @@ impl Feed {
 
     fn stats_frame(&self) -> Bytes {
         frame(
-            "stats",
+            EventKind::Stats,
             &StatsEvent {
                 uptime_ms: self.uptime_ms(),
                 phase: self.health.phase(),

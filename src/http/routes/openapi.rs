@@ -8,6 +8,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::chaos::{ActionResult, ChaosStatus, NextEvent, PastEvent, actions};
+use super::events::EventKind;
 use crate::error::{ApiError, ErrorBody};
 use crate::health::Phase;
 use crate::http::{AppState, Limits};
@@ -91,6 +92,7 @@ pub fn document(model: &ServedModel, limits: &Limits) -> Value {
         body["schema"] = json!({"$ref": "#/components/schemas/InferRequest"});
         body["example"] = infer_example(&model.inputs);
     }
+    paths["/chaos/events"]["get"]["responses"]["200"]["content"] = event_stream();
     if let Value::Object(paths) = paths {
         for item in paths.values_mut() {
             for operation in item
@@ -114,6 +116,30 @@ pub fn document(model: &ServedModel, limits: &Limits) -> Value {
         }
     }
     doc
+}
+
+/// The event stream as OpenAPI 3.2 describes one (`itemSchema`: the schema of each event, not
+/// of the whole stream): an event's `data` is JSON text whose parsed value has the event's
+/// schema (`contentMediaType`, `contentSchema`), so a standard validator checks every event.
+fn event_stream() -> Value {
+    let events: Vec<Value> = EventKind::ALL
+        .iter()
+        .map(|kind| {
+            json!({
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"const": kind.name()},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": format!("#/components/schemas/{}", kind.schema())},
+                    },
+                },
+            })
+        })
+        .collect();
+    json!({"text/event-stream": {"itemSchema": {"oneOf": events}}})
 }
 
 /// One record of `/predict`: every feature required, each with its type and allowed values.
