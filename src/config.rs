@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_BATCH_ROWS: u32 = 1024;
 pub const DEFAULT_MAX_TENSOR_ELEMENTS: u32 = 1 << 20;
 pub const DEFAULT_MAX_JSON_DEPTH: u32 = 32;
 
+/// The model name in the V2 routes unless `MODEL_NAME` says otherwise.
+pub const DEFAULT_MODEL_NAME: &str = "heart-disease";
+
 /// Settings of `chaos-inference serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -42,7 +45,7 @@ pub struct ServeArgs {
         long,
         env = "MODEL_NAME",
         value_name = "MODEL_NAME",
-        default_value = "heart-disease"
+        default_value = DEFAULT_MODEL_NAME
     )]
     pub model_name: String,
 

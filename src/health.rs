@@ -58,6 +58,49 @@ impl Phase {
     }
 }
 
+/// The switches as plain values at one moment: what the probe rules read. The server takes
+/// them from [`Health`]; `simulate` from an application's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Switches {
+    pub loaded: bool,
+    pub live_while_loading: bool,
+    pub unhealthy: bool,
+    pub unready: bool,
+    pub draining: bool,
+}
+
+/// What a probe route checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Check {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+impl Check {
+    /// Whether the check passes: the one rule the probe routes, gRPC health and `simulate`
+    /// follow.
+    pub fn passes(self, s: &Switches) -> bool {
+        match self {
+            Check::Liveness => (s.loaded || s.live_while_loading) && !s.unhealthy,
+            Check::Readiness => s.loaded && !s.unready && !s.draining,
+            Check::Startup => s.loaded,
+        }
+    }
+
+    /// The HTTP status its route answers: 200, or 503 (500 for liveness failing once the model
+    /// has loaded: an unhealthy fault, not a load).
+    pub fn status(self, s: &Switches) -> u16 {
+        if self.passes(s) {
+            200
+        } else if self == Check::Liveness && s.loaded {
+            500
+        } else {
+            503
+        }
+    }
+}
+
 /// The switches behind the probe routes.
 pub struct Health {
     listening: AtomicBool,
@@ -103,29 +146,45 @@ impl Health {
         self.loaded.load(Ordering::SeqCst)
     }
 
+    /// The switches now.
+    pub fn switches(&self) -> Switches {
+        Switches {
+            loaded: self.started(),
+            live_while_loading: self.live_while_loading.load(Ordering::SeqCst),
+            unhealthy: !lock(&self.unhealthy).is_empty(),
+            unready: !lock(&self.unready).is_empty(),
+            draining: self.draining.load(Ordering::SeqCst),
+        }
+    }
+
+    /// `Ok` when `check` passes, else why not.
+    pub fn check(&self, check: Check) -> Result<(), String> {
+        self.check_at(check, &self.switches())
+    }
+
+    /// `Ok` when `check` passes with `switches` (taken once by a caller that also needs the
+    /// status), else why not.
+    pub fn check_at(&self, check: Check, switches: &Switches) -> Result<(), String> {
+        if check.passes(switches) {
+            return Ok(());
+        }
+        let reason = match check {
+            Check::Readiness if switches.draining => Some("shutting down".to_string()),
+            Check::Readiness if switches.loaded => lock(&self.unready).values().next().cloned(),
+            Check::Liveness if switches.unhealthy => lock(&self.unhealthy).values().next().cloned(),
+            _ => None,
+        };
+        Err(reason.unwrap_or_else(|| "model is loading".into()))
+    }
+
     /// `Ok` when ready for traffic, else why not.
     pub fn readiness(&self) -> Result<(), String> {
-        if self.draining.load(Ordering::SeqCst) {
-            return Err("shutting down".into());
-        }
-        if !self.started() {
-            return Err("model is loading".into());
-        }
-        match lock(&self.unready).values().next() {
-            Some(reason) => Err(reason.clone()),
-            None => Ok(()),
-        }
+        self.check(Check::Readiness)
     }
 
     /// `Ok` when alive, else why not.
     pub fn liveness(&self) -> Result<(), String> {
-        if !self.started() && !self.live_while_loading.load(Ordering::SeqCst) {
-            return Err("model is loading".into());
-        }
-        match lock(&self.unhealthy).values().next() {
-            Some(reason) => Err(reason.clone()),
-            None => Ok(()),
-        }
+        self.check(Check::Liveness)
     }
 
     /// True while a hang fault holds the server.

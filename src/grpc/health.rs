@@ -11,6 +11,7 @@ use tonic_health::pb::health_server::Health;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use super::{GrpcState, INFERENCE_SERVICE};
+use crate::health::Check;
 
 /// The health service.
 pub struct HealthService {
@@ -23,13 +24,15 @@ impl HealthService {
     }
 }
 
+/// The health services and the check each follows: what `Check` answers and `simulate`
+/// predicts for a `grpc:` probe.
+pub const SERVICES: [(&str, Check); 2] =
+    [("", Check::Liveness), (INFERENCE_SERVICE, Check::Readiness)];
+
 /// The status of `service` now; `None` for a service this server does not have.
 fn status(state: &GrpcState, service: &str) -> Option<ServingStatus> {
-    let ok = match service {
-        "" => state.health.liveness().is_ok(),
-        INFERENCE_SERVICE => state.health.readiness().is_ok(),
-        _ => return None,
-    };
+    let (_, check) = SERVICES.iter().find(|(name, _)| *name == service)?;
+    let ok = state.health.check(*check).is_ok();
     Some(if ok {
         ServingStatus::Serving
     } else {

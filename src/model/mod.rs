@@ -83,6 +83,9 @@ pub struct LoadOptions {
     pub inline: InlinePolicy,
 }
 
+/// The version a model whose file gives none (or 0) is served as: the built-in model's.
+pub const UNVERSIONED: &str = "1";
+
 /// A loaded, warmed-up model ready to serve.
 #[derive(Clone)]
 pub struct ServedModel {
@@ -142,7 +145,7 @@ impl ServedModel {
         let version = metadata
             .version()
             .filter(|v| *v > 0)
-            .map_or_else(|| "1".to_string(), |v| v.to_string());
+            .map_or_else(|| UNVERSIONED.to_string(), |v| v.to_string());
         let embedded = metadata.custom(SCHEMA_METADATA_KEY);
         drop(metadata);
         let schema = match (embedded, &source.sidecar_schema) {

@@ -13,7 +13,10 @@ use crate::chaos::overrides::ChaosArgs;
 use crate::chaos::plan::Plan;
 use crate::chaos::profile::Profile;
 use crate::chaos::seed;
-use crate::config::parse_duration;
+use crate::config::{DEFAULT_MODEL_NAME, parse_duration};
+use crate::grpc::health as grpc_health;
+use crate::health::Switches;
+use crate::http::routes::{self, Answers};
 
 /// Resident memory of an idle server, the base a leak grows from: 38 MiB measured on this
 /// project's reference machine (2 HTTP and 2 inference workers, the built-in model), with room
@@ -28,6 +31,8 @@ const OOM_RATE_MIB_PER_SECOND: f64 = 2048.0;
 const HTTP_PORT: u16 = 8000;
 /// The gRPC port unless `GRPC_BIND` says otherwise.
 const GRPC_PORT: u16 = 8001;
+/// The built-in model's version: its file carries none.
+const BUILT_IN_MODEL_VERSION: &str = crate::model::UNVERSIONED;
 
 /// The profile an image runs when the container sets no `CHAOS_PROFILE`: what the Dockerfile's
 /// targets set (`v2` for the `v2` tag, `none` otherwise).
@@ -58,6 +63,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub http_port: u16,
     pub grpc_port: Option<u16>,
+    pub model_name: String,
+    pub model_version: Option<String>,
     /// The CHAOS_* overrides, to apply to the profile.
     chaos: Option<ChaosArgs>,
 }
@@ -78,6 +85,11 @@ impl Settings {
             drain_timeout: Duration::from_secs(10),
             http_port: HTTP_PORT,
             grpc_port: Some(GRPC_PORT),
+            model_name: env("MODEL_NAME").unwrap_or_else(|| DEFAULT_MODEL_NAME.into()),
+            model_version: match container.env.get("MODEL_PATH") {
+                None => Some(BUILT_IN_MODEL_VERSION.into()),
+                Some(_) => None,
+            },
             chaos: None,
         };
         let result = (|| -> Result<Profile, String> {
@@ -253,6 +265,11 @@ pub struct Life {
     pub leak_oom: Option<Duration>,
     pub http_port: u16,
     pub grpc_port: Option<u16>,
+    /// The model name the V2 routes answer to (`MODEL_NAME`).
+    pub model_name: String,
+    /// The served model's version: `1` for the built-in model, unknown (`None`) for a model of
+    /// the user's (`MODEL_PATH`), whose version only its file says.
+    pub model_version: Option<String>,
 }
 
 /// What a probe gets.
@@ -286,6 +303,8 @@ impl Life {
             leak_oom: None,
             http_port: HTTP_PORT,
             grpc_port: Some(GRPC_PORT),
+            model_name: DEFAULT_MODEL_NAME.into(),
+            model_version: Some(BUILT_IN_MODEL_VERSION.into()),
         }
     }
 
@@ -315,6 +334,8 @@ impl Life {
             leak_oom: None,
             http_port: settings.http_port,
             grpc_port: settings.grpc_port,
+            model_name: settings.model_name.clone(),
+            model_version: settings.model_version.clone(),
         };
         let mut exits: Vec<(Duration, Exit)> = Vec::new();
         let mut leaked = 0.0f64;
@@ -469,14 +490,10 @@ impl Life {
                 if hung {
                     return Outcome::Timeout;
                 }
-                let serving = match service.as_str() {
-                    "" => self.route_status("/livez", t, loading, draining) == 200,
-                    INFERENCE_SERVICE => self.route_status("/readyz", t, loading, draining) == 200,
-                    other => {
-                        return Outcome::Failure(format!(
-                            "rpc error: code = NotFound desc = unknown service {other}"
-                        ));
-                    }
+                let Some(serving) = self.grpc_serving(service, t, loading, draining) else {
+                    return Outcome::Failure(format!(
+                        "rpc error: code = NotFound desc = unknown service {service}"
+                    ));
                 };
                 if serving {
                     Outcome::Success
@@ -508,46 +525,62 @@ impl Life {
         }
     }
 
-    /// The status the server answers `GET path` with.
+    /// The status the server answers `GET path` with: the server's own route table and
+    /// health rules, read at this moment of the run.
     fn route_status(&self, path: &str, t: Duration, loading: bool, draining: bool) -> u16 {
-        let in_window = |windows: &[Window]| windows.iter().any(|w| w.holds(t));
-        match path {
-            "/livez" | "/healthz" | "/v2/health/live" => {
-                if loading && !self.live_while_loading {
-                    503
-                } else if in_window(&self.unhealthy) {
-                    500
-                } else {
-                    200
-                }
-            }
-            "/readyz" | "/v2/health/ready" => {
-                if loading || draining || in_window(&self.unready) {
-                    503
-                } else {
-                    200
-                }
-            }
-            "/startupz" | "/model" | "/openapi.json" => {
-                if loading {
-                    503
-                } else {
-                    200
-                }
-            }
-            "/v2" | "/metrics" | "/chaos" | "/" => 200,
-            p if p.starts_with("/v2/models/") && !p.ends_with("/infer") => {
-                if loading {
-                    503
-                } else {
-                    200
-                }
-            }
+        let Some((route, named)) = routes::route_of(path) else {
+            return 404;
+        };
+        match route.answers {
+            Answers::Check(check) => check.status(&self.switches(t, loading, draining)),
+            Answers::Always => 200,
             // Prediction routes take POST: a probe's GET gets 405.
-            "/predict" => 405,
-            p if p.ends_with("/infer") => 405,
-            _ => 404,
+            Answers::PostOnly => 405,
+            Answers::ModelLoaded => {
+                // As the server checks: the name first, then that the model is loaded, then
+                // the version (unknown for a model of the user's, which any version matches).
+                if named.name.is_some_and(|n| n != self.model_name) {
+                    404
+                } else if loading {
+                    503
+                } else if named
+                    .version
+                    .zip(self.model_version.as_deref())
+                    .is_some_and(|(asked, served)| asked != served)
+                {
+                    404
+                } else {
+                    200
+                }
+            }
         }
+    }
+
+    /// The health switches at `t`, as the server would hold them.
+    fn switches(&self, t: Duration, loading: bool, draining: bool) -> Switches {
+        let in_window = |windows: &[Window]| windows.iter().any(|w| w.holds(t));
+        Switches {
+            loaded: !loading,
+            live_while_loading: self.live_while_loading,
+            unhealthy: in_window(&self.unhealthy),
+            unready: in_window(&self.unready),
+            draining,
+        }
+    }
+
+    /// Whether the gRPC health service answers SERVING at `t`; `None` for a service the
+    /// server does not have.
+    fn grpc_serving(
+        &self,
+        service: &str,
+        t: Duration,
+        loading: bool,
+        draining: bool,
+    ) -> Option<bool> {
+        let (_, check) = grpc_health::SERVICES
+            .iter()
+            .find(|(name, _)| *name == service)?;
+        Some(check.passes(&self.switches(t, loading, draining)))
     }
 
     /// When liveness first fails in a run: from the start when the port is closed or the
@@ -702,6 +735,42 @@ mod tests {
             "{}",
             exit.message
         );
+    }
+
+    #[test]
+    fn routes_answer_by_the_servers_own_table() {
+        let settings = Settings::of(
+            &container(&[("MODEL_NAME", "heart")], "chaos-inference:v2"),
+            Some("p"),
+            &Overrides::default(),
+        );
+        let plan = settings.plan(settings.seed.unwrap()).unwrap();
+        let life = Life::of(
+            &plan,
+            &settings,
+            None,
+            WORKING_SET.0,
+            Duration::from_secs(60),
+        );
+        let (loading, serving) = (Duration::ZERO, life.loaded);
+        let status = |path: &str, t| life.route_status(path, t, t < life.loaded, false);
+        // Another model's name is not this server's: 404 at once, not 503 then 200.
+        assert_eq!(status("/v2/models/heart-disease/ready", serving), 404);
+        assert_eq!(status("/v2/models/heart/ready", loading), 503);
+        assert_eq!(status("/v2/models/heart/ready", serving), 200);
+        assert_eq!(status("/v2/models/heart/versions/1/ready", serving), 200);
+        assert_eq!(status("/v2/models/heart/versions/2/ready", serving), 404);
+        // The event stream answers 200 from the start.
+        assert_eq!(status("/chaos/events", loading), 200);
+        assert_eq!(status("/v2/models/heart/infer", serving), 405);
+        assert_eq!(status("/livez/", serving), 404);
+        // gRPC health follows the same checks.
+        assert_eq!(life.grpc_serving("", loading, true, false), Some(true));
+        assert_eq!(
+            life.grpc_serving(INFERENCE_SERVICE, loading, true, false),
+            Some(false)
+        );
+        assert_eq!(life.grpc_serving("other", serving, false, false), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use crate::health::{Health, Phase};
+use crate::health::{Check, Health, Phase};
 use crate::http::AppState;
 use actix_web::http::StatusCode;
 
@@ -18,39 +18,24 @@ pub struct ProbeCodes {
 
 impl ProbeCodes {
     pub fn of(health: &Health) -> Self {
-        let code = |(ok, failure): (Result<(), String>, StatusCode)| match ok {
-            Ok(()) => 200,
-            Err(_) => failure.as_u16(),
-        };
+        let switches = health.switches();
         ProbeCodes {
-            livez: code(liveness(health)),
-            readyz: code(readiness(health)),
-            startupz: code(startup(health)),
+            livez: Check::Liveness.status(&switches),
+            readyz: Check::Readiness.status(&switches),
+            startupz: Check::Startup.status(&switches),
         }
     }
 }
 
-/// Liveness and the status it fails with: 500 for an unhealthy fault, 503 while loading.
-fn liveness(health: &Health) -> (Result<(), String>, StatusCode) {
-    let failure = if health.started() {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (health.liveness(), failure)
-}
-
-fn readiness(health: &Health) -> (Result<(), String>, StatusCode) {
-    (health.readiness(), StatusCode::SERVICE_UNAVAILABLE)
-}
-
-fn startup(health: &Health) -> (Result<(), String>, StatusCode) {
-    let started = if health.started() {
-        Ok(())
-    } else {
-        Err("model is loading".to_string())
-    };
-    (started, StatusCode::SERVICE_UNAVAILABLE)
+/// The answer of a probe route: the check's status (one rule, in `health.rs`) and why.
+fn probe(health: &Health, check: Check) -> HttpResponse {
+    let switches = health.switches();
+    let status = check.status(&switches);
+    answer(
+        health.check_at(check, &switches),
+        StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        health.phase(),
+    )
 }
 
 /// Body of every probe route.
@@ -61,7 +46,7 @@ pub struct ProbeStatus {
     pub phase: Phase,
 }
 
-fn answer((ok, failure): (Result<(), String>, StatusCode), phase: Phase) -> HttpResponse {
+fn answer(ok: Result<(), String>, failure: StatusCode, phase: Phase) -> HttpResponse {
     match ok {
         Ok(()) => HttpResponse::Ok().json(ProbeStatus {
             status: "ok".into(),
@@ -82,7 +67,7 @@ fn answer((ok, failure): (Result<(), String>, StatusCode), phase: Phase) -> Http
     responses((status = 200, body = ProbeStatus), (status = 500, body = ProbeStatus, description = "an unhealthy fault is active"),
         (status = 503, body = ProbeStatus, description = "still loading, with a profile that is not live while loading")))]
 pub async fn livez(state: web::Data<AppState>) -> HttpResponse {
-    answer(liveness(&state.health), state.health.phase())
+    probe(&state.health, Check::Liveness)
 }
 
 /// Liveness under its older name (same as `/livez`).
@@ -97,12 +82,12 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses((status = 200, body = ProbeStatus), (status = 503, body = ProbeStatus)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    answer(readiness(&state.health), state.health.phase())
+    probe(&state.health, Check::Readiness)
 }
 
 /// Startup: 200 once the model has loaded for the first time.
 #[utoipa::path(get, path = "/startupz", tag = "probes",
     responses((status = 200, body = ProbeStatus), (status = 503, body = ProbeStatus)))]
 pub async fn startupz(state: web::Data<AppState>) -> HttpResponse {
-    answer(startup(&state.health), state.health.phase())
+    probe(&state.health, Check::Startup)
 }
