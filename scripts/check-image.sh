@@ -16,6 +16,10 @@ export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
 repo="${IMAGE_REPO:-localhost/chaos-inference}"
 limit_bytes=80000000
 podman=(podman --cgroup-manager=cgroupfs --events-backend=file)
+# runc where it is installed: crun refuses to start any container on a host with hybrid cgroups
+# whose cgroup2 hierarchy holds a controller ("cgroups in hybrid mode not supported"), which
+# some machines have; runc runs there and everywhere else.
+if command -v runc >/dev/null; then podman+=(--runtime runc); fi
 # Run options for every container: file and process limits within the machine's own (podman's
 # defaults ask for more than a sandbox without CAP_SYS_RESOURCE may set), and the HEALTHCHECK
 # kept but not put on a systemd timer (there may be no systemd); `podman healthcheck run` runs it.
