@@ -200,21 +200,42 @@ fn chaos_args(
     })
 }
 
+/// The reason a container's terminated state gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ending {
+    Completed,
+    Error,
+    OOMKilled,
+}
+
+impl Ending {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Completed => "Completed",
+            Ending::Error => "Error",
+            Ending::OOMKilled => "OOMKilled",
+        }
+    }
+}
+
 /// How a run of the container ends by itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exit {
     pub code: i32,
-    /// `Completed`, `Error` or `OOMKilled`, as the container's terminated state says.
-    pub reason: &'static str,
+    pub ending: Ending,
     /// The termination message, when the server writes one.
     pub message: String,
 }
 
 impl Exit {
-    fn code(code: i32, message: String) -> Exit {
+    pub fn code(code: i32, message: String) -> Exit {
         Exit {
             code,
-            reason: if code == 0 { "Completed" } else { "Error" },
+            ending: if code == 0 {
+                Ending::Completed
+            } else {
+                Ending::Error
+            },
             message,
         }
     }
@@ -222,20 +243,20 @@ impl Exit {
     fn oom() -> Exit {
         Exit {
             code: 137,
-            reason: "OOMKilled",
+            ending: Ending::OOMKilled,
             message: String::new(),
         }
     }
 }
 
-/// A window of time since the container started; `end` `None` lasts to the end of the run.
+/// An interval of time since the container started; `end` `None` lasts to the end of the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Window {
+pub struct Interval {
     pub start: Duration,
     pub end: Option<Duration>,
 }
 
-impl Window {
+impl Interval {
     fn holds(&self, t: Duration) -> bool {
         t >= self.start && self.end.is_none_or(|end| t < end)
     }
@@ -250,8 +271,8 @@ pub struct Life {
     /// The model is loaded: startup and readiness pass.
     pub loaded: Duration,
     pub live_while_loading: bool,
-    pub unhealthy: Vec<Window>,
-    pub unready: Vec<Window>,
+    pub unhealthy: Vec<Interval>,
+    pub unready: Vec<Interval>,
     pub hang: Option<Duration>,
     /// An exit of its own (crash, OOM kill, bad configuration), first of all.
     pub exit: Option<(Duration, Exit)>,
@@ -354,7 +375,7 @@ impl Life {
                 if !o.happens {
                     continue;
                 }
-                let window = Window {
+                let interval = Interval {
                     start,
                     end: o.end.map(|e| base + e),
                 };
@@ -388,8 +409,8 @@ impl Life {
                         }
                     }
                     Effect::Hang => life.hang = Some(life.hang.map_or(start, |h| h.min(start))),
-                    Effect::Unhealthy => life.unhealthy.push(window),
-                    Effect::Unready => life.unready.push(window),
+                    Effect::Unhealthy => life.unhealthy.push(interval),
+                    Effect::Unready => life.unready.push(interval),
                     Effect::Latency(distribution) => {
                         let p99 = match distribution {
                             LatencyDistribution::Uniform { delay } => delay.high,
@@ -408,7 +429,7 @@ impl Life {
                         let Some(limit) = memory_limit else { continue };
                         let room = limit.saturating_sub(working_set) as f64 / f64::from(1 << 20);
                         let cap = max_mib.unwrap_or(f64::INFINITY);
-                        let lasts = window
+                        let lasts = interval
                             .end
                             .map_or(f64::INFINITY, |e| (e - start).as_secs_f64());
                         let grows = (cap - leaked).max(0.0).min(lasts * mib_per_second);
@@ -558,7 +579,7 @@ impl Life {
 
     /// The health switches at `t`, as the server would hold them.
     fn switches(&self, t: Duration, loading: bool, draining: bool) -> Switches {
-        let in_window = |windows: &[Window]| windows.iter().any(|w| w.holds(t));
+        let in_window = |intervals: &[Interval]| intervals.iter().any(|w| w.holds(t));
         Switches {
             loaded: !loading,
             live_while_loading: self.live_while_loading,
@@ -729,7 +750,7 @@ mod tests {
         assert_eq!(life.probe(&http("/readyz"), ready, None), Outcome::Success);
         let (at, exit) = life.exit.clone().unwrap();
         assert_eq!(at, ready + plan.schedules[0].first);
-        assert_eq!((exit.code, exit.reason), (1, "Error"));
+        assert_eq!((exit.code, exit.ending), (1, Ending::Error));
         assert!(
             exit.message.starts_with("v2: crash (exit code 1) after "),
             "{}",
@@ -780,7 +801,7 @@ mod tests {
         life.shutdown_delay = Duration::from_secs(5);
         let grace = Duration::from_secs(30);
         let t = Duration::from_secs(100);
-        assert_eq!(life.sigterm(t, grace).1.reason, "Completed");
+        assert_eq!(life.sigterm(t, grace).1.ending, Ending::Completed);
         life.ignore_sigterm = true;
         assert_eq!(
             life.sigterm(t, grace),
@@ -804,7 +825,7 @@ mod tests {
             Duration::from_secs(600),
         );
         let (at, exit) = life.exit.unwrap();
-        assert_eq!(exit.reason, "OOMKilled");
+        assert_eq!(exit.ending, Ending::OOMKilled);
         // 5 s after ready, then 90 MiB at 10 MiB/s.
         let expected = life.loaded + Duration::from_secs(5) + Duration::from_secs(9);
         assert!(at.abs_diff(expected) < Duration::from_millis(10), "{at:?}");

@@ -15,7 +15,7 @@ use super::manifest::{Strategy, scaled};
 
 /// A ReplicaSet as the Deployment controller sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
+pub struct SetState {
     /// `spec.replicas`.
     pub spec: u32,
     /// Pods available (Ready for `minReadySeconds`, not being deleted).
@@ -50,8 +50,8 @@ pub fn rolling_sync(
     replicas: u32,
     surge: u32,
     unavailable: u32,
-    new: &mut Counts,
-    old: &mut [Counts],
+    new: &mut SetState,
+    old: &mut [SetState],
 ) -> bool {
     // NewRSNewReplicas.
     let total: u32 = new.spec + old.iter().map(|r| r.spec).sum::<u32>();
@@ -112,8 +112,8 @@ pub fn rolling_sync(
 /// set to `replicas`.
 pub fn recreate_sync(
     replicas: u32,
-    new: &mut Counts,
-    old: &mut [Counts],
+    new: &mut SetState,
+    old: &mut [SetState],
     old_pods_left: u32,
 ) -> bool {
     let mut changed = false;
@@ -177,8 +177,8 @@ mod tests {
         }
     }
 
-    fn c(spec: u32, available: u32) -> Counts {
-        Counts {
+    fn c(spec: u32, available: u32) -> SetState {
+        SetState {
             spec,
             available,
             active: spec,

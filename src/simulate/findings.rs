@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::app::{INFERENCE_SERVICE, Life, Overrides, Settings, WORKING_SET, checks_readiness};
 use super::cluster::{Action, Cluster, Scenario, Step, Trace, When};
-use super::kubelet::{Ms, ProbeKind, Seen};
+use super::kubelet::{Ms, ProbeKind, Reason, Seen};
 use super::manifest::{Container, Handler, Input, Kind, Workload};
 use super::{Options, PodReport, rollout_run};
 use crate::chaos::duration::show;
@@ -32,101 +32,104 @@ impl Severity {
     }
 }
 
-/// Every rule, with its severity and what it checks: the one list the annotations, the docs
-/// and the findings read.
-pub const RULES: &[(&str, Severity, &str)] = &[
-    (
-        "profile-unavailable",
-        Severity::Error,
-        "the container's profile cannot be loaded: the server exits with code 2 at every start",
-    ),
-    (
-        "probe-port-closed",
-        Severity::Error,
-        "a probe dials a port (or protocol) the server does not listen on: it never passes",
-    ),
-    (
-        "liveness-kills-during-load",
-        Severity::Error,
-        "the liveness probe kills the container before the model has loaded",
-    ),
-    (
-        "startup-budget-too-short",
-        Severity::Error,
-        "the startup probe gives up before the model has loaded",
-    ),
-    (
-        "readiness-never-passes",
-        Severity::Error,
-        "the pod never becomes Ready within the horizon",
-    ),
-    (
-        "rollout-zero-ready",
-        Severity::Error,
-        "the Deployment's next rollout leaves no Ready pod for a while",
-    ),
-    (
-        "memory-below-working-set",
-        Severity::Error,
-        "the memory limit is below what the server needs to run",
-    ),
-    (
-        "leak-oom",
-        Severity::Warning,
-        "a leak reaches the memory limit: OOMKilled",
-    ),
-    (
-        "probe-timeout-below-latency",
-        Severity::Warning,
-        "a probe calls a route whose injected latency exceeds its timeout",
-    ),
-    (
-        "liveness-same-as-readiness",
-        Severity::Warning,
-        "liveness calls a readiness check (or the same check as readiness): a readiness failure restarts",
-    ),
-    (
-        "grace-shorter-than-drain",
-        Severity::Warning,
-        "terminationGracePeriodSeconds is shorter than SHUTDOWN_DELAY + DRAIN_TIMEOUT",
-    ),
-    (
-        "cpu-limit-pinned",
-        Severity::Warning,
-        "a burn fault keeps the CPU limit busy: throttled",
-    ),
-    (
-        "ready-before-loaded",
-        Severity::Warning,
-        "no readiness probe: Ready, and sent traffic, while the model loads",
-    ),
-    (
-        "unready-window-missed",
-        Severity::Warning,
-        "the readiness probe is too slow to notice an unready window",
-    ),
-    (
-        "no-liveness-for-hang",
-        Severity::Warning,
-        "the profile hangs or fails liveness, and no liveness probe restarts it",
-    ),
-    (
-        "exec-not-modelled",
-        Severity::Info,
-        "an exec probe runs a command whose result cannot be predicted",
-    ),
-    (
-        "expected-finding-missing",
-        Severity::Error,
-        "the manifest's expected-findings annotation names a finding that does not appear",
-    ),
-];
+/// Declares [`Rule`] from one list: each rule's id, severity and what it checks, which the
+/// annotations, the docs and the findings all read.
+macro_rules! rules {
+    ($($rule:ident $id:literal $severity:ident $description:literal;)*) => {
+        /// A finding rule.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Rule {
+            $($rule,)*
+        }
+
+        impl Rule {
+            /// Every rule, in the order the docs list them.
+            pub const ALL: &[Rule] = &[$(Rule::$rule,)*];
+
+            /// Its name in reports and in the `expected-findings` annotation.
+            pub fn id(self) -> &'static str {
+                match self {
+                    $(Rule::$rule => $id,)*
+                }
+            }
+
+            pub fn severity(self) -> Severity {
+                match self {
+                    $(Rule::$rule => Severity::$severity,)*
+                }
+            }
+
+            /// What it checks.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Rule::$rule => $description,)*
+                }
+            }
+        }
+    };
+}
+
+rules! {
+    ProfileUnavailable "profile-unavailable" Error
+        "the container's profile cannot be loaded: the server exits with code 2 at every start";
+    ProbePortClosed "probe-port-closed" Error
+        "a probe dials a port (or protocol) the server does not listen on: it never passes";
+    LivenessKillsDuringLoad "liveness-kills-during-load" Error
+        "the liveness probe kills the container before the model has loaded";
+    StartupBudgetTooShort "startup-budget-too-short" Error
+        "the startup probe gives up before the model has loaded";
+    ReadinessNeverPasses "readiness-never-passes" Error
+        "the pod never becomes Ready within the horizon";
+    RolloutZeroReady "rollout-zero-ready" Error
+        "the Deployment's next rollout leaves no Ready pod for a while";
+    MemoryBelowWorkingSet "memory-below-working-set" Error
+        "the memory limit is below what the server needs to run";
+    LeakOom "leak-oom" Warning
+        "a leak reaches the memory limit: OOMKilled";
+    ProbeTimeoutBelowLatency "probe-timeout-below-latency" Warning
+        "a probe calls a route whose injected latency exceeds its timeout";
+    LivenessSameAsReadiness "liveness-same-as-readiness" Warning
+        "liveness calls a readiness check (or the same check as readiness): a readiness failure restarts";
+    GraceShorterThanDrain "grace-shorter-than-drain" Warning
+        "terminationGracePeriodSeconds is shorter than SHUTDOWN_DELAY + DRAIN_TIMEOUT";
+    CpuLimitPinned "cpu-limit-pinned" Warning
+        "a burn fault keeps the CPU limit busy: throttled";
+    ReadyBeforeLoaded "ready-before-loaded" Warning
+        "no readiness probe: Ready, and sent traffic, while the model loads";
+    UnreadyWindowMissed "unready-window-missed" Warning
+        "the readiness probe is too slow to notice an unready window";
+    NoLivenessForHang "no-liveness-for-hang" Warning
+        "the profile hangs or fails liveness, and no liveness probe restarts it";
+    ExecNotModelled "exec-not-modelled" Info
+        "an exec probe runs a command whose result cannot be predicted";
+    ExpectedFindingMissing "expected-finding-missing" Error
+        "the manifest's expected-findings annotation names a finding that does not appear";
+}
+
+impl Rule {
+    /// The rule with this id.
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.iter().copied().find(|r| r.id() == id)
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.id())
+    }
+}
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub severity: Severity,
-    pub rule: &'static str,
+    pub rule: Rule,
     pub message: String,
     /// A concrete change that fixes it.
     pub fix: String,
@@ -134,13 +137,6 @@ pub struct Finding {
     pub container: String,
     /// Named by the manifest's `chaos-inference/expected-findings`: shown on purpose.
     pub expected: bool,
-}
-
-fn severity(rule: &str) -> Severity {
-    RULES
-        .iter()
-        .find(|(name, ..)| *name == rule)
-        .map_or(Severity::Error, |(_, s, _)| *s)
 }
 
 struct Context<'a> {
@@ -154,15 +150,19 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn add(&mut self, rule: &'static str, message: String, fix: String) {
+    fn add(&mut self, rule: Rule, message: String, fix: String) {
         self.out.push(Finding {
-            severity: severity(rule),
+            severity: rule.severity(),
             rule,
             message,
             fix,
             workload: self.workload.name.clone(),
             container: self.container.name.clone(),
-            expected: self.workload.expected_findings.iter().any(|e| e == rule),
+            expected: self
+                .workload
+                .expected_findings
+                .iter()
+                .any(|e| e == rule.id()),
         });
     }
 
@@ -185,10 +185,11 @@ impl Context<'_> {
                 for (at, s) in &p.pod.record {
                     match s {
                         Seen::Event {
-                            reason: "Started", ..
+                            reason: Reason::Started,
+                            ..
                         } => started = Some(*at),
                         Seen::Event {
-                            reason: "Killing",
+                            reason: Reason::Killing,
                             probe: Some(k),
                             ..
                         } if *k == probe
@@ -241,14 +242,14 @@ pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Option
             );
             if let Err(message) = &settings.profile {
                 cx.add(
-                    "profile-unavailable",
+                    Rule::ProfileUnavailable,
                     format!("the server exits with code 2 at every start, then CrashLoopBackOff: {message}"),
                     "use a profile built into the image (CHAOS_PROFILE=v2, or no CHAOS_PROFILE and the image tag decides), or apply the ConfigMap together with the pod".into(),
                 );
             } else {
                 probes(&mut cx, &settings);
                 memory_and_cpu(&mut cx, options.horizon);
-                readiness(&mut cx, pods);
+                readiness(&mut cx, pods, &settings);
                 shutdown(&mut cx, &settings);
             }
             findings.append(&mut cx.out);
@@ -266,14 +267,14 @@ pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Option
             findings.push(finding);
         }
         for expected in &workload.expected_findings {
-            let known = RULES.iter().any(|(r, ..)| r == expected);
+            let known = Rule::from_id(expected).is_some();
             if !findings
                 .iter()
-                .any(|f| f.workload == workload.name && f.rule == expected.as_str())
+                .any(|f| f.workload == workload.name && f.rule.id() == expected.as_str())
             {
                 findings.push(Finding {
-                    severity: Severity::Error,
-                    rule: "expected-finding-missing",
+                    severity: Rule::ExpectedFindingMissing.severity(),
+                    rule: Rule::ExpectedFindingMissing,
                     message: if known {
                         format!(
                             "the manifest expects the finding `{expected}`, which does not appear"
@@ -329,7 +330,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
                 ),
             };
             cx.add(
-                "probe-port-closed",
+                Rule::ProbePortClosed,
                 format!(
                     "the {kind} probe ({}) dials port {port}, where the server does not listen for it: it never passes",
                     probe.handler.describe()
@@ -356,7 +357,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             )
         };
         cx.add(
-            "liveness-kills-during-load",
+            Rule::LivenessKillsDuringLoad,
             format!(
                 "the liveness probe gives up after {}s but the model takes up to {}s to load (liveness fails meanwhile): killed and restarted again and again",
                 liveness.budget().as_secs(),
@@ -369,7 +370,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         && cx.kills_during_load(ProbeKind::Startup) > 0
     {
         cx.add(
-            "startup-budget-too-short",
+            Rule::StartupBudgetTooShort,
             format!(
                 "the startup probe gives up after {}s but the model takes up to {}s to load: killed before it starts",
                 startup.budget().as_secs(),
@@ -398,7 +399,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             ),
         };
         cx.add(
-            "liveness-same-as-readiness",
+            Rule::LivenessSameAsReadiness,
             format!(
                 "liveness calls {}, a readiness check: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
                 liveness.handler.describe()
@@ -421,7 +422,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             && p99 >= Duration::from_secs(u64::from(probe.timeout))
         {
             cx.add(
-                "probe-timeout-below-latency",
+                Rule::ProbeTimeoutBelowLatency,
                 format!(
                     "a probe calls {path} with a timeout of {}s, but 1% of predictions take {} or more",
                     probe.timeout,
@@ -434,7 +435,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             && !command.iter().any(|c| c == "probe")
         {
             cx.add(
-                "exec-not-modelled",
+                Rule::ExecNotModelled,
                 format!("the exec probe `{}` is assumed to pass", command.join(" ")),
                 "use `chaos-inference probe livez|readyz|startupz`, whose result is predicted"
                     .into(),
@@ -453,7 +454,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             "fails liveness"
         };
         cx.add(
-            "no-liveness-for-hang",
+            Rule::NoLivenessForHang,
             format!("the profile {what}, and with no liveness probe nothing restarts it"),
             format!(
                 "add a livenessProbe on /livez (port {})",
@@ -469,7 +470,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
         && limit < WORKING_SET.1
     {
         cx.add(
-            "memory-below-working-set",
+            Rule::MemoryBelowWorkingSet,
             format!(
                 "the memory limit of {} MiB is below the {}-{} MiB the server holds when idle: OOMKilled at start",
                 limit >> 20,
@@ -487,7 +488,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
         .collect();
     if let (Some(first), Some(last)) = (ooms.iter().min(), ooms.iter().max()) {
         cx.add(
-            "leak-oom",
+            Rule::LeakOom,
             format!(
                 "memory grows until the limit of {} MiB: OOMKilled (exit code 137) {}..{} after each start",
                 container.memory_limit.unwrap_or(0) >> 20,
@@ -506,7 +507,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
     ) && cores >= limit
     {
         cx.add(
-            "cpu-limit-pinned",
+            Rule::CpuLimitPinned,
             format!(
                 "a burn fault keeps {cores} cores busy; the CPU limit of {limit} is pinned at it: throttled, slower predictions"
             ),
@@ -515,7 +516,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
     }
 }
 
-fn readiness(cx: &mut Context<'_>, pods: &[PodReport]) {
+fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
     let container = cx.container;
     let name = cx.workload.name.clone();
     if container.readiness.is_some()
@@ -528,11 +529,13 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport]) {
             Some(Handler::Http { path, .. }) if path != "/readyz" => {
                 "probe /readyz for readiness".to_string()
             }
-            _ => "check the readiness probe's path and port against the server's (/readyz on 8000)"
-                .to_string(),
+            _ => format!(
+                "check the readiness probe's path and port against the server's (/readyz on {})",
+                settings.http_port
+            ),
         };
         cx.add(
-            "readiness-never-passes",
+            Rule::ReadinessNeverPasses,
             "the pod never becomes Ready: the readiness probe fails for good".into(),
             fix,
         );
@@ -540,7 +543,7 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport]) {
     let load = cx.longest_load();
     if container.readiness.is_none() && load > Duration::from_secs(1) {
         cx.add(
-            "ready-before-loaded",
+            Rule::ReadyBeforeLoaded,
             format!(
                 "with no readiness probe the pod is Ready as soon as it runs, up to {}s before the model has loaded: requests get 503",
                 seconds(load)
@@ -561,7 +564,7 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport]) {
             && detection >= window
         {
             cx.add(
-                "unready-window-missed",
+                Rule::UnreadyWindowMissed,
                 format!(
                     "the readiness probe needs {}s to notice a failure, but unready windows last {}: the pod stays Ready through them",
                     detection.as_secs(),
@@ -581,7 +584,7 @@ fn shutdown(cx: &mut Context<'_>, settings: &Settings) {
     let grace = cx.workload.template.grace;
     if grace < needed {
         cx.add(
-            "grace-shorter-than-drain",
+            Rule::GraceShorterThanDrain,
             format!(
                 "terminationGracePeriodSeconds {} is shorter than SHUTDOWN_DELAY + DRAIN_TIMEOUT ({}): SIGKILL can cut requests still draining",
                 grace.as_secs(),
@@ -632,8 +635,8 @@ fn next_rollout(workload: &Workload, overrides: &Overrides, horizon: Duration) -
         super::manifest::Strategy::Recreate => "Recreate".into(),
     };
     Some(Finding {
-        severity: Severity::Error,
-        rule: "rollout-zero-ready",
+        severity: Rule::RolloutZeroReady.severity(),
+        rule: Rule::RolloutZeroReady,
         message: format!(
             "its next rollout ({strategy}) leaves 0 Ready pods for {}..{}: every request in that time fails",
             show(Duration::from_millis(*min)),
@@ -642,7 +645,10 @@ fn next_rollout(workload: &Workload, overrides: &Overrides, horizon: Duration) -
         fix: "keep maxUnavailable below replicas (maxSurge: 1, maxUnavailable: 0 replaces one pod at a time with no gap)".into(),
         workload: workload.name.clone(),
         container: String::new(),
-        expected: workload.expected_findings.iter().any(|e| e == "rollout-zero-ready"),
+        expected: workload
+            .expected_findings
+            .iter()
+            .any(|e| e == Rule::RolloutZeroReady.id()),
     })
 }
 
@@ -661,8 +667,8 @@ mod tests {
     #[test]
     fn the_docs_list_every_rule() {
         let docs = include_str!("../../docs/simulate.md");
-        for (rule, severity, _) in RULES {
-            let row = format!("| `{rule}` | {} |", severity.as_str());
+        for rule in Rule::ALL {
+            let row = format!("| `{rule}` | {} |", rule.severity().as_str());
             assert!(docs.contains(&row), "docs/simulate.md lacks {row}");
         }
     }

@@ -19,11 +19,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::app::{Exit, Life, Outcome};
+use super::app::{Ending, Exit, Life, Outcome};
 use super::manifest::{Probe, RestartPolicy};
-
-/// Milliseconds since the manifests were applied.
-pub type Ms = u64;
+pub use super::queue::Ms;
+use super::queue::{Clock, EventId};
 
 /// The first back-off (`backOffPeriod` in `pkg/kubelet/kubelet.go`).
 pub const BACKOFF_INITIAL: Ms = 10_000;
@@ -60,8 +59,8 @@ impl ProbeKind {
 pub enum Status {
     ContainerCreating,
     Running,
-    /// The last container's terminated reason: `Error`, `Completed`, `OOMKilled`.
-    Terminated(&'static str),
+    /// The last container's terminated reason.
+    Terminated(Ending),
     CrashLoopBackOff,
     Terminating,
     /// Deleted and gone.
@@ -73,10 +72,36 @@ impl Status {
         match self {
             Status::ContainerCreating => "ContainerCreating",
             Status::Running => "Running",
-            Status::Terminated(reason) => reason,
+            Status::Terminated(ending) => ending.as_str(),
             Status::CrashLoopBackOff => "CrashLoopBackOff",
             Status::Terminating => "Terminating",
             Status::Gone => "Deleted",
+        }
+    }
+}
+
+/// The REASON column of a pod's events, and how a container ended, with its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    Started,
+    Killing,
+    Unhealthy,
+    BackOff,
+    /// The container ended: its terminated state's reason and exit code.
+    Ended {
+        ending: Ending,
+        code: i32,
+    },
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Started => "Started",
+            Reason::Killing => "Killing",
+            Reason::Unhealthy => "Unhealthy",
+            Reason::BackOff => "BackOff",
+            Reason::Ended { ending, .. } => ending.as_str(),
         }
     }
 }
@@ -92,7 +117,7 @@ pub enum Seen {
     },
     /// A line of `kubectl describe pod`'s events, or the reason a container ended.
     Event {
-        reason: &'static str,
+        reason: Reason,
         probe: Option<ProbeKind>,
         message: String,
         /// Consecutive identical events folded into this one (`x12 over 24s`).
@@ -119,19 +144,18 @@ pub struct Pace {
 /// What a pod asks the clock for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wake {
-    ContainerStart {
-        run: u32,
-    },
+    /// The next container runs.
+    ContainerStart,
+    /// A probe worker's period comes round.
     Tick(ProbeKind),
+    /// A probe of the running container answers (or times out).
     ProbeDone {
         kind: ProbeKind,
-        run: u32,
         result: Result<(), String>,
     },
-    Exit {
-        run: u32,
-        exit: Exit,
-    },
+    /// The running container ends.
+    Exit(Exit),
+    /// The back-off is over: the kubelet restarts the container.
     Restart,
 }
 
@@ -150,21 +174,62 @@ impl PodSpec {
     }
 }
 
+/// A probe worker's results for one container (`worker.go` resets them for a new container).
 #[derive(Debug, Clone, Default)]
-struct Worker {
+struct ProbeResults {
+    /// The last result, and how many times in a row it came.
     last: Option<bool>,
-    run: u32,
+    count: u32,
+    /// After a liveness or startup failure, until the next container.
     on_hold: bool,
-    stopped: bool,
     /// The record index of the open Unhealthy event, to fold repeats into.
     streak: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One run of the container: everything that starts afresh when the container does.
+#[derive(Debug, Clone)]
+struct Run {
+    since: Ms,
+    /// The startup probe has passed (or there is none).
+    started: bool,
+    ready_since: Option<Ms>,
+    sigterm: Option<Ms>,
+    results: [ProbeResults; 3],
+    /// Events that belong to this run (its exit, probes in flight): cancelled when it ends.
+    pending: Vec<EventId>,
+}
+
+impl Run {
+    fn new(since: Ms, spec: &PodSpec) -> Run {
+        let started = spec.probe(ProbeKind::Startup).is_none();
+        Run {
+            since,
+            started,
+            // A new container's readiness starts as Failure; without a readiness probe the
+            // container is ready once started.
+            ready_since: (started && spec.probe(ProbeKind::Readiness).is_none()).then_some(since),
+            sigterm: None,
+            results: Default::default(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 enum Container {
     Waiting,
-    Running { run: u32, since: Ms },
-    Exited { run: u32 },
+    Running(Run),
+    Exited,
+}
+
+/// The kubelet's crash-loop back-off for the container (`flowcontrol.Backoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BackOff {
+    /// The wait before the next restart.
+    period: Ms,
+    /// When it last changed: a container that runs for more than twice the longest back-off
+    /// after it resets it.
+    last_update: Ms,
 }
 
 /// One pod on the kubelet.
@@ -176,29 +241,28 @@ pub struct Pod {
     life: Arc<Life>,
     pace: Pace,
     container: Container,
-    runs: u32,
     pub restarts: u32,
-    ready: bool,
-    ready_since: Option<Ms>,
-    started: bool,
-    sigterm: Option<Ms>,
     pub deleting: Option<Ms>,
-    backoff: Option<(Ms, Ms)>,
-    workers: [Worker; 3],
+    backoff: Option<BackOff>,
+    /// Liveness and startup workers stop when the pod is deleted.
+    stopped: [bool; 3],
+    /// The next container start or restart, when one is coming.
+    coming: Option<EventId>,
     status: Status,
     /// Everything seen, in time order.
     pub record: Vec<(Ms, Seen)>,
 }
 
 impl Pod {
-    /// A pod created at `now`; returns it and its first wake-ups.
+    /// A pod created at `now`, its first wake-ups on `clock`.
     pub fn new(
         name: String,
         now: Ms,
         spec: Arc<PodSpec>,
         life: Arc<Life>,
         pace: Pace,
-    ) -> (Pod, Vec<(Ms, Wake)>) {
+        clock: &mut impl Clock<Wake>,
+    ) -> Pod {
         let mut pod = Pod {
             name,
             created: now,
@@ -206,45 +270,46 @@ impl Pod {
             life,
             pace,
             container: Container::Waiting,
-            runs: 0,
             restarts: 0,
-            ready: false,
-            ready_since: None,
-            started: false,
-            sigterm: None,
             deleting: None,
             backoff: None,
-            workers: Default::default(),
+            stopped: [false; 3],
+            coming: None,
             status: Status::ContainerCreating,
             record: Vec::new(),
         };
         pod.row(now);
-        let mut wakes = vec![(now + pace.start, Wake::ContainerStart { run: 1 })];
+        pod.coming = Some(clock.schedule(now + pace.start, Wake::ContainerStart));
         for kind in ProbeKind::ALL {
             if let Some(probe) = pod.spec.probe(kind) {
                 let period = u64::from(probe.period) * 1000;
-                wakes.push((now + pace.phases[kind as usize] % period, Wake::Tick(kind)));
+                clock.schedule(now + pace.phases[kind as usize] % period, Wake::Tick(kind));
             }
         }
-        (pod, wakes)
+        pod
+    }
+
+    fn run(&self) -> Option<&Run> {
+        match &self.container {
+            Container::Running(run) => Some(run),
+            _ => None,
+        }
     }
 
     /// Whether the pod counts as ready (its container's readiness).
     pub fn ready(&self) -> bool {
-        self.ready
+        self.ready_since().is_some()
     }
 
     /// Ready, not being deleted, and ready for at least `min_ready`: what a ReplicaSet counts
     /// as available.
     pub fn available(&self, now: Ms, min_ready: Ms) -> bool {
-        self.deleting.is_none()
-            && self.ready
-            && self.ready_since.is_some_and(|s| s + min_ready <= now)
+        self.deleting.is_none() && self.ready_since().is_some_and(|s| s + min_ready <= now)
     }
 
     /// Since when it has been ready.
     pub fn ready_since(&self) -> Option<Ms> {
-        self.ready_since
+        self.run().and_then(|run| run.ready_since)
     }
 
     /// Whether it is gone for good.
@@ -252,14 +317,19 @@ impl Pod {
         self.status == Status::Gone
     }
 
+    /// Not being deleted and not gone: what a ReplicaSet counts as its own.
+    pub fn active(&self) -> bool {
+        self.deleting.is_none() && !self.gone()
+    }
+
     /// Whether the container is running now.
     pub fn running(&self) -> bool {
-        matches!(self.container, Container::Running { .. })
+        self.run().is_some()
     }
 
     fn row(&mut self, now: Ms) {
         let seen = Seen::Row {
-            ready: self.ready,
+            ready: self.ready(),
             status: self.status,
             restarts: self.restarts,
         };
@@ -272,7 +342,7 @@ impl Pod {
         }
     }
 
-    fn event(&mut self, now: Ms, reason: &'static str, probe: Option<ProbeKind>, message: String) {
+    fn event(&mut self, now: Ms, reason: Reason, probe: Option<ProbeKind>, message: String) {
         self.record.push((
             now,
             Seen::Event {
@@ -286,151 +356,112 @@ impl Pod {
     }
 
     fn set_ready(&mut self, now: Ms, ready: bool) {
-        if self.ready != ready {
-            self.ready = ready;
-            self.ready_since = ready.then_some(now);
+        let Container::Running(run) = &mut self.container else {
+            return;
+        };
+        if run.ready_since.is_some() != ready {
+            run.ready_since = ready.then_some(now);
             self.row(now);
         }
     }
 
     /// The pod is deleted at `now`: readiness goes on probing, liveness and startup stop, the
     /// container gets SIGTERM and the grace period.
-    pub fn delete(&mut self, now: Ms) -> Vec<(Ms, Wake)> {
+    pub fn delete(&mut self, now: Ms, clock: &mut impl Clock<Wake>) {
         if self.deleting.is_some() || self.gone() {
-            return Vec::new();
+            return;
         }
         self.deleting = Some(now);
         self.status = Status::Terminating;
         self.row(now);
-        match self.container {
-            Container::Running { .. } => {
-                let container = self.spec.container.clone();
-                self.event(
-                    now,
-                    "Killing",
-                    None,
-                    format!("Stopping container {container}"),
-                );
-                self.kill(now)
+        if self.running() {
+            let message = format!("Stopping container {}", self.spec.container);
+            self.event(now, Reason::Killing, None, message);
+            self.kill(now, clock);
+        } else {
+            // No container to stop: a start or restart still to come will not happen.
+            if let Some(id) = self.coming.take() {
+                clock.cancel(id);
             }
-            _ => {
-                self.status = Status::Gone;
-                self.set_ready(now, false);
-                self.row(now);
-                Vec::new()
-            }
+            self.status = Status::Gone;
+            self.row(now);
         }
     }
 
     /// SIGTERM now; the run ends as the application and the grace period decide.
-    fn kill(&mut self, now: Ms) -> Vec<(Ms, Wake)> {
-        let Container::Running { run, since } = self.container else {
-            return Vec::new();
+    fn kill(&mut self, now: Ms, clock: &mut impl Clock<Wake>) {
+        let Container::Running(run) = &mut self.container else {
+            return;
         };
-        if self.sigterm.is_some() {
-            return Vec::new();
+        if run.sigterm.is_some() {
+            return;
         }
-        self.sigterm = Some(now);
+        run.sigterm = Some(now);
         let (at, exit) = self
             .life
-            .sigterm(Duration::from_millis(now - since), self.spec.grace);
-        vec![(since + at.as_millis() as Ms, Wake::Exit { run, exit })]
+            .sigterm(Duration::from_millis(now - run.since), self.spec.grace);
+        run.pending
+            .push(clock.schedule(run.since + at.as_millis() as Ms, Wake::Exit(exit)));
     }
 
-    /// Handles one wake-up at `now`; returns the next ones.
-    pub fn wake(&mut self, now: Ms, wake: Wake) -> Vec<(Ms, Wake)> {
+    /// Handles one wake-up at `now`, scheduling what follows on `clock`.
+    pub fn wake(&mut self, now: Ms, wake: Wake, clock: &mut impl Clock<Wake>) {
         if self.gone() {
-            return Vec::new();
+            return;
         }
         match wake {
-            Wake::ContainerStart { run } => self.start(now, run),
-            Wake::Tick(kind) => self.tick(now, kind),
-            Wake::ProbeDone { kind, run, result } => self.probe_done(now, kind, run, result),
-            Wake::Exit { run, exit } => self.exit(now, run, exit),
+            Wake::ContainerStart => self.start(now, clock),
+            Wake::Tick(kind) => self.tick(now, kind, clock),
+            Wake::ProbeDone { kind, result } => self.probe_done(now, kind, result, clock),
+            Wake::Exit(exit) => self.exit(now, exit, clock),
             Wake::Restart => {
-                if self.deleting.is_some() {
-                    return Vec::new();
-                }
                 self.restarts += 1;
-                vec![(
-                    now + self.pace.restart,
-                    Wake::ContainerStart { run: self.runs + 1 },
-                )]
+                self.coming = Some(clock.schedule(now + self.pace.restart, Wake::ContainerStart));
             }
         }
     }
 
-    fn start(&mut self, now: Ms, run: u32) -> Vec<(Ms, Wake)> {
-        if self.deleting.is_some() || run != self.runs + 1 {
-            return Vec::new();
+    fn start(&mut self, now: Ms, clock: &mut impl Clock<Wake>) {
+        self.coming = None;
+        let mut run = Run::new(now, &self.spec);
+        if let Some((at, exit)) = &self.life.exit {
+            run.pending
+                .push(clock.schedule(now + at.as_millis() as Ms, Wake::Exit(exit.clone())));
         }
-        self.runs = run;
-        self.container = Container::Running { run, since: now };
-        self.sigterm = None;
-        self.started = self.spec.probe(ProbeKind::Startup).is_none();
-        for worker in &mut self.workers {
-            worker.on_hold = false;
-        }
+        self.container = Container::Running(run);
         self.status = Status::Running;
-        // A new container's readiness starts as Failure; without a readiness probe the
-        // container is ready once started.
-        self.ready = false;
-        self.ready_since = None;
-        if self.spec.probe(ProbeKind::Readiness).is_none() && self.started {
-            self.ready = true;
-            self.ready_since = Some(now);
-        }
         self.row(now);
-        let container = self.spec.container.clone();
-        self.event(
-            now,
-            "Started",
-            None,
-            format!("Started container {container}"),
-        );
-        match &self.life.exit {
-            Some((at, exit)) => vec![(
-                now + at.as_millis() as Ms,
-                Wake::Exit {
-                    run,
-                    exit: exit.clone(),
-                },
-            )],
-            None => Vec::new(),
-        }
+        let message = format!("Started container {}", self.spec.container);
+        self.event(now, Reason::Started, None, message);
     }
 
-    fn tick(&mut self, now: Ms, kind: ProbeKind) -> Vec<(Ms, Wake)> {
+    fn tick(&mut self, now: Ms, kind: ProbeKind, clock: &mut impl Clock<Wake>) {
         let Some(probe) = self.spec.probe(kind).cloned() else {
-            return Vec::new();
+            return;
         };
-        if self.workers[kind as usize].stopped {
-            return Vec::new();
+        if self.stopped[kind as usize] {
+            return;
         }
-        let next = (now + u64::from(probe.period) * 1000, Wake::Tick(kind));
-        let Container::Running { run, since } = self.container else {
-            if kind == ProbeKind::Readiness {
-                self.set_ready(now, false);
-            }
-            return vec![next];
+        if self.deleting.is_some() && kind != ProbeKind::Readiness && self.running() {
+            self.stopped[kind as usize] = true;
+            return;
+        }
+        clock.schedule(now + u64::from(probe.period) * 1000, Wake::Tick(kind));
+        let Container::Running(run) = &mut self.container else {
+            return;
         };
-        if self.workers[kind as usize].on_hold {
-            return vec![next];
+        if run.results[kind as usize].on_hold
+            || (now - run.since) / 1000 < u64::from(probe.initial_delay)
+            || (kind == ProbeKind::Startup) == run.started
+        {
+            return;
         }
-        if self.deleting.is_some() && kind != ProbeKind::Readiness {
-            self.workers[kind as usize].stopped = true;
-            return Vec::new();
-        }
-        if (now - since) / 1000 < u64::from(probe.initial_delay) {
-            return vec![next];
-        }
-        if (kind == ProbeKind::Startup) == self.started {
-            return vec![next];
-        }
-        let sigterm = self.sigterm.map(|s| Duration::from_millis(s - since));
-        let outcome = self
-            .life
-            .probe(&probe.handler, Duration::from_millis(now - since), sigterm);
+        let sigterm = run.sigterm.map(|s| Duration::from_millis(s - run.since));
+        let outcome = self.life.probe(
+            &probe.handler,
+            Duration::from_millis(now - run.since),
+            sigterm,
+        );
         let (at, result) = match outcome {
             Outcome::Success => (now + 1, Ok(())),
             Outcome::Failure(message) => (now + 1, Err(message)),
@@ -442,91 +473,79 @@ impl Pod {
                 )),
             ),
         };
-        vec![next, (at, Wake::ProbeDone { kind, run, result })]
+        run.pending
+            .push(clock.schedule(at, Wake::ProbeDone { kind, result }));
     }
 
     fn probe_done(
         &mut self,
         now: Ms,
         kind: ProbeKind,
-        run: u32,
         result: Result<(), String>,
-    ) -> Vec<(Ms, Wake)> {
-        if self.container
-            != (Container::Running {
-                run,
-                since: self.since(),
-            })
-        {
-            return Vec::new();
-        }
+        clock: &mut impl Clock<Wake>,
+    ) {
         let Some(probe) = self.spec.probe(kind).cloned() else {
-            return Vec::new();
+            return;
         };
         let success = result.is_ok();
-        if let Err(message) = &result {
-            self.unhealthy(now, kind, message.clone());
-        } else {
-            self.workers[kind as usize].streak = None;
+        match result {
+            Err(message) => self.unhealthy(now, kind, message),
+            Ok(()) => self.results(kind).streak = None,
         }
-        let worker = &mut self.workers[kind as usize];
-        if worker.last == Some(success) {
-            worker.run += 1;
+        let results = self.results(kind);
+        if results.last == Some(success) {
+            results.count += 1;
         } else {
-            worker.last = Some(success);
-            worker.run = 1;
+            results.last = Some(success);
+            results.count = 1;
         }
         let threshold = if success {
             probe.success_threshold
         } else {
             probe.failure_threshold
         };
-        if worker.run < threshold {
-            return Vec::new();
+        if results.count < threshold {
+            return;
         }
         match (kind, success) {
-            (ProbeKind::Readiness, ready) => {
-                self.set_ready(now, ready);
-                Vec::new()
-            }
+            (ProbeKind::Readiness, ready) => self.set_ready(now, ready),
             (ProbeKind::Startup, true) => {
-                self.started = true;
+                if let Container::Running(run) = &mut self.container {
+                    run.started = true;
+                }
                 if self.spec.probe(ProbeKind::Readiness).is_none() {
                     self.set_ready(now, true);
                 }
-                Vec::new()
             }
-            (ProbeKind::Liveness, true) => Vec::new(),
+            (ProbeKind::Liveness, true) => {}
             (ProbeKind::Liveness | ProbeKind::Startup, false) => {
-                let worker = &mut self.workers[kind as usize];
-                worker.on_hold = true;
-                worker.run = 0;
-                let container = self.spec.container.clone();
-                self.event(
-                    now,
-                    "Killing",
-                    Some(kind),
-                    format!(
-                        "Container {container} failed {} probe, will be restarted",
-                        kind.as_str().to_lowercase()
-                    ),
+                let results = self.results(kind);
+                results.on_hold = true;
+                results.count = 0;
+                let message = format!(
+                    "Container {} failed {} probe, will be restarted",
+                    self.spec.container,
+                    kind.as_str().to_lowercase()
                 );
-                self.kill(now)
+                self.event(now, Reason::Killing, Some(kind), message);
+                self.kill(now, clock);
             }
         }
     }
 
-    fn since(&self) -> Ms {
-        match self.container {
-            Container::Running { since, .. } => since,
-            _ => 0,
+    /// The running container's results of one probe.
+    fn results(&mut self, kind: ProbeKind) -> &mut ProbeResults {
+        match &mut self.container {
+            Container::Running(run) => &mut run.results[kind as usize],
+            // Probe results come only while a container runs: its end cancels the rest.
+            _ => unreachable!("a probe result with no container running"),
         }
     }
 
     /// One failed probe: a new Unhealthy event, or one more of the same in a row.
     fn unhealthy(&mut self, now: Ms, kind: ProbeKind, message: String) {
         let message = format!("{} probe failed: {message}", kind.as_str());
-        if let Some(index) = self.workers[kind as usize].streak
+        if let Some(index) = self.results(kind).streak
             && let Some((
                 _,
                 Seen::Event {
@@ -542,35 +561,36 @@ impl Pod {
             *last = now;
             return;
         }
-        self.workers[kind as usize].streak = Some(self.record.len());
-        self.event(now, "Unhealthy", Some(kind), message);
+        let index = self.record.len();
+        self.results(kind).streak = Some(index);
+        self.event(now, Reason::Unhealthy, Some(kind), message);
     }
 
-    fn exit(&mut self, now: Ms, run: u32, exit: Exit) -> Vec<(Ms, Wake)> {
-        let Container::Running { run: current, .. } = self.container else {
-            return Vec::new();
+    fn exit(&mut self, now: Ms, exit: Exit, clock: &mut impl Clock<Wake>) {
+        let Container::Running(run) = std::mem::replace(&mut self.container, Container::Exited)
+        else {
+            unreachable!("an exit with no container running");
         };
-        if current != run {
-            return Vec::new();
-        }
-        self.container = Container::Exited { run };
-        self.ready = false;
-        self.ready_since = None;
-        for worker in &mut self.workers {
-            worker.streak = None;
+        // The run is over: its other exit, if any, and its probes in flight never come.
+        for id in run.pending {
+            clock.cancel(id);
         }
         let detail = if exit.message.is_empty() {
             format!("exit code {}", exit.code)
         } else {
             format!("exit code {}: {}", exit.code, exit.message)
         };
-        self.event(now, exit.reason, None, detail);
+        let reason = Reason::Ended {
+            ending: exit.ending,
+            code: exit.code,
+        };
+        self.event(now, reason, None, detail);
         if self.deleting.is_some() {
             self.status = Status::Gone;
             self.row(now);
-            return Vec::new();
+            return;
         }
-        self.status = Status::Terminated(exit.reason);
+        self.status = Status::Terminated(exit.ending);
         self.row(now);
         let restart = match self.spec.restart_policy {
             RestartPolicy::Always => true,
@@ -578,48 +598,46 @@ impl Pod {
             RestartPolicy::Never => false,
         };
         if !restart {
-            return Vec::new();
+            return;
         }
         let decided = now + self.pace.notice;
-        match self.backoff {
+        let restart_at = match self.backoff {
             // No back-off yet, or the container ran long enough to reset it: restart now.
-            None => {
-                self.backoff = Some((BACKOFF_INITIAL, decided));
-                vec![(decided, Wake::Restart)]
-            }
-            Some((_, last_update)) if now.saturating_sub(last_update) > 2 * BACKOFF_MAX => {
-                self.backoff = Some((BACKOFF_INITIAL, decided));
-                vec![(decided, Wake::Restart)]
-            }
-            Some((backoff, _)) => {
+            Some(backoff) if now.saturating_sub(backoff.last_update) <= 2 * BACKOFF_MAX => {
                 self.status = Status::CrashLoopBackOff;
-                let mut wakes = Vec::new();
                 self.record_backoff(decided);
-                let restart_at = (now + backoff + self.pace.resync).max(decided);
-                self.backoff = Some(((backoff * 2).min(BACKOFF_MAX), restart_at));
-                wakes.push((restart_at, Wake::Restart));
-                wakes
+                let restart_at = (now + backoff.period + self.pace.resync).max(decided);
+                self.backoff = Some(BackOff {
+                    period: (backoff.period * 2).min(BACKOFF_MAX),
+                    last_update: restart_at,
+                });
+                restart_at
             }
-        }
+            _ => {
+                self.backoff = Some(BackOff {
+                    period: BACKOFF_INITIAL,
+                    last_update: decided,
+                });
+                decided
+            }
+        };
+        self.coming = Some(clock.schedule(restart_at, Wake::Restart));
     }
 
     fn record_backoff(&mut self, at: Ms) {
-        let status = self.status;
         self.record.push((
             at,
             Seen::Row {
                 ready: false,
-                status,
+                status: self.status,
                 restarts: self.restarts,
             },
         ));
-        let container = self.spec.container.clone();
-        self.event(
-            at,
-            "BackOff",
-            None,
-            format!("Back-off restarting failed container {container}"),
+        let message = format!(
+            "Back-off restarting failed container {}",
+            self.spec.container
         );
+        self.event(at, Reason::BackOff, None, message);
     }
 }
 
@@ -635,8 +653,9 @@ pub fn backoff_before_restart(k: u32) -> Ms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::app::Life;
+    use crate::simulate::app::{Interval, Life};
     use crate::simulate::manifest::Handler;
+    use crate::simulate::queue::Queue;
 
     fn probe(path: &str, period: u32, failure: u32) -> Probe {
         Probe {
@@ -668,31 +687,65 @@ mod tests {
         phases: [0, 0, 0],
     };
 
-    /// Runs one pod alone until `until`.
+    /// Runs one pod alone until `until`, on the simulator's own queue.
     fn run(spec: PodSpec, life: Life, until: Ms) -> Pod {
-        let (mut pod, wakes) = Pod::new("p".into(), 0, Arc::new(spec), Arc::new(life), PACE);
-        let mut queue: Vec<(Ms, u64, Wake)> = Vec::new();
-        let mut seq = 0;
-        for (t, w) in wakes {
-            seq += 1;
-            queue.push((t, seq, w));
-        }
-        while let Some(i) = queue
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, (t, s, _))| (*t, *s))
-            .map(|(i, _)| i)
-        {
-            let (t, _, w) = queue.remove(i);
-            if t > until {
-                break;
-            }
-            for (t2, w2) in pod.wake(t, w) {
-                seq += 1;
-                queue.push((t2, seq, w2));
-            }
-        }
+        let mut queue = Queue::default();
+        let mut pod = Pod::new(
+            "p".into(),
+            0,
+            Arc::new(spec),
+            Arc::new(life),
+            PACE,
+            &mut queue,
+        );
+        run_until(&mut pod, &mut queue, until);
         pod
+    }
+
+    /// Runs the pod's events up to `until`; later ones stay queued.
+    fn run_until(pod: &mut Pod, queue: &mut Queue<Wake>, until: Ms) {
+        while let Some((t, wake)) = queue.pop_until(until) {
+            pod.wake(t, wake, queue);
+        }
+    }
+
+    /// A pod whose container started at 1 s, every event after it still queued.
+    fn started(spec: PodSpec, life: Life) -> (Pod, Queue<Wake>) {
+        let mut queue = Queue::default();
+        let mut pod = Pod::new(
+            "p".into(),
+            0,
+            Arc::new(spec),
+            Arc::new(life),
+            PACE,
+            &mut queue,
+        );
+        run_until(&mut pod, &mut queue, PACE.start);
+        assert!(pod.running());
+        (pod, queue)
+    }
+
+    fn reason(pod: &Pod, wanted: Reason) -> Option<Ms> {
+        first(
+            pod,
+            |s| matches!(s, Seen::Event { reason, .. } if *reason == wanted),
+        )
+    }
+
+    fn starts(pod: &Pod) -> Vec<Ms> {
+        pod.record
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    Seen::Event {
+                        reason: Reason::Started,
+                        ..
+                    }
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     fn spec(probes: [Option<Probe>; 3]) -> PodSpec {
@@ -741,19 +794,10 @@ mod tests {
             40_000,
         );
         // Failures at 5, 10, 15 s: killed at the third; no shutdown delay, so exit 0 at once.
-        let killed = first(&pod, |s| {
-            matches!(
-                s,
-                Seen::Event {
-                    reason: "Killing",
-                    ..
-                }
-            )
-        });
-        assert_eq!(killed, Some(15_001));
+        assert_eq!(reason(&pod, Reason::Killing), Some(15_001));
         let unhealthy = pod.record.iter().find_map(|(_, s)| match s {
             Seen::Event {
-                reason: "Unhealthy",
+                reason: Reason::Unhealthy,
                 count,
                 message,
                 ..
@@ -785,16 +829,7 @@ mod tests {
             60_000,
         );
         assert_eq!(pod.restarts, 0);
-        assert!(
-            first(&pod, |s| matches!(
-                s,
-                Seen::Event {
-                    reason: "Killing",
-                    ..
-                }
-            ))
-            .is_none()
-        );
+        assert_eq!(reason(&pod, Reason::Killing), None);
         assert_eq!(
             first(&pod, |s| matches!(s, Seen::Row { ready: true, .. })),
             Some(32_001),
@@ -805,31 +840,21 @@ mod tests {
     #[test]
     fn restarts_back_off_10_20_40_seconds_from_the_exit() {
         let mut life = healthy();
-        life.exit = Some((
-            Duration::from_secs(1),
-            Exit {
-                code: 1,
-                reason: "Error",
-                message: String::new(),
-            },
-        ));
+        life.exit = Some((Duration::from_secs(1), Exit::code(1, String::new())));
         let pod = run(spec([None, None, None]), life, 120_000);
-        let starts: Vec<Ms> = pod
-            .record
-            .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    Seen::Event {
-                        reason: "Started",
-                        ..
-                    }
-                )
-            })
-            .map(|(t, _)| *t)
-            .collect();
         // Exit 1 s after each start; first restart after notice + restart, then back-off.
-        assert_eq!(starts[..4], [1000, 2600, 14_100, 35_600]);
+        assert_eq!(starts(&pod)[..4], [1000, 2600, 14_100, 35_600]);
+        assert_eq!(
+            reason(
+                &pod,
+                Reason::Ended {
+                    ending: Ending::Error,
+                    code: 1
+                }
+            ),
+            Some(2000),
+            "the exit code travels with the reason"
+        );
         assert!(pod.record.iter().any(|(_, s)| matches!(
             s,
             Seen::Row {
@@ -845,23 +870,38 @@ mod tests {
     fn deletion_stops_liveness_and_ends_with_the_grace_period_when_sigterm_is_ignored() {
         let mut life = healthy();
         life.ignore_sigterm = true;
-        let (mut pod, _) = Pod::new(
-            "p".into(),
-            0,
-            Arc::new(spec([None, Some(probe("/livez", 5, 3)), None])),
-            Arc::new(life),
-            PACE,
-        );
-        pod.wake(1000, Wake::ContainerStart { run: 1 });
-        let wakes = pod.delete(10_000);
-        assert_eq!(wakes.len(), 1);
-        let (at, Wake::Exit { exit, .. }) = wakes[0].clone() else {
-            panic!()
+        life.unhealthy.push(Interval {
+            start: Duration::from_millis(9_500),
+            end: None,
+        });
+        let (mut pod, mut queue) = started(spec([None, Some(probe("/livez", 5, 3)), None]), life);
+        run_until(&mut pod, &mut queue, 10_000);
+        pod.delete(10_000, &mut queue);
+        run_until(&mut pod, &mut queue, 60_000);
+        let ended = |s: &Seen| {
+            matches!(
+                s,
+                Seen::Event {
+                    reason: Reason::Ended { code: 137, .. },
+                    ..
+                }
+            )
         };
-        assert_eq!((at, exit.code), (40_000, 137));
-        assert!(
-            pod.tick(12_000, ProbeKind::Liveness).is_empty(),
-            "liveness stops"
+        assert_eq!(
+            first(&pod, ended),
+            Some(40_000),
+            "SIGKILL when the grace period ends"
+        );
+        assert!(pod.gone());
+        assert_eq!(
+            reason(&pod, Reason::Unhealthy),
+            None,
+            "liveness stops: it would fail from 10.5 s, three times before the SIGKILL"
+        );
+        assert_eq!(
+            queue.pending(),
+            0,
+            "nothing left: liveness stopped, the run's events cancelled"
         );
     }
 
@@ -875,17 +915,9 @@ mod tests {
         let pod = run(spec([None, None, Some(readiness)]), healthy(), 30_000);
         // Started at 1 s, loaded at 6 s; ticks every 2 s, skipped until 11 s after creation
         // (10 s after the start); three successes in a row: 12, 14, 16 s.
-        let unhealthy = first(&pod, |s| {
-            matches!(
-                s,
-                Seen::Event {
-                    reason: "Unhealthy",
-                    ..
-                }
-            )
-        });
         assert_eq!(
-            unhealthy, None,
+            reason(&pod, Reason::Unhealthy),
+            None,
             "nothing probed during the initial delay, when it would fail"
         );
         assert_eq!(
@@ -906,30 +938,14 @@ mod tests {
         };
         let pod = run(spec([None, Some(liveness), None]), life, 20_000);
         // Ticks at 0 (not running yet) and 5 s (hung): no answer by 7 s.
-        assert_eq!(
-            first(&pod, |s| matches!(
-                s,
-                Seen::Event {
-                    reason: "Killing",
-                    ..
-                }
-            )),
-            Some(7_000)
-        );
+        assert_eq!(reason(&pod, Reason::Killing), Some(7_000));
     }
 
     #[test]
     fn restart_policy_decides_on_a_restart() {
         let exits_with = |code| {
             let mut life = healthy();
-            life.exit = Some((
-                Duration::from_secs(1),
-                Exit {
-                    code,
-                    reason: if code == 0 { "Completed" } else { "Error" },
-                    message: String::new(),
-                },
-            ));
+            life.exit = Some((Duration::from_secs(1), Exit::code(code, String::new())));
             life
         };
         let with = |policy, code| {
@@ -946,29 +962,9 @@ mod tests {
     #[test]
     fn a_container_that_ran_ten_minutes_restarts_at_once_again() {
         let mut life = healthy();
-        life.exit = Some((
-            Duration::from_secs(700),
-            Exit {
-                code: 1,
-                reason: "Error",
-                message: String::new(),
-            },
-        ));
+        life.exit = Some((Duration::from_secs(700), Exit::code(1, String::new())));
         let pod = run(spec([None, None, None]), life, 2_200_000);
-        let starts: Vec<Ms> = pod
-            .record
-            .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    Seen::Event {
-                        reason: "Started",
-                        ..
-                    }
-                )
-            })
-            .map(|(t, _)| *t)
-            .collect();
+        let starts = starts(&pod);
         // Each run lasts 700 s, more than the 600 s that reset the back-off: no waiting.
         for pair in starts.windows(2) {
             assert_eq!(
@@ -991,22 +987,16 @@ mod tests {
         let mut life = healthy();
         life.loaded = Duration::ZERO;
         life.shutdown_delay = Duration::from_secs(20);
-        let (mut pod, _) = Pod::new(
-            "p".into(),
-            0,
-            Arc::new(spec([None, None, Some(probe("/readyz", 2, 1))])),
-            Arc::new(life),
-            PACE,
-        );
-        pod.wake(1000, Wake::ContainerStart { run: 1 });
-        pod.delete(10_000);
-        let wakes = pod.tick(12_000, ProbeKind::Readiness);
-        assert_eq!(wakes.len(), 2, "the next tick and this probe's result");
-        let (at, done) = wakes[1].clone();
-        pod.wake(at, done);
+        let (mut pod, mut queue) = started(spec([None, None, Some(probe("/readyz", 2, 1))]), life);
+        run_until(&mut pod, &mut queue, 10_000);
+        assert!(pod.ready());
+        pod.delete(10_000, &mut queue);
+        assert!(pod.ready(), "still ready the moment it is deleted");
+        run_until(&mut pod, &mut queue, 12_001);
         assert!(
             !pod.ready(),
-            "/readyz fails after SIGTERM, and the probe sees it"
+            "/readyz fails after SIGTERM, and the probe at 12 s sees it"
         );
+        assert!(pod.running(), "still draining");
     }
 }

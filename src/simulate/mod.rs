@@ -15,7 +15,9 @@ pub mod controllers;
 pub mod findings;
 pub mod kubelet;
 pub mod manifest;
+pub mod queue;
 pub mod render;
+pub mod steps;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use serde::Serialize;
 use self::app::Overrides;
 use self::cluster::{Action, Cluster, Scenario, Step, Trace, When};
 use self::findings::Finding;
-use self::kubelet::{Ms, ProbeKind, Seen};
+use self::kubelet::{Ms, ProbeKind, Reason, Seen};
 use self::manifest::{Input, Kind};
 use crate::chaos::plan::mix;
 
@@ -159,7 +161,7 @@ pub struct RolloutReport {
     /// How long Ready pods stay at 0, longest stretch.
     pub zero_ready_seconds: Option<Window>,
     /// Ready and total pods per ReplicaSet over time, in the latest scenario.
-    pub counts: Vec<Counts>,
+    pub counts: Vec<PodCounts>,
 }
 
 /// A step and when it happened.
@@ -172,7 +174,7 @@ pub struct StepReport {
 
 /// Pods per ReplicaSet at one moment.
 #[derive(Debug, Clone, Serialize)]
-pub struct Counts {
+pub struct PodCounts {
     pub at_s: f64,
     pub sets: Vec<SetCount>,
 }
@@ -281,7 +283,12 @@ fn pod_reports(input: &Input, traces: &[Trace], horizon: Duration) -> Vec<PodRep
                             message,
                             count,
                             ..
-                        } => (reason.to_string(), *probe, message.clone(), Some(*count)),
+                        } => (
+                            reason.as_str().to_string(),
+                            *probe,
+                            message.clone(),
+                            Some(*count),
+                        ),
                     };
                     // Identity ignores the detail of events whose text carries times.
                     let identity = if what == "Row" {
@@ -344,8 +351,7 @@ fn pod_reports(input: &Input, traces: &[Trace], horizon: Duration) -> Vec<PodRep
                 .template
                 .containers
                 .iter()
-                .find(|c| c.is_chaos_inference())
-                .or(workload.template.containers.first());
+                .find(|c| c.is_chaos_inference());
             PodReport {
                 name: name.clone(),
                 workload: workload.name.clone(),
@@ -375,16 +381,12 @@ fn restarts(runs: &[&cluster::PodTrace], scenarios: f64) -> Vec<Restart> {
         let mut ended: Option<(Ms, String)> = None;
         let mut number = 0;
         for (at, s) in &run.pod.record {
-            if let Seen::Event {
-                reason, message, ..
-            } = s
-            {
+            if let Seen::Event { reason, .. } = s {
                 match *reason {
-                    "Error" | "Completed" | "OOMKilled" => {
-                        let code = message.split(':').next().unwrap_or(message);
-                        ended = Some((*at, format!("{reason}, {code}")));
+                    Reason::Ended { ending, code } => {
+                        ended = Some((*at, format!("{}, exit code {code}", ending.as_str())));
                     }
-                    "Started" => {
+                    Reason::Started => {
                         if let Some((end, why)) = ended.take() {
                             number += 1;
                             let entry = by_number
@@ -486,7 +488,7 @@ fn rollout_reports(input: &Input, traces: &[Trace], options: &Options) -> Vec<Ro
                 counts: latest
                     .counts
                     .iter()
-                    .map(|(at, counts)| Counts {
+                    .map(|(at, counts)| PodCounts {
                         at_s: *at as f64 / 1000.0,
                         sets: latest
                             .sets

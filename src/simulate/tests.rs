@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::cluster::{Action, Step, When};
+use super::findings::Rule;
 use super::*;
 
 fn shipped(files: &[&str]) -> Input {
@@ -31,7 +32,7 @@ fn errors(report: &Report) -> Vec<&'static str> {
         .findings
         .iter()
         .filter(|f| f.severity == findings::Severity::Error && !f.expected)
-        .map(|f| f.rule)
+        .map(|f| f.rule.id())
         .collect()
 }
 
@@ -80,7 +81,7 @@ fn slow_start_without_a_startup_probe_is_killed_by_liveness_again_and_again() {
     let finding = report
         .findings
         .iter()
-        .find(|f| f.rule == "liveness-kills-during-load")
+        .find(|f| f.rule == Rule::LivenessKillsDuringLoad)
         .expect("the liveness-kill finding");
     assert!(finding.fix.contains("startupProbe"), "{}", finding.fix);
     assert!(
@@ -149,7 +150,7 @@ fn max_unavailable_100_percent_has_a_moment_with_nothing_ready() {
         report
             .findings
             .iter()
-            .any(|f| f.rule == "rollout-zero-ready")
+            .any(|f| f.rule == Rule::RolloutZeroReady)
     );
 }
 
@@ -206,7 +207,7 @@ fn a_leak_under_the_shipped_limit_is_oom_killed_when_the_rate_says() {
         oom.ended.earliest_s >= 0.2 + 5.0 + 8.0 && oom.ended.latest_s <= 4.1 + 5.0 + 10.0,
         "{oom:?}"
     );
-    assert!(report.findings.iter().any(|f| f.rule == "leak-oom"));
+    assert!(report.findings.iter().any(|f| f.rule == Rule::LeakOom));
 }
 
 #[test]
@@ -304,12 +305,12 @@ fn a_grpc_liveness_probe_on_the_inference_service_restarts_an_unready_pod() {
     };
     let report = simulate(&input, &seeded());
     let rules: Vec<_> = report.findings.iter().map(|f| f.rule).collect();
-    assert!(rules.contains(&"liveness-same-as-readiness"), "{rules:?}");
-    assert!(rules.contains(&"liveness-kills-during-load"), "{rules:?}");
+    assert!(rules.contains(&Rule::LivenessSameAsReadiness), "{rules:?}");
+    assert!(rules.contains(&Rule::LivenessKillsDuringLoad), "{rules:?}");
     let fix = &report
         .findings
         .iter()
-        .find(|f| f.rule == "liveness-same-as-readiness")
+        .find(|f| f.rule == Rule::LivenessSameAsReadiness)
         .unwrap()
         .fix;
     assert!(fix.contains(r#"service """#), "{fix}");
@@ -349,7 +350,7 @@ fn grpc_probes_on_a_closed_port_never_pass() {
     let closed = report
         .findings
         .iter()
-        .find(|f| f.rule == "probe-port-closed")
+        .find(|f| f.rule == Rule::ProbePortClosed)
         .unwrap();
     assert!(closed.fix.contains("GRPC_BIND is empty"), "{}", closed.fix);
 }

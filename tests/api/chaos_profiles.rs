@@ -355,7 +355,7 @@ async fn cpu_burn_keeps_a_thread_running() {
         if server.thread_state(&task) == Some('R') {
             runnable += 1;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(
         runnable >= looks * 9 / 10,

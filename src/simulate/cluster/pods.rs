@@ -1,0 +1,164 @@
+//! Pod construction for one scenario: the modelled container's settings and timeline, and the
+//! cluster's pace (start, restart, notice, resync, probe phases), each drawn within its slack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::{Cluster, Item, PodTrace};
+use crate::chaos::plan::{Draw, Plan, mix};
+use crate::simulate::app::{Life, Settings, WORKING_SET};
+use crate::simulate::kubelet::{Ms, Pace, Pod, PodSpec, ProbeKind};
+use crate::simulate::manifest::Kind;
+use crate::simulate::queue::Scoped;
+
+/// The unknowns one run takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scenario {
+    /// Everything as early as it can be: quick cluster, every range at its low end.
+    Earliest,
+    /// Everything as late as it can be.
+    Latest,
+    /// Each unknown drawn from this seed.
+    Drawn(u64),
+}
+
+/// The cluster's pace, drawn per pod: the documented slack of `docs/simulate.md`.
+pub mod slack {
+    use super::Ms;
+    /// Pod created to container running (sandbox, image present): a few hundred milliseconds
+    /// on the reference cluster, seconds on a busy node.
+    pub const START: (Ms, Ms) = (200, 4_000);
+    /// Restart decided to container running again.
+    pub const RESTART: (Ms, Ms) = (300, 2_000);
+    /// A container's exit to the kubelet acting on it (the PLEG relists every second).
+    pub const NOTICE: (Ms, Ms) = (0, 1_500);
+    /// A pod in back-off is synced again every 10-15 s: a restart lands up to 15 s late.
+    pub const RESYNC: (Ms, Ms) = (0, 15_000);
+    /// A controller acting on a change.
+    pub const CONTROLLER: (Ms, Ms) = (50, 1_000);
+}
+
+impl Cluster<'_> {
+    /// A value in `range`: its low end in the earliest scenario, high end in the latest.
+    pub(super) fn pick(&mut self, range: (Ms, Ms)) -> Ms {
+        match self.scenario {
+            Scenario::Earliest => range.0,
+            Scenario::Latest => range.1,
+            Scenario::Drawn(_) => self.rng.random_range(range.0..=range.1),
+        }
+    }
+
+    /// A new pod of workload `w`'s ReplicaSet `set`, on template `revision`.
+    pub(super) fn create_pod(&mut self, w: usize, set: usize, revision: usize, name: String) {
+        let template = self.states[w].templates[revision].clone();
+        let kind = self.states[w].workload.kind;
+        let index = self.pods.len();
+        // A pod's name is known in advance only when the manifest gives it.
+        let known_name = (kind == Kind::Pod).then_some(name.as_str());
+        // Workloads without a chaos-inference container are not simulated (`simulate::run`).
+        let Some(container) = template.containers.iter().find(|c| c.is_chaos_inference()) else {
+            return;
+        };
+        let settings = Settings::of(container, known_name, self.overrides);
+        let working_set = match self.scenario {
+            Scenario::Earliest => WORKING_SET.1,
+            Scenario::Latest => WORKING_SET.0,
+            Scenario::Drawn(_) => self.rng.random_range(WORKING_SET.0..=WORKING_SET.1),
+        };
+        let draw_seed = settings.seed.unwrap_or_else(|| {
+            let base = match self.scenario {
+                Scenario::Drawn(seed) => seed,
+                Scenario::Earliest => 11,
+                Scenario::Latest => 12,
+            };
+            mix(base, index as u64 + 1)
+        });
+        let draw = match (settings.seed.is_some(), self.scenario) {
+            (true, _) | (false, Scenario::Drawn(_)) => Draw::Seed(draw_seed),
+            (false, Scenario::Earliest) => Draw::Lowest(draw_seed),
+            (false, Scenario::Latest) => Draw::Highest(draw_seed),
+        };
+        let life = match &settings.profile {
+            Ok(profile) => Life::of(
+                &Plan::drawn(profile, draw, settings.time_scale),
+                &settings,
+                container.memory_limit,
+                working_set,
+                Duration::from_millis(self.horizon),
+            ),
+            Err(message) => Life::config_error(message),
+        };
+        let spec = PodSpec {
+            container: container.name.clone(),
+            probes: [
+                container.startup.clone(),
+                container.liveness.clone(),
+                container.readiness.clone(),
+            ],
+            restart_policy: template.restart_policy,
+            grace: template.grace,
+        };
+        let pace = self.pace(&spec, &life);
+        let life = Arc::new(life);
+        let mut clock = Scoped::new(&mut self.queue, |w| Item::Pod(index, w));
+        let pod = Pod::new(
+            name,
+            self.now,
+            Arc::new(spec),
+            Arc::clone(&life),
+            pace,
+            &mut clock,
+        );
+        self.pods.push(PodTrace {
+            pod,
+            workload: w,
+            set,
+            revision,
+            life,
+            settings: Arc::new(settings),
+        });
+        self.pod_changed(index);
+    }
+
+    /// The cluster's pace for a new pod.
+    fn pace(&mut self, spec: &PodSpec, life: &Life) -> Pace {
+        let start = self.pick(slack::START);
+        // The probes' phases: in the earliest run every probe ticks the moment its answer first
+        // changes (liveness when it first fails, startup and readiness when the model has
+        // loaded); in the latest, a millisecond after, so it waits a whole period.
+        // Rounded up: a tick a fraction of a millisecond early would still see the old answer.
+        let ms = |d: Duration| {
+            if d == Duration::MAX {
+                0
+            } else {
+                d.as_micros().div_ceil(1000) as Ms
+            }
+        };
+        let loaded = ms(life.loaded);
+        let failing = life.liveness_fails_from().map_or(0, ms);
+        let mut phases = [0; 3];
+        for (i, probe) in spec.probes.iter().enumerate() {
+            let Some(probe) = probe else { continue };
+            let period = u64::from(probe.period) * 1000;
+            let moment = if i == ProbeKind::Liveness as usize {
+                start + failing
+            } else {
+                start + loaded
+            };
+            phases[i] = match self.scenario {
+                Scenario::Earliest => moment % period,
+                Scenario::Latest => (moment + 1) % period,
+                Scenario::Drawn(_) => self.rng.random_range(0..period),
+            };
+        }
+        Pace {
+            start,
+            restart: self.pick(slack::RESTART),
+            notice: self.pick(slack::NOTICE),
+            resync: self.pick(slack::RESYNC),
+            phases,
+        }
+    }
+}
