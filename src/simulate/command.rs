@@ -18,6 +18,9 @@ use crate::config::parse_duration;
 pub enum Output {
     Table,
     Json,
+    /// GitHub Actions workflow commands (`::error file=...,line=...,col=...,title=...::`), which
+    /// a workflow turns into annotations on the lines they name.
+    Github,
 }
 
 /// The lowest finding severity that makes the exit code 1.
@@ -88,14 +91,8 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         } else {
             std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?
         };
-        sources.push((
-            if file == "-" {
-                "stdin".into()
-            } else {
-                file.clone()
-            },
-            text,
-        ));
+        // Standard input is `-` in every message and finding, as on the command line.
+        sources.push((file.clone(), text));
     }
     let input = manifest::read(&sources).map_err(|e| e.to_string())?;
     // A table says so in words; JSON stays a report (with no pods) for whatever reads it.
@@ -176,6 +173,7 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
     let text = match args.output {
         Output::Table => render::table(&report),
         Output::Json => render::json(&report),
+        Output::Github => render::github(&report),
     };
     let fail_on = match args.fail_on {
         FailOn::Error => Some(Severity::Error),

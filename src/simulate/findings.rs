@@ -137,6 +137,45 @@ pub struct Finding {
     pub container: String,
     /// Named by the manifest's `chaos-inference/expected-findings`: shown on purpose.
     pub expected: bool,
+    /// The field it is about, and where the manifest has it.
+    pub location: Location,
+}
+
+/// Where a finding points: the file (`-` for standard input), the document (1 for the first),
+/// the field's path, and its line and column when the manifest has that field (else those of
+/// the nearest field above it, which would hold it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Location {
+    pub file: String,
+    pub document: usize,
+    pub field: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+}
+
+impl Location {
+    /// `field` of the workload's document.
+    pub fn of(workload: &Workload, field: String) -> Location {
+        let position = workload.origin.position(&field);
+        Location {
+            file: workload.origin.file.clone(),
+            document: workload.origin.document,
+            field,
+            line: position.map(|p| p.line),
+            column: position.map(|p| p.column),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// `file:line:col` (`file` alone when no line is known).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.file)?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        Ok(())
+    }
 }
 
 struct Context<'a> {
@@ -150,8 +189,20 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn add(&mut self, rule: Rule, message: String, fix: String) {
+    /// A field of the container (`livenessProbe`, `resources.limits.memory`), or the container
+    /// itself for `""`.
+    fn field(&self, sub: &str) -> String {
+        if sub.is_empty() {
+            self.container.field.clone()
+        } else {
+            format!("{}.{sub}", self.container.field)
+        }
+    }
+
+    fn add(&mut self, rule: Rule, field: String, message: String, fix: String) {
+        let location = Location::of(self.workload, field);
         self.out.push(Finding {
+            location,
             severity: rule.severity(),
             rule,
             message,
@@ -243,6 +294,7 @@ pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Option
             if let Err(message) = &settings.profile {
                 cx.add(
                     Rule::ProfileUnavailable,
+                    cx.field("env"),
                     format!("the server exits with code 2 at every start, then CrashLoopBackOff: {message}"),
                     "use a profile built into the image (CHAOS_PROFILE=v2, or no CHAOS_PROFILE and the image tag decides), or apply the ConfigMap together with the pod".into(),
                 );
@@ -288,6 +340,10 @@ pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Option
                     workload: workload.name.clone(),
                     container: String::new(),
                     expected: false,
+                    location: Location::of(
+                        workload,
+                        "metadata.annotations.chaos-inference/expected-findings".into(),
+                    ),
                 });
             }
         }
@@ -331,6 +387,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             };
             cx.add(
                 Rule::ProbePortClosed,
+                cx.field(&format!("{kind}Probe")),
                 format!(
                     "the {kind} probe ({}) dials port {port}, where the server does not listen for it: it never passes",
                     probe.handler.describe()
@@ -358,6 +415,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         };
         cx.add(
             Rule::LivenessKillsDuringLoad,
+            cx.field("livenessProbe"),
             format!(
                 "the liveness probe gives up after {}s but the model takes up to {}s to load (liveness fails meanwhile): killed and restarted again and again",
                 liveness.budget().as_secs(),
@@ -371,6 +429,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
     {
         cx.add(
             Rule::StartupBudgetTooShort,
+            cx.field("startupProbe.failureThreshold"),
             format!(
                 "the startup probe gives up after {}s but the model takes up to {}s to load: killed before it starts",
                 startup.budget().as_secs(),
@@ -400,6 +459,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         };
         cx.add(
             Rule::LivenessSameAsReadiness,
+            cx.field("livenessProbe"),
             format!(
                 "liveness calls {}, a readiness check: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
                 liveness.handler.describe()
@@ -408,14 +468,12 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         );
     }
     let p99 = cx.lives.iter().filter_map(|l| l.latency_p99).max();
-    for probe in [
-        &container.startup,
-        &container.liveness,
-        &container.readiness,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for (field, probe) in [
+        ("startupProbe", &container.startup),
+        ("livenessProbe", &container.liveness),
+        ("readinessProbe", &container.readiness),
+    ] {
+        let Some(probe) = probe else { continue };
         if let Handler::Http { path, .. } = &probe.handler
             && (path == "/predict" || path.ends_with("/infer"))
             && let Some(p99) = p99
@@ -423,6 +481,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         {
             cx.add(
                 Rule::ProbeTimeoutBelowLatency,
+                cx.field(&format!("{field}.timeoutSeconds")),
                 format!(
                     "a probe calls {path} with a timeout of {}s, but 1% of predictions take {} or more",
                     probe.timeout,
@@ -436,6 +495,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         {
             cx.add(
                 Rule::ExecNotModelled,
+                cx.field(&format!("{field}.exec")),
                 format!("the exec probe `{}` is assumed to pass", command.join(" ")),
                 "use `chaos-inference probe livez|readyz|startupz`, whose result is predicted"
                     .into(),
@@ -455,6 +515,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         };
         cx.add(
             Rule::NoLivenessForHang,
+            cx.field(""),
             format!("the profile {what}, and with no liveness probe nothing restarts it"),
             format!(
                 "add a livenessProbe on /livez (port {})",
@@ -471,6 +532,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
     {
         cx.add(
             Rule::MemoryBelowWorkingSet,
+            cx.field("resources.limits.memory"),
             format!(
                 "the memory limit of {} MiB is below the {}-{} MiB the server holds when idle: OOMKilled at start",
                 limit >> 20,
@@ -489,6 +551,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
     if let (Some(first), Some(last)) = (ooms.iter().min(), ooms.iter().max()) {
         cx.add(
             Rule::LeakOom,
+            cx.field("resources.limits.memory"),
             format!(
                 "memory grows until the limit of {} MiB: OOMKilled (exit code 137) {}..{} after each start",
                 container.memory_limit.unwrap_or(0) >> 20,
@@ -508,6 +571,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
     {
         cx.add(
             Rule::CpuLimitPinned,
+            cx.field("resources.limits.cpu"),
             format!(
                 "a burn fault keeps {cores} cores busy; the CPU limit of {limit} is pinned at it: throttled, slower predictions"
             ),
@@ -536,6 +600,7 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
         };
         cx.add(
             Rule::ReadinessNeverPasses,
+            cx.field("readinessProbe"),
             "the pod never becomes Ready: the readiness probe fails for good".into(),
             fix,
         );
@@ -544,6 +609,7 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
     if container.readiness.is_none() && load > Duration::from_secs(1) {
         cx.add(
             Rule::ReadyBeforeLoaded,
+            cx.field(""),
             format!(
                 "with no readiness probe the pod is Ready as soon as it runs, up to {}s before the model has loaded: requests get 503",
                 seconds(load)
@@ -565,6 +631,7 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
         {
             cx.add(
                 Rule::UnreadyWindowMissed,
+                cx.field("readinessProbe.periodSeconds"),
                 format!(
                     "the readiness probe needs {}s to notice a failure, but unready windows last {}: the pod stays Ready through them",
                     detection.as_secs(),
@@ -585,6 +652,7 @@ fn shutdown(cx: &mut Context<'_>, settings: &Settings) {
     if grace < needed {
         cx.add(
             Rule::GraceShorterThanDrain,
+            format!("{}.terminationGracePeriodSeconds", cx.workload.template.field),
             format!(
                 "terminationGracePeriodSeconds {} is shorter than SHUTDOWN_DELAY + DRAIN_TIMEOUT ({}): SIGKILL can cut requests still draining",
                 grace.as_secs(),
@@ -645,6 +713,7 @@ fn next_rollout(workload: &Workload, overrides: &Overrides, horizon: Duration) -
         fix: "keep maxUnavailable below replicas (maxSurge: 1, maxUnavailable: 0 replaces one pod at a time with no gap)".into(),
         workload: workload.name.clone(),
         container: String::new(),
+        location: Location::of(workload, "spec.strategy".into()),
         expected: workload
             .expected_findings
             .iter()

@@ -223,9 +223,61 @@ pub fn table(report: &Report) -> String {
             f.workload,
             f.message
         );
+        let _ = writeln!(out, "    at {} ({})", f.location, f.location.field);
         let _ = writeln!(out, "    fix: {}", f.fix);
     }
     out
+}
+
+/// One GitHub Actions workflow command per finding: `error`, `warning` or `notice` by severity
+/// (an expected finding, shown on purpose, is a `notice`), at the finding's file, line and
+/// column, titled with its rule, the fix after the message.
+pub fn github(report: &Report) -> String {
+    let mut out = String::new();
+    for f in &report.findings {
+        let command = match f.severity {
+            _ if f.expected => "notice",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "notice",
+        };
+        let mut properties = vec![format!("file={}", escape_property(&f.location.file))];
+        if let (Some(line), Some(column)) = (f.location.line, f.location.column) {
+            properties.push(format!("line={line}"));
+            properties.push(format!("col={column}"));
+        }
+        let title = if f.expected {
+            format!("{} (expected)", f.rule)
+        } else {
+            f.rule.to_string()
+        };
+        properties.push(format!("title={}", escape_property(&title)));
+        let message = format!(
+            "{}: {} ({})\nfix: {}",
+            f.workload, f.message, f.location.field, f.fix
+        );
+        let _ = writeln!(
+            out,
+            "::{command} {}::{}",
+            properties.join(","),
+            escape_data(&message)
+        );
+    }
+    out
+}
+
+/// A workflow command's message: `%`, CR and LF escaped (as the Actions toolkit's
+/// `escapeData`).
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value: the message's escapes, and `:` and `,`, which end a
+/// property (the toolkit's `escapeProperty`).
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// The JSON document.

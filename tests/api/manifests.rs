@@ -238,3 +238,88 @@ fn a_file_without_workloads_is_an_empty_json_report() {
         "{stdout}"
     );
 }
+
+/// `simulate` with `text` on standard input: exit code and standard output.
+fn simulate_stdin(args: &[&str], text: &str) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .arg("simulate")
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// The 1-based line of the first line of `text` that holds `needle`, and its column.
+fn line_of(text: &str, needle: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+        .unwrap()
+}
+
+#[test]
+fn findings_point_at_the_file_line_and_field_in_every_format() {
+    let file = manifest("online-inference-pod-without-startup-probe.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (line, col) = line_of(&text, "livenessProbe:");
+    // The table says where.
+    let (code, stdout, _) = run_cli(&["simulate", "--scenarios", "4", &file], &[]);
+    assert_eq!(code, Some(0), "the finding is expected: {stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "at {file}:{line}:{col} (spec.containers[0].livenessProbe)"
+        )),
+        "{stdout}"
+    );
+    // GitHub: an expected finding is a notice.
+    let (code, stdout, _) = run_cli(
+        &["simulate", "--output", "github", "--scenarios", "4", &file],
+        &[],
+    );
+    assert_eq!(code, Some(0));
+    let want = format!(
+        "::notice file={},line={line},col={col},title=liveness-kills-during-load (expected)::online-inference-no-startup-probe: ",
+        file.replace(':', "%3A").replace(',', "%2C")
+    );
+    assert!(stdout.starts_with(&want), "{stdout}");
+    assert!(stdout.contains("%0Afix: add a startupProbe"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // Without the annotation, from standard input: an error at `-`, and exit code 1 as in
+    // every format.
+    let unexpected: String = text
+        .lines()
+        .filter(|l| !l.contains("chaos-inference/expected-findings"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (line, col) = line_of(&unexpected, "livenessProbe:");
+    let (code, stdout) = simulate_stdin(&["--output", "github", "--scenarios", "4"], &unexpected);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "::error file=-,line={line},col={col},title=liveness-kills-during-load::"
+        )),
+        "{stdout}"
+    );
+    let (code, stdout) = simulate_stdin(&["--output", "json", "--scenarios", "4"], &unexpected);
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let location = &report["findings"][0]["location"];
+    assert_eq!(location["file"], "-");
+    assert_eq!(location["document"], 1);
+    assert_eq!(location["field"], "spec.containers[0].livenessProbe");
+    assert_eq!(
+        (location["line"].as_u64(), location["column"].as_u64()),
+        (Some(line as u64), Some(col as u64))
+    );
+}
