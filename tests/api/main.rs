@@ -10,6 +10,7 @@ mod lifecycle;
 mod load;
 mod manifests;
 mod routes;
+mod simulate_parity;
 mod slow_model;
 mod status_page;
 mod timing;
