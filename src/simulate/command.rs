@@ -21,6 +21,8 @@ pub enum Output {
     /// GitHub Actions workflow commands (`::error file=...,line=...,col=...,title=...::`), which
     /// a workflow turns into annotations on the lines they name.
     Github,
+    /// SARIF 2.1.0, for GitHub code scanning and other SARIF consumers.
+    Sarif,
 }
 
 /// The lowest finding severity that makes the exit code 1.
@@ -174,6 +176,7 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         Output::Table => render::table(&report),
         Output::Json => render::json(&report),
         Output::Github => render::github(&report),
+        Output::Sarif => render::sarif(&report),
     };
     let fail_on = match args.fail_on {
         FailOn::Error => Some(Severity::Error),

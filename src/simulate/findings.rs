@@ -53,6 +53,13 @@ macro_rules! rules {
                 }
             }
 
+            /// Its name in words run together (`LivenessKillsDuringLoad`), as SARIF names rules.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Rule::$rule => stringify!($rule),)*
+                }
+            }
+
             pub fn severity(self) -> Severity {
                 match self {
                     $(Rule::$rule => Severity::$severity,)*

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::findings::Severity;
+use serde_json::{Value, json};
+
+use super::findings::{Rule, Severity};
 use super::{Line, Report, Window};
 
 /// Seconds as a short duration: `4s`, `1m27s`, `2.5s`.
@@ -278,6 +280,129 @@ fn escape_data(text: &str) -> String {
 /// property (the toolkit's `escapeProperty`).
 fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// The SARIF 2.1.0 log: one run of the tool, every rule described (id, short and full
+/// description, help, default level), one result per finding with its level, message, fix
+/// and physical location. An expected finding is a result with an in-source suppression (the
+/// manifest's annotation), which code scanning shows as dismissed.
+pub fn sarif(report: &Report) -> String {
+    let rules: Vec<Value> = Rule::ALL
+        .iter()
+        .map(|rule| {
+            json!({
+                "id": rule.id(),
+                "name": rule.name(),
+                "shortDescription": {"text": rule.description()},
+                "fullDescription": {"text": format!(
+                    "{} (predicted by chaos-inference simulate from the manifest's probes, \
+                     resources and strategy, and the container's timeline)",
+                    rule.description()
+                )},
+                "help": {"text": format!(
+                    "{}. Each result carries the concrete fix for its manifest; docs/simulate.md \
+                     lists every rule.",
+                    rule.description()
+                )},
+                "defaultConfiguration": {"level": level(rule.severity())},
+            })
+        })
+        .collect();
+    let results: Vec<Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let mut region = serde_json::Map::new();
+            if let (Some(line), Some(column)) = (f.location.line, f.location.column) {
+                region.insert("startLine".into(), line.into());
+                region.insert("startColumn".into(), column.into());
+            }
+            let mut physical = json!({"artifactLocation": {"uri": artifact_uri(&f.location.file)}});
+            if !region.is_empty() {
+                physical["region"] = Value::Object(region);
+            }
+            let mut result = json!({
+                "ruleId": f.rule.id(),
+                "ruleIndex": Rule::ALL.iter().position(|r| *r == f.rule),
+                "level": level(f.severity),
+                "message": {"text": format!("{}: {} Fix: {}", f.workload, f.message, f.fix)},
+                "locations": [{
+                    "physicalLocation": physical,
+                    "logicalLocations": [{
+                        "fullyQualifiedName": format!("document {}: {}", f.location.document, f.location.field),
+                        "kind": "member",
+                    }],
+                }],
+                "properties": {
+                    "fix": f.fix,
+                    "workload": f.workload,
+                    "container": f.container,
+                    "document": f.location.document,
+                    "field": f.location.field,
+                },
+            });
+            if f.expected {
+                result["suppressions"] = json!([{
+                    "kind": "inSource",
+                    "justification": "named in the manifest's chaos-inference/expected-findings annotation",
+                }]);
+            }
+            result
+        })
+        .collect();
+    let mut driver = json!({
+        "name": "chaos-inference",
+        "version": env!("CARGO_PKG_VERSION"),
+        "semanticVersion": env!("CARGO_PKG_VERSION"),
+        "rules": rules,
+    });
+    if !env!("CARGO_PKG_HOMEPAGE").is_empty() {
+        driver["informationUri"] = env!("CARGO_PKG_HOMEPAGE").into();
+    }
+    let log = json!({
+        "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": driver},
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    });
+    serde_json::to_string_pretty(&log).expect("SARIF serialises") + "\n"
+}
+
+/// SARIF's level for a severity.
+fn level(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "note",
+    }
+}
+
+/// A file as a URI reference relative to the working directory (what code scanning resolves
+/// against the checkout), with `/` separators and the characters a URI cannot hold escaped.
+fn artifact_uri(file: &str) -> String {
+    let path = std::path::Path::new(file);
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            path.strip_prefix(cwd)
+                .ok()
+                .map(std::path::Path::to_path_buf)
+        })
+        .unwrap_or_else(|| path.to_path_buf());
+    let text = relative.to_string_lossy().replace('\\', "/");
+    let mut uri = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                uri.push(byte as char)
+            }
+            _ => uri.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    uri
 }
 
 /// The JSON document.

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# simulate's findings in the formats other tools read, checked by those tools:
+#   - SARIF 2.1.0: valid against the SARIF 2.1.0 JSON schema that Microsoft's SARIF validator
+#     ships (with Python's jsonschema, a real JSON Schema validator), passes that validator
+#     (`sarif-multitool validate`, from npm), and is read back by sarif-tools (PyPI): the rule,
+#     level, file and line it was given;
+#   - the exit code is the same in every format.
+# Installs its tools, pinned, into .formats/ (a Python virtualenv and an npm prefix).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+tools="$root/.formats"
+[ -x "$tools/bin/python" ] || python3 -m venv "$tools"
+"$tools/bin/pip" install --quiet --disable-pip-version-check jsonschema==4.26.0 sarif-tools==3.0.5
+if [ ! -x "$tools/node/node_modules/.bin/sarif-multitool" ]; then
+    mkdir -p "$tools/node"
+    npm install --prefix "$tools/node" --no-audit --no-fund --loglevel=error @microsoft/sarif-multitool@5.7.0 >/dev/null
+fi
+schema="$tools/node/node_modules/@microsoft/sarif-multitool-linux/sarif-2.1.0.json"
+cargo build --release --locked --quiet --bin chaos-inference
+bin="$root/target/release/chaos-inference"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+failures=0
+pass() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+
+# A manifest whose liveness probe kills during the load, not marked as expected; and the shipped
+# one that marks it.
+grep -v 'chaos-inference/expected-findings' manifests/online-inference-pod-without-startup-probe.yaml > "$work/kills.yaml"
+line="$(grep -n 'livenessProbe:' "$work/kills.yaml" | head -1 | cut -d: -f1)"
+cp manifests/online-inference-pod-without-startup-probe.yaml "$work/expected.yaml"
+cd "$work"
+set +e
+"$bin" simulate --scenarios 6 --output sarif kills.yaml > kills.sarif; code_sarif=$?
+"$bin" simulate --scenarios 6 --output table kills.yaml > /dev/null; code_table=$?
+"$bin" simulate --scenarios 6 --output sarif expected.yaml > expected.sarif; code_expected=$?
+set -e
+[ "$code_sarif:$code_table:$code_expected" = "1:1:0" ] \
+    && pass "exit codes as in the table: 1 for the finding, 0 when it is expected" \
+    || fail "exit codes sarif $code_sarif, table $code_table, expected $code_expected (want 1, 1, 0)"
+
+for f in kills.sarif expected.sarif; do
+    if "$tools/bin/python" - "$schema" "$f" <<'PY'
+import json, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+log = json.load(open(sys.argv[2]))
+errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(log))
+for e in errors[:5]:
+    print(f"  {'/'.join(map(str, e.absolute_path))}: {e.message}")
+sys.exit(1 if errors else 0)
+PY
+    then pass "$f: valid against the SARIF 2.1.0 schema"; else fail "$f: not valid against the SARIF 2.1.0 schema"; fi
+    if "$tools/node/node_modules/.bin/sarif-multitool" validate "$f" > validate.out 2>&1 \
+        && ! grep -q ': error ' validate.out; then
+        pass "$f: sarif-multitool validate ($(grep -c ': warning ' validate.out) warning(s))"
+    else
+        fail "$f: sarif-multitool validate"; sed 's/^/    /' validate.out
+    fi
+done
+
+if "$tools/bin/python" - kills.sarif expected.sarif "$line" <<'PY'
+import sys
+from sarif import loader
+kills, expected, line = loader.load_sarif_file(sys.argv[1]), loader.load_sarif_file(sys.argv[2]), int(sys.argv[3])
+got = [(r["ruleId"], r["level"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        r["locations"][0]["physicalLocation"]["region"]["startLine"]) for r in kills.get_results()]
+want = [("liveness-kills-during-load", "error", "kills.yaml", line)]
+print(f"  read back: {got}")
+assert got == want, f"want {want}"
+assert kills.get_distinct_tool_names() == ["chaos-inference"]
+[result] = expected.get_results()
+assert result["suppressions"][0]["kind"] == "inSource", result
+PY
+then pass "sarif-tools reads the rule, level, file and line back; the expected finding is suppressed"
+else fail "sarif-tools read-back"; fi
+
+cd "$root"
+if [ "$failures" -gt 0 ]; then echo "check-lint-formats: $failures failure(s)"; exit 1; fi
+echo "check-lint-formats: all checks passed"
