@@ -4,6 +4,8 @@
 #     ships (with Python's jsonschema, a real JSON Schema validator), passes that validator
 #     (`sarif-multitool validate`, from npm), and is read back by sarif-tools (PyPI): the rule,
 #     level, file and line it was given;
+#   - JUnit XML: read back by junitparser (PyPI), as plain JUnit and as xunit2 (Jenkins): a
+#     suite per workload, a case per rule, the finding a failure, an expected one skipped;
 #   - the exit code is the same in every format.
 # Installs its tools, pinned, into .formats/ (a Python virtualenv and an npm prefix).
 set -euo pipefail
@@ -11,7 +13,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 tools="$root/.formats"
 [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
-"$tools/bin/pip" install --quiet --disable-pip-version-check jsonschema==4.26.0 sarif-tools==3.0.5
+"$tools/bin/pip" install --quiet --disable-pip-version-check jsonschema==4.26.0 sarif-tools==3.0.5 junitparser==5.0.3
 if [ ! -x "$tools/node/node_modules/.bin/sarif-multitool" ]; then
     mkdir -p "$tools/node"
     npm install --prefix "$tools/node" --no-audit --no-fund --loglevel=error @microsoft/sarif-multitool@5.7.0 >/dev/null
@@ -75,6 +77,34 @@ assert result["suppressions"][0]["kind"] == "inSource", result
 PY
 then pass "sarif-tools reads the rule, level, file and line back; the expected finding is suppressed"
 else fail "sarif-tools read-back"; fi
+
+set +e
+"$bin" simulate --scenarios 6 --output junit kills.yaml > kills.xml; code_junit=$?
+set -e
+"$bin" simulate --scenarios 6 --output junit expected.yaml > expected.xml
+[ "$code_junit" = 1 ] && pass "junit: exit code 1 as in the table" || fail "junit: exit code $code_junit (want 1)"
+if "$tools/bin/python" - kills.xml expected.xml "$line" <<'PY'
+import json, sys
+from junitparser import JUnitXml, Failure, Skipped
+from junitparser import xunit2
+rules = len(json.load(open("kills.sarif"))["runs"][0]["tool"]["driver"]["rules"])
+for reader in (JUnitXml, xunit2.JUnitXml):
+    kills, expected = reader.fromfile(sys.argv[1]), reader.fromfile(sys.argv[2])
+    [suite] = list(kills)
+    assert suite.name == "online-inference-no-startup-probe", suite.name
+    cases = list(suite)
+    assert len(cases) == rules and suite.tests == rules, (len(cases), suite.tests)
+    failed = [c for c in cases if any(isinstance(r, Failure) for r in c.result)]
+    assert [c.name for c in failed] == ["liveness-kills-during-load"], [c.name for c in failed]
+    assert failed[0].result[0].message.startswith("the liveness probe gives up"), failed[0].result[0].message
+    assert suite.failures == 1 and suite.skipped == 0
+    [esuite] = list(expected)
+    skipped = [c.name for c in esuite if any(isinstance(r, Skipped) for r in c.result)]
+    assert skipped == ["liveness-kills-during-load"] and esuite.failures == 0, skipped
+print(f"  read back: {len(cases)} cases, failed {[c.name for c in failed]}, skipped when expected {skipped}")
+PY
+then pass "junitparser (JUnit and xunit2) reads the suite, the cases, the failure and the skip back"
+else fail "junitparser read-back"; fi
 
 cd "$root"
 if [ "$failures" -gt 0 ]; then echo "check-lint-formats: $failures failure(s)"; exit 1; fi

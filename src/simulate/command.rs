@@ -23,6 +23,8 @@ pub enum Output {
     Github,
     /// SARIF 2.1.0, for GitHub code scanning and other SARIF consumers.
     Sarif,
+    /// JUnit XML, for CI test reports: a test case per workload and rule.
+    Junit,
 }
 
 /// The lowest finding severity that makes the exit code 1.
@@ -172,16 +174,17 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         crate::chaos::profile::Profile::load(profile).map_err(|e| format!("--profile: {e}"))?;
     }
     let report = simulate(&input, &options);
+    let fail_on = match args.fail_on {
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Never => None,
+    };
     let text = match args.output {
         Output::Table => render::table(&report),
         Output::Json => render::json(&report),
         Output::Github => render::github(&report),
         Output::Sarif => render::sarif(&report),
-    };
-    let fail_on = match args.fail_on {
-        FailOn::Error => Some(Severity::Error),
-        FailOn::Warning => Some(Severity::Warning),
-        FailOn::Never => None,
+        Output::Junit => render::junit(&report, fail_on),
     };
     Ok((text, render::exit_code(&report, fail_on)))
 }

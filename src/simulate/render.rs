@@ -371,6 +371,117 @@ pub fn sarif(report: &Report) -> String {
     serde_json::to_string_pretty(&log).expect("SARIF serialises") + "\n"
 }
 
+/// JUnit XML: a test suite per workload, a test case per rule; a finding at or above
+/// `fail_on` fails its case, an expected one skips it, one below `fail_on` passes with the
+/// finding in its output. Read by CI test reports (Jenkins, GitLab, GitHub test reporters).
+pub fn junit(report: &Report, fail_on: Option<Severity>) -> String {
+    let mut workloads: Vec<&str> = Vec::new();
+    for name in report
+        .pods
+        .iter()
+        .map(|p| p.workload.as_str())
+        .chain(report.findings.iter().map(|f| f.workload.as_str()))
+    {
+        if !workloads.contains(&name) {
+            workloads.push(name);
+        }
+    }
+    let mut suites = String::new();
+    let (mut all_tests, mut all_failures, mut all_skipped) = (0, 0, 0);
+    for workload in workloads {
+        let (mut failures, mut skipped) = (0, 0);
+        let mut cases = String::new();
+        for rule in Rule::ALL {
+            let found: Vec<_> = report
+                .findings
+                .iter()
+                .filter(|f| f.workload == workload && f.rule == *rule)
+                .collect();
+            let at = found.first().map(|f| {
+                format!(
+                    " file=\"{}\"{}",
+                    xml(&f.location.file),
+                    f.location
+                        .line
+                        .map(|l| format!(" line=\"{l}\""))
+                        .unwrap_or_default()
+                )
+            });
+            let _ = write!(
+                cases,
+                "    <testcase classname=\"simulate.{}\" name=\"{}\"{}",
+                xml(workload),
+                rule.id(),
+                at.unwrap_or_default()
+            );
+            if found.is_empty() {
+                cases.push_str("/>\n");
+                continue;
+            }
+            cases.push_str(">\n");
+            for f in found {
+                let text = xml(&format!(
+                    "{}\nat {} ({})\nfix: {}",
+                    f.message, f.location, f.location.field, f.fix
+                ));
+                if f.expected {
+                    skipped += 1;
+                    let _ = writeln!(
+                        cases,
+                        "      <skipped message=\"expected: named in the chaos-inference/expected-findings annotation\"/>"
+                    );
+                } else if fail_on.is_some_and(|level| f.severity >= level) {
+                    failures += 1;
+                    let _ = writeln!(
+                        cases,
+                        "      <failure type=\"{}\" message=\"{}\">{text}</failure>",
+                        f.severity.as_str(),
+                        xml(&f.message)
+                    );
+                } else {
+                    let _ = writeln!(
+                        cases,
+                        "      <system-out>{}: {text}</system-out>",
+                        f.severity.as_str()
+                    );
+                }
+            }
+            cases.push_str("    </testcase>\n");
+        }
+        let tests = Rule::ALL.len();
+        let _ = write!(
+            suites,
+            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n",
+            xml(workload)
+        );
+        all_tests += tests;
+        all_failures += failures;
+        all_skipped += skipped;
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"chaos-inference simulate\" tests=\"{all_tests}\" failures=\"{all_failures}\" errors=\"0\" skipped=\"{all_skipped}\">\n{suites}</testsuites>\n"
+    )
+}
+
+/// Text for an XML attribute or element.
+fn xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            // Characters XML 1.0 cannot hold at all.
+            c if (c as u32) < 0x20 && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// SARIF's level for a severity.
 fn level(severity: Severity) -> &'static str {
     match severity {
