@@ -6,14 +6,19 @@
 #     level, file and line it was given;
 #   - JUnit XML: read back by junitparser (PyPI), as plain JUnit and as xunit2 (Jenkins): a
 #     suite per workload, a case per rule, the finding a failure, an expected one skipped;
-#   - the exit code is the same in every format.
+#   - the exit code is the same in every format;
+#   - the pre-commit hook (.pre-commit-hooks.yaml), run by the real pre-commit (PyPI) in a
+#     throwaway git repository: it fails on a staged manifest whose liveness probe kills during
+#     the load, and passes on the shipped manifests with other YAML staged beside them;
+#   - the kubectl plugin: `kubectl plugin list` (the real kubectl) finds the binary under its
+#     plugin name, and `kubectl chaos-inference simulate` runs it.
 # Installs its tools, pinned, into .formats/ (a Python virtualenv and an npm prefix).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 tools="$root/.formats"
 [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
-"$tools/bin/pip" install --quiet --disable-pip-version-check jsonschema==4.26.0 sarif-tools==3.0.5 junitparser==5.0.3
+"$tools/bin/pip" install --quiet --disable-pip-version-check jsonschema==4.26.0 sarif-tools==3.0.5 junitparser==5.0.3 pre-commit==4.7.0
 if [ ! -x "$tools/node/node_modules/.bin/sarif-multitool" ]; then
     mkdir -p "$tools/node"
     npm install --prefix "$tools/node" --no-audit --no-fund --loglevel=error @microsoft/sarif-multitool@5.7.0 >/dev/null
@@ -105,6 +110,57 @@ print(f"  read back: {len(cases)} cases, failed {[c.name for c in failed]}, skip
 PY
 then pass "junitparser (JUnit and xunit2) reads the suite, the cases, the failure and the skip back"
 else fail "junitparser read-back"; fi
+
+# pre-commit, with this checkout as the hook repository (its HEAD) and the release binary on PATH.
+export PATH="$root/target/release:$PATH"
+hooks="$work/hooks"
+git clone --quiet "$root" "$hooks"
+cp "$root/.pre-commit-hooks.yaml" "$hooks/"
+git -C "$hooks" add .pre-commit-hooks.yaml
+git -C "$hooks" -c user.name=ci -c user.email=ci@localhost commit --quiet --allow-empty -m "hooks as checked"
+rev="$(git -C "$hooks" rev-parse HEAD)"
+repo="$work/repo"
+git init --quiet "$repo"
+cat > "$repo/.pre-commit-config.yaml" <<YAML
+repos:
+- repo: $hooks
+  rev: $rev
+  hooks:
+  - id: chaos-inference-simulate-system
+    args: [--scenarios, "4"]
+YAML
+commit_hook() { (cd "$repo" && PRE_COMMIT_HOME="$work/pre-commit-home" "$tools/bin/pre-commit" run > "$work/hook.out" 2>&1); }
+cp "$work/kills.yaml" "$repo/kills.yaml"
+git -C "$repo" add .pre-commit-config.yaml kills.yaml
+if commit_hook; then fail "pre-commit: passed a manifest whose liveness probe kills during the load"; sed 's/^/    /' "$work/hook.out"
+elif grep -q 'liveness-kills-during-load' "$work/hook.out"; then pass "pre-commit: fails on the staged manifest that kills during the load, naming the finding"
+else fail "pre-commit: failed without naming the finding"; sed 's/^/    /' "$work/hook.out"; fi
+git -C "$repo" rm --quiet --cached kills.yaml
+rm "$repo/kills.yaml"
+cp "$root"/manifests/*.yaml "$repo/"
+mkdir -p "$repo/chart/templates" && cp "$root"/manifests/helm/chaos-inference/templates/*.yaml "$repo/chart/templates/"
+printf 'name: ci
+on: [push]
+jobs: {}
+' > "$repo/workflow.yml"
+git -C "$repo" add .
+if commit_hook; then pass "pre-commit: passes the shipped manifests, with a workflow file and Helm templates staged beside them"
+else fail "pre-commit: failed on the shipped manifests"; sed 's/^/    /' "$work/hook.out"; fi
+
+# kubectl plugin: the binary under the plugin name on PATH (a symlink here; a copy works too).
+kubectl="$root/.tools/bin/kubectl"
+[ -x "$kubectl" ] || (cd "$root" && scripts/install-validators.sh >/dev/null)
+mkdir -p "$work/plugins"
+ln -s "$bin" "$work/plugins/kubectl-chaos_inference"
+if PATH="$work/plugins:$PATH" "$kubectl" plugin list 2>/dev/null | grep -q "$work/plugins/kubectl-chaos_inference"; then
+    pass "kubectl plugin list finds kubectl-chaos_inference"
+else fail "kubectl plugin list does not find kubectl-chaos_inference"; fi
+set +e
+PATH="$work/plugins:$PATH" "$kubectl" chaos-inference simulate --scenarios 4 --output json kills.yaml > plugin.json 2>plugin.err; code_plugin=$?
+set -e
+if [ "$code_plugin" = 1 ] && grep -q '"liveness-kills-during-load"' plugin.json; then
+    pass "kubectl chaos-inference simulate runs the binary (exit 1, the finding in its JSON)"
+else fail "kubectl chaos-inference simulate: exit $code_plugin"; sed 's/^/    /' plugin.err; fi
 
 cd "$root"
 if [ "$failures" -gt 0 ]; then echo "check-lint-formats: $failures failure(s)"; exit 1; fi

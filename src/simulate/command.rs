@@ -79,12 +79,28 @@ pub struct SimulateArgs {
     /// Scenarios drawn on top of the earliest and the latest.
     #[arg(long, default_value_t = DRAWN_SCENARIOS, value_name = "N")]
     pub scenarios: u64,
+    /// Pass over files that are not Kubernetes manifests (not YAML, such as a Helm template, or
+    /// no document with both `apiVersion` and `kind`) instead of refusing them: for hooks that
+    /// hand over every staged YAML file.
+    #[arg(long)]
+    pub skip_other_yaml: bool,
+}
+
+/// Whether `text` is a Kubernetes manifest: YAML with at least one document that has both
+/// `apiVersion` and `kind`.
+fn is_kubernetes_yaml(text: &str) -> bool {
+    super::yaml::documents(text).is_ok_and(|documents| {
+        documents
+            .iter()
+            .any(|d| d.value["apiVersion"].is_string() && d.value["kind"].is_string())
+    })
 }
 
 /// Runs `simulate`: the report text and the exit code, or the one line that says why the input
 /// cannot be read (exit code 2).
 pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
     let mut sources = Vec::new();
+    let mut skipped = Vec::new();
     for file in &args.files {
         let text = if file == "-" {
             let mut text = String::new();
@@ -95,10 +111,15 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         } else {
             std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?
         };
+        if args.skip_other_yaml && !is_kubernetes_yaml(&text) {
+            skipped.push(format!("{file} (not Kubernetes manifests)"));
+            continue;
+        }
         // Standard input is `-` in every message and finding, as on the command line.
         sources.push((file.clone(), text));
     }
-    let input = manifest::read(&sources).map_err(|e| e.to_string())?;
+    let mut input = manifest::read(&sources).map_err(|e| e.to_string())?;
+    input.ignored.extend(skipped);
     // A table says so in words; JSON stays a report (with no pods) for whatever reads it.
     if input.workloads.is_empty() && matches!(args.output, Output::Table) {
         return Ok((
