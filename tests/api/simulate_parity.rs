@@ -20,6 +20,15 @@ use crate::helpers::Spawn;
 
 const SEED: u64 = 7;
 const SCALE: f64 = 0.05;
+/// How late the server may switch a fault on or off: its engine's timers fire late on a busy
+/// machine, never early (3 ms seen with every core busy). 100 ms is far above that and well below
+/// the shortest window here (500 ms), so a window that is missing, misplaced by more than that,
+/// or predicted for the wrong route still fails.
+const TIMER_LATE: Duration = Duration::from_millis(100);
+/// The step at which the prediction is read across that allowance.
+const STEP: Duration = Duration::from_millis(1);
+/// What a whole-millisecond reading of the server's clock can cut.
+const ROUNDING: Duration = Duration::from_millis(1);
 
 /// Every GET path of the server's OpenAPI document, its parameters filled in with this
 /// model's name and version and with others.
@@ -144,11 +153,28 @@ async fn holds(profile: &str, watch: Duration) -> usize {
         if *after >= load_from && *before <= load_to {
             continue;
         }
-        let expected = [*before, *after].map(|t| predicted_status(&life, path, to_simulated(t)));
+        // The answer came between `before` and `after`, from a server whose switches may lag
+        // the plan by up to TIMER_LATE, on a clock read in whole milliseconds (`uptime_ms` and
+        // `ready_at_ms` each cut up to 1 ms): any status predicted from `before - TIMER_LATE`
+        // to `after + 2 ms` is right.
+        let (from, to) = (before.saturating_sub(TIMER_LATE), *after + 2 * ROUNDING);
+        let mut expected = Vec::new();
+        let mut t = from;
+        loop {
+            let status = predicted_status(&life, path, to_simulated(t.min(to)));
+            if !expected.contains(&status) {
+                expected.push(status);
+            }
+            if t >= to {
+                break;
+            }
+            t += STEP;
+        }
         compared += 1;
         if !expected.contains(&Some(*status)) {
             wrong.push(format!(
-                "GET {path} at {before:?}..{after:?} of the run answered {status}, predicted {expected:?}"
+                "GET {path} answered {status} at {before:?}..{after:?} of the run (server clock), \
+                 predicted {expected:?} from {from:?} to {to:?} (late timers and rounding allowed)"
             ));
         }
     }
