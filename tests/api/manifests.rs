@@ -175,32 +175,13 @@ fn exit_codes_say_clean_findings_or_unreadable_input() {
 fn standard_input_reads_what_kubectl_kustomize_or_helm_template_print() {
     let text = std::fs::read_to_string(manifest("online-inference-deployment-rolling-update.yaml"))
         .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "simulate",
-            "--output",
-            "json",
-            "--scenarios",
-            "4",
-            "--set-image",
-            "v2",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, stdout) = simulate_stdin(
+        &["--output", "json", "--scenarios", "4", "--set-image", "v2"],
+        &text,
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
-        out.status.code(),
+        code,
         Some(0),
         "the zero-ready rollout is expected by the manifest"
     );
