@@ -53,7 +53,7 @@ def total_instructions(out_dir):
     return total
 
 
-def measure(binary, method, path, body, requests, env, keep=None):
+def measure(binary, method, path, body, requests, env, keep=None, connections=1):
     port = serverctl.free_port()
     with tempfile.TemporaryDirectory() as out_dir:
         log = open(os.path.join(out_dir, "server.log"), "wb")
@@ -64,7 +64,7 @@ def measure(binary, method, path, body, requests, env, keep=None):
                                      "CHAOS_PROFILE": "none", "LOG_FORMAT": "json", "RUST_LOG": "warn"})
         try:
             serverctl.wait_ready(port, proc=proc, timeout=180, poll=0.2)
-            oha = ["oha", "--no-tui", "-n", str(requests), "-c", "4", "-m", method]
+            oha = ["oha", "--no-tui", "-n", str(requests), "-c", str(connections), "-m", method]
             if body is not None:
                 body_file = os.path.join(out_dir, "body.json")
                 pathlib.Path(body_file).write_text(body)
@@ -103,17 +103,21 @@ def main():
     parser.add_argument("--out")
     parser.add_argument("--keep", help="keep the dumps here, for callgrind_annotate")
     parser.add_argument("--only", help="only the cases whose name contains this")
+    # One connection by default: with several, how a request's bytes are split over reads
+    # depends on timing, and actix's HTTP/1 decoder clears its header buffer on every attempt
+    # (up to 1,000 instructions per request seen from one run to the next, same binary).
+    parser.add_argument("--connections", type=int, default=1, help="oha connections (default 1)")
     args = parser.parse_args()
     env = dict(e.split("=", 1) for e in args.env)
     results = {}
     for name, method, path, body in CASES:
         if args.only and args.only not in name:
             continue
-        per_request = measure(args.binary, method, path, body, args.requests, env, args.keep)
+        per_request = measure(args.binary, method, path, body, args.requests, env, args.keep, args.connections)
         results[name] = round(per_request)
         print(f"{name:22} {per_request:12,.0f} instructions per request", flush=True)
     if args.out:
-        pathlib.Path(args.out).write_text(json.dumps({"binary": args.binary, "env": env, "requests": args.requests,
+        pathlib.Path(args.out).write_text(json.dumps({"binary": args.binary, "env": env, "requests": args.requests, "connections": args.connections,
                                                        "instructions_per_request": results}, indent=1) + "\n")
     return 0
 

@@ -108,9 +108,8 @@ pub struct Health {
     draining: AtomicBool,
     hung: AtomicBool,
     live_while_loading: AtomicBool,
-    /// Reasons by source (`fault[2]`, `admin`), so overlapping faults do not cancel each other.
-    unready: Mutex<BTreeMap<String, String>>,
-    unhealthy: Mutex<BTreeMap<String, String>>,
+    unready: Reasons,
+    unhealthy: Reasons,
     phase: Mutex<Phase>,
     metrics: Metrics,
     /// Bumped on every change of any switch, for watchers (gRPC health Watch).
@@ -126,8 +125,8 @@ impl Health {
             draining: AtomicBool::new(false),
             hung: AtomicBool::new(false),
             live_while_loading: AtomicBool::new(true),
-            unready: Mutex::new(BTreeMap::new()),
-            unhealthy: Mutex::new(BTreeMap::new()),
+            unready: Reasons::default(),
+            unhealthy: Reasons::default(),
             phase: Mutex::new(Phase::Starting),
             metrics,
             changes: tokio::sync::watch::Sender::new(0),
@@ -151,8 +150,8 @@ impl Health {
         Switches {
             loaded: self.started(),
             live_while_loading: self.live_while_loading.load(Ordering::SeqCst),
-            unhealthy: !lock(&self.unhealthy).is_empty(),
-            unready: !lock(&self.unready).is_empty(),
+            unhealthy: self.unhealthy.any(),
+            unready: self.unready.any(),
             draining: self.draining.load(Ordering::SeqCst),
         }
     }
@@ -170,8 +169,8 @@ impl Health {
         }
         let reason = match check {
             Check::Readiness if switches.draining => Some("shutting down".to_string()),
-            Check::Readiness if switches.loaded => lock(&self.unready).values().next().cloned(),
-            Check::Liveness if switches.unhealthy => lock(&self.unhealthy).values().next().cloned(),
+            Check::Readiness if switches.loaded => self.unready.first(),
+            Check::Liveness if switches.unhealthy => self.unhealthy.first(),
             _ => None,
         };
         Err(reason.unwrap_or_else(|| "model is loading".into()))
@@ -223,13 +222,13 @@ impl Health {
 
     /// Readiness fails for `source` with `reason`, or no longer fails for it with `None`.
     pub fn set_unready(&self, source: &str, reason: Option<String>) {
-        set_reason(&self.unready, source, reason);
+        self.unready.set(source, reason);
         self.update();
     }
 
     /// Liveness fails for `source` with `reason`, or no longer fails for it with `None`.
     pub fn set_unhealthy(&self, source: &str, reason: Option<String>) {
-        set_reason(&self.unhealthy, source, reason);
+        self.unhealthy.set(source, reason);
         self.update();
     }
 
@@ -242,9 +241,9 @@ impl Health {
             Phase::Starting
         } else if !self.started() {
             Phase::Loading
-        } else if !lock(&self.unhealthy).is_empty() {
+        } else if self.unhealthy.any() {
             Phase::Unhealthy
-        } else if !lock(&self.unready).is_empty() {
+        } else if self.unready.any() {
             Phase::Unready
         } else {
             Phase::Serving
@@ -290,12 +289,35 @@ impl Health {
     }
 }
 
-fn set_reason(reasons: &Mutex<BTreeMap<String, String>>, source: &str, reason: Option<String>) {
-    let mut reasons = lock(reasons);
-    match reason {
-        Some(reason) => reasons.insert(source.to_string(), reason),
-        None => reasons.remove(source),
-    };
+/// Why a check fails, by source (`fault[2]`, `admin`), so overlapping faults do not cancel
+/// each other; `any` answers every probe without the lock.
+#[derive(Default)]
+struct Reasons {
+    any: AtomicBool,
+    by_source: Mutex<BTreeMap<String, String>>,
+}
+
+impl Reasons {
+    /// `source` fails the check with `reason`, or no longer fails it with `None`.
+    fn set(&self, source: &str, reason: Option<String>) {
+        let mut reasons = lock(&self.by_source);
+        match reason {
+            Some(reason) => reasons.insert(source.to_string(), reason),
+            None => reasons.remove(source),
+        };
+        // Stored under the lock, so the flag and the map never disagree for long.
+        self.any.store(!reasons.is_empty(), Ordering::SeqCst);
+    }
+
+    /// Whether any source fails the check.
+    fn any(&self) -> bool {
+        self.any.load(Ordering::SeqCst)
+    }
+
+    /// The reason of the first source that fails it.
+    fn first(&self) -> Option<String> {
+        lock(&self.by_source).values().next().cloned()
+    }
 }
 
 /// Locks a mutex whose data stays valid even if a holder panicked (plain values, no invariants).

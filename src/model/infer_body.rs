@@ -85,22 +85,23 @@ impl<N: JsonNumber> RawInput<N> {
             specs,
             max_elements,
         )?;
-        let data_field = at(i, field::DATA);
+        // Named only in an error, so that a valid request formats no text.
+        let data_field = || at(i, field::DATA);
         let Some(data) = self.data else {
-            return Err(err(data_field, "required: an array of numbers"));
+            return Err(err(data_field(), "required: an array of numbers"));
         };
         if self.depth > self.shape.len() {
-            return Err(err(data_field, "arrays nested deeper than the shape"));
+            return Err(err(data_field(), "arrays nested deeper than the shape"));
         }
         if data.len() > elements {
             return Err(err(
-                data_field,
+                data_field(),
                 format!("more elements than the shape's {elements}"),
             ));
         }
         if data.len() < elements {
             return Err(err(
-                data_field,
+                data_field(),
                 format!(
                     "shape {:?} needs {elements} elements, got {}",
                     self.shape,

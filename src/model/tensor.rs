@@ -196,7 +196,7 @@ pub fn check_input(
             format!("dimensions must be whole numbers >= 0, got {d}"),
         ));
     }
-    check_shape(shape, &spec.shape, &at("shape"))?;
+    check_shape(shape, &spec.shape, &|| at("shape"))?;
     let elements = element_count(shape)
         .filter(|n| *n <= max_elements)
         .ok_or_else(|| {
@@ -308,10 +308,16 @@ pub(super) fn whole_number(value: &impl JsonNumber) -> Option<i64> {
     })
 }
 
-fn check_shape(shape: &[i64], declared: &[i64], field: &str) -> Result<(), FieldError> {
+/// `field` names the shape in an error; it is only built then, so that a valid request pays
+/// for no text.
+fn check_shape(
+    shape: &[i64],
+    declared: &[i64],
+    field: &dyn Fn() -> String,
+) -> Result<(), FieldError> {
     if shape.len() != declared.len() {
         return Err(err(
-            field,
+            field(),
             format!(
                 "expected {} dimensions {}, got {shape:?}",
                 declared.len(),
@@ -322,7 +328,7 @@ fn check_shape(shape: &[i64], declared: &[i64], field: &str) -> Result<(), Field
     for (axis, (got, want)) in shape.iter().zip(declared).enumerate() {
         if *want >= 0 && got != want {
             return Err(err(
-                field,
+                field(),
                 format!(
                     "dimension {axis} must be {want} (shape {}), got {shape:?}",
                     show_shape(declared)
@@ -348,11 +354,11 @@ fn element_count(shape: &[i64]) -> Option<usize> {
 pub fn convert_numbers(
     values: &[impl JsonNumber],
     datatype: DataType,
-    field: &str,
+    field: &dyn Fn() -> String,
 ) -> Result<TensorData, FieldError> {
     let bad = |i: usize, what: &str| {
         err(
-            format!("{field}[{i}]"),
+            format!("{}[{i}]", field()),
             format!("expected {what} for {}", datatype.as_v2()),
         )
     };
@@ -376,12 +382,17 @@ pub fn convert_numbers(
     };
     Ok(match datatype {
         DataType::Fp64 => TensorData::F64(floats("a number")?),
+        // One pass, straight to f32 into a buffer of the right size: no f64 copy of the data.
         DataType::Fp32 => {
-            let wide = floats("a number")?;
-            if let Some(i) = wide.iter().position(|x| x.abs() > f64::from(f32::MAX)) {
-                return Err(bad(i, "a number within the FP32 range"));
+            let mut out = Vec::with_capacity(values.len());
+            for (i, v) in values.iter().enumerate() {
+                let x = v.as_f64().ok_or_else(|| bad(i, "a number"))?;
+                if x.abs() > f64::from(f32::MAX) {
+                    return Err(bad(i, "a number within the FP32 range"));
+                }
+                out.push(x as f32);
             }
-            TensorData::F32(wide.into_iter().map(|x| x as f32).collect())
+            TensorData::F32(out)
         }
         DataType::Int32 => TensorData::I32(
             ints(
