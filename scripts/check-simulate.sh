@@ -76,6 +76,7 @@ errors -
 memory-leak leak-oom
 cpu-burn cpu-limit-pinned
 slow-shutdown -
+overload -
 slow-start - --set probes.startup.enabled=true
 slow-start liveness-kills-during-load
 v2 - --set probes.protocol=grpc

@@ -283,6 +283,48 @@ def large_seed_run(browser, binary, log):
         check(f"seed {LARGE_SEED}: shown exactly, as `plan --seed` takes it", shown == LARGE_SEED, str(shown))
 
 
+def overload_run(browser, binary, log):
+    """One worker at 300 ms a prediction: the page shows the queue and how long a probe waited."""
+    env = {"CHAOS_OVERLOAD_WORKERS": "1", "CHAOS_OVERLOAD_SERVICE_TIME": "300ms"}
+    with page(browser, binary, "none", 1.0, log, env) as (proc, port, tab):
+        tab.wait("document.getElementById('phase').textContent === 'serving'", 20, "serving")
+
+        def predict():
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=RECORD,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=30).read()
+            except OSError:
+                pass
+
+        def probe():
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=30).read()
+            except OSError:
+                pass
+
+        # 12 predictions (3.6 s of work) then a probe behind them; bounded in count and time.
+        workers = [threading.Thread(target=predict) for _ in range(12)] + [threading.Thread(target=probe)]
+        for w in workers:
+            w.start()
+            time.sleep(0.01)
+        waiting = tab.wait("Number((document.getElementById('overload-waiting') || {}).textContent || 0) >= 1 && "
+                           "document.getElementById('overload-waiting').textContent", 10, "overload queue")
+        check("overload: the page shows requests waiting for the worker", waiting, str(waiting))
+        for w in workers:
+            w.join(40)
+        shown = tab.wait("(document.getElementById('overload-probe-wait') || {}).textContent !== undefined && "
+                         "document.getElementById('overload-probe-wait').textContent !== '–' && "
+                         "document.getElementById('overload-probe-wait').textContent", 10, "probe wait")
+        seconds = None
+        if shown:
+            number = float(shown.split()[0])
+            seconds = number / 1000 if shown.endswith("ms") else number
+        check("overload: the page shows how long the probe waited behind the predictions (at least 3 s)",
+              seconds is not None and seconds >= 3.0, str(shown))
+        check("overload: no JavaScript exception", not tab.exceptions, "; ".join(tab.exceptions))
+
+
 def every_profile(browser, binary, log):
     for profile in PROFILES:
         with page(browser, binary, profile, 0.2, log) as (proc, port, tab):
@@ -309,6 +351,7 @@ def main():
             v2_run(browser, args.binary, out, log)
             hang_run(browser, args.binary, log)
             large_seed_run(browser, args.binary, log)
+            overload_run(browser, args.binary, log)
             every_profile(browser, args.binary, log)
     finally:
         browser.quit()

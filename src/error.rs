@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::chaos::engine::Injected;
+use crate::chaos::overload::Shed;
 
 /// Every way a request can fail, each with exactly one status code.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub enum ApiError {
     /// A failure a chaos fault asked for, with the status it chose.
     #[error(transparent)]
     Injected(#[from] Injected),
+    /// Refused at once by an overload fault whose queue is full.
+    #[error(transparent)]
+    Shed(#[from] Shed),
 }
 
 impl ApiError {
@@ -79,6 +83,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Inference(_) => "inference",
             ApiError::Injected(_) => "chaos",
+            ApiError::Shed(_) => "shed",
         }
     }
 }
@@ -90,7 +95,7 @@ pub struct ErrorBody {
     pub error: String,
     /// What went wrong, for programs: malformed_json, payload_too_large, headers_too_large, unsupported_media_type,
     /// validation, model_not_found, not_found, method_not_allowed, not_acceptable, not_ready, overloaded, unauthorized, inference,
-    /// chaos.
+    /// chaos, shed.
     pub error_type: String,
     /// The field or variable at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +119,9 @@ impl ResponseError for ApiError {
             ApiError::Injected(injected) => {
                 StatusCode::from_u16(injected.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
+            ApiError::Shed(shed) => {
+                StatusCode::from_u16(shed.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
         }
     }
 
@@ -127,7 +135,9 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE
+            || matches!(self, ApiError::Shed(_))
+        {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {

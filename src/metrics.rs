@@ -48,6 +48,13 @@ pub struct Metrics {
     pub event_streams: IntGauge,
     /// Requests being served now, HTTP and gRPC apart.
     pub in_flight: InFlight,
+    /// Requests waiting for an overload fault's workers now.
+    pub overload_queue_depth: IntGauge,
+    /// How long requests waited for an overload fault's worker, probes and predictions apart.
+    pub overload_wait: HistogramVec,
+    /// Requests an overload fault refused because its queue was full, probes and predictions
+    /// apart.
+    pub overload_shed: IntCounterVec,
 }
 
 /// The in-flight gauges of both protocols, looked up once so that a request pays two atomic
@@ -182,6 +189,34 @@ impl Metrics {
                     "open status-page event streams (GET /chaos/events)",
                 ),
             ),
+            overload_queue_depth: register(
+                r,
+                IntGauge::new(
+                    "chaos_inference_overload_queue_depth",
+                    "requests waiting for an overload fault's workers",
+                ),
+            ),
+            overload_wait: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "chaos_inference_overload_queue_wait_seconds",
+                        "time a request waited for an overload fault's worker, by work (probe, prediction)",
+                    )
+                    .buckets(REQUEST_BUCKETS.to_vec()),
+                    &["work"],
+                ),
+            ),
+            overload_shed: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "chaos_inference_overload_shed_total",
+                        "requests an overload fault refused with its queue full, by work (probe, prediction)",
+                    ),
+                    &["work"],
+                ),
+            ),
             in_flight: {
                 let vec = register(
                     r,
@@ -269,6 +304,14 @@ mod tests {
             .fault_events
             .with_label_values(&["crash", "start"])
             .inc();
+        metrics
+            .overload_wait
+            .with_label_values(&["probe"])
+            .observe(0.001);
+        metrics
+            .overload_shed
+            .with_label_values(&["prediction"])
+            .inc();
         let text = metrics.render();
         let names: Vec<&str> = text
             .lines()
@@ -276,7 +319,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| n.starts_with("chaos_inference_"))
             .collect();
-        assert_eq!(names.len(), 12, "{names:?}");
+        assert_eq!(names.len(), 15, "{names:?}");
         for name in names {
             let rest = name.trim_start_matches("chaos_inference_");
             assert!(

@@ -16,7 +16,8 @@ use tokio::time::{Instant, sleep_until};
 
 use super::duration::show;
 use super::effects::Effects;
-use super::fault::{Anchor, CrashMode, Effect, FaultKind, Source, Switches};
+use super::fault::{Anchor, CrashMode, Effect, FaultKind, Overload, Source, Switches};
+use super::overload::{Held, QueueState, Queues, Shed, Work};
 use super::plan::{Plan, mix};
 use crate::health::{Health, Phase};
 use crate::metrics::Metrics;
@@ -134,6 +135,7 @@ pub struct ChaosEngine {
     pending: Mutex<BTreeMap<usize, Pending>>,
     request_faults: RequestFaults,
     request_rng: Mutex<ChaCha8Rng>,
+    overload: Queues,
 }
 
 impl ChaosEngine {
@@ -153,13 +155,14 @@ impl ChaosEngine {
             ready_at: OnceLock::new(),
             ready: Notify::new(),
             health,
-            metrics,
             effects,
             history: Mutex::new(VecDeque::new()),
             recorded: tokio::sync::watch::Sender::new(0),
             pending: Mutex::new(BTreeMap::new()),
             request_faults: RequestFaults::default(),
             request_rng,
+            overload: Queues::new(metrics.clone()),
+            metrics,
         })
     }
 
@@ -354,6 +357,17 @@ impl ChaosEngine {
         }
     }
 
+    /// Waits for a worker of the active overload fault, if any (see [`Queues::admit`]): the
+    /// first thing every probe and prediction does, before reading its body.
+    pub async fn admit(&self, work: Work) -> Result<Option<Held>, Shed> {
+        self.overload.admit(work, &self.request_rng).await
+    }
+
+    /// The active overload fault's queue now.
+    pub fn overload_state(&self) -> Option<QueueState> {
+        self.overload.state()
+    }
+
     /// One log line (warn for faults), one metric, one history entry.
     fn record(&self, source: Source, fault: &'static str, action: EventAction, detail: String) {
         let at = self.started.elapsed();
@@ -491,6 +505,10 @@ impl Switches for ChaosEngine {
 
     fn burn(&self, source: Source, cores: Option<f64>) {
         self.effects.burn(&source.to_string(), cores);
+    }
+
+    fn overload(&self, source: Source, overload: Option<Overload>) {
+        self.overload.set(source, overload);
     }
 }
 

@@ -25,6 +25,11 @@ const MAX_LEAK_MIB: f64 = 1024.0 * 1024.0;
 /// The statuses an `errors` fault answers with when none are given.
 pub const DEFAULT_ERROR_STATUSES: [u16; 2] = [500, 503];
 
+/// Most workers an overload fault may have.
+const MAX_OVERLOAD_WORKERS: f64 = 4096.0;
+/// Largest queue limit of an overload fault.
+const MAX_QUEUE_LIMIT: f64 = 1_000_000.0;
+
 /// z-score of the 99th percentile of a standard normal distribution.
 const Z99: f64 = 2.326_347_874_040_841;
 
@@ -47,11 +52,13 @@ pub enum FaultKind {
     Leak,
     /// Busy threads burn CPU.
     Burn,
+    /// Requests wait for a few workers, probes too unless told otherwise.
+    Overload,
 }
 
 impl FaultKind {
     /// Every fault type, in the order the docs list them.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Crash,
         FaultKind::Hang,
         FaultKind::Unhealthy,
@@ -60,6 +67,7 @@ impl FaultKind {
         FaultKind::Errors,
         FaultKind::Leak,
         FaultKind::Burn,
+        FaultKind::Overload,
     ];
 
     /// The fault's name.
@@ -73,6 +81,7 @@ impl FaultKind {
             FaultKind::Errors => "errors",
             FaultKind::Leak => "leak",
             FaultKind::Burn => "burn",
+            FaultKind::Overload => "overload",
         }
     }
 
@@ -97,6 +106,9 @@ impl FaultKind {
             FaultKind::Errors => "a fraction of predictions answer 5xx",
             FaultKind::Leak => "resident memory grows at a steady rate",
             FaultKind::Burn => "busy threads burn CPU",
+            FaultKind::Overload => {
+                "requests wait in one queue for a few workers; probes wait behind predictions unless `probes = \"separate\"`"
+            }
         }
     }
 
@@ -111,6 +123,18 @@ impl FaultKind {
             FaultKind::Errors => &["rate", "statuses"],
             FaultKind::Leak => &["mib-per-second", "max-mib"],
             FaultKind::Burn => &["cores"],
+            FaultKind::Overload => &[
+                "workers",
+                "service-time",
+                "distribution",
+                "median",
+                "p99",
+                "probes",
+                "probe-time",
+                "queue-limit",
+                "shed-status",
+                "shed-probes",
+            ],
         }
     }
 
@@ -123,6 +147,10 @@ impl FaultKind {
             (FaultKind::Errors, "rate") => Value::Number(0.5),
             (FaultKind::Leak, "mib-per-second") => Value::Number(10.0),
             (FaultKind::Burn, "cores") => Value::Number(1.0),
+            (FaultKind::Overload, "workers") => Value::Number(1.0),
+            (FaultKind::Overload, "service-time") => {
+                Value::Duration(DurationRange::fixed(Duration::from_millis(25)))
+            }
             _ => return None,
         })
     }
@@ -141,6 +169,7 @@ impl FaultKind {
             FaultKind::Latency | FaultKind::Errors => switches.per_request(source, self, None),
             FaultKind::Leak => switches.leak(None),
             FaultKind::Burn => switches.burn(source, None),
+            FaultKind::Overload => switches.overload(source, None),
             FaultKind::Crash | FaultKind::Hang => {}
         }
     }
@@ -209,6 +238,9 @@ pub trait Switches {
     fn leak(&self, rate: Option<(f64, Option<f64>)>);
     /// Busy threads keep this many cores busy for `source`, or stop.
     fn burn(&self, source: Source, cores: Option<f64>);
+    /// Requests queue for this overload's workers (the latest started holds), or no longer for
+    /// that of `source`.
+    fn overload(&self, source: Source, overload: Option<Overload>);
 }
 
 /// A key's value, from any source.
@@ -218,6 +250,34 @@ pub enum Value {
     Duration(DurationRange),
     Word(String),
     Statuses(Vec<u16>),
+    Flag(bool),
+}
+
+impl Value {
+    /// A value written as text (a query parameter, an environment variable): `like` says how
+    /// to read it, and an error says what was expected.
+    pub fn from_text(key: &'static str, like: Like, text: &str) -> Result<Value, Invalid> {
+        let expected = |what: &str| Invalid::new(key, format!("expected {what}, got `{text}`"));
+        Ok(match like {
+            Like::Number => Value::Number(text.trim().parse().map_err(|_| expected("a number"))?),
+            Like::Duration => Value::Duration(
+                text.parse()
+                    .map_err(|_| expected("a duration or range such as 50ms..200ms"))?,
+            ),
+            Like::Word => Value::Word(text.to_string()),
+            Like::Statuses => Value::Statuses(
+                text.split(',')
+                    .map(|s| s.trim().parse::<u16>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| expected("status codes such as 500,503"))?,
+            ),
+            Like::Flag => Value::Flag(match text.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(expected("true or false")),
+            }),
+        })
+    }
 }
 
 /// Where a fault's keys come from: a profile's `[[fault]]` table or an admin route's query.
@@ -236,6 +296,8 @@ pub enum Like {
     Duration,
     Word,
     Statuses,
+    /// `true` or `false`.
+    Flag,
 }
 
 /// What to do about a key that is not given.
@@ -394,6 +456,150 @@ impl LatencyDistribution {
     }
 }
 
+/// Reads a delay distribution from its keys: `delay_key` alone (uniform) or `median` and
+/// `p99` (log-normal), `distribution` naming one when given; `default` when none is given.
+fn distribution_from(
+    delay_key: &'static str,
+    distribution: Option<String>,
+    delay: Option<DurationRange>,
+    median: Option<DurationRange>,
+    p99: Option<DurationRange>,
+    default: Option<Value>,
+) -> Result<LatencyDistribution, Invalid> {
+    match (distribution.as_deref(), delay, median, p99) {
+        (None | Some("uniform"), Some(delay), None, None) => {
+            Ok(LatencyDistribution::Uniform { delay })
+        }
+        (None | Some("lognormal"), None, Some(median), Some(p99)) => {
+            Ok(LatencyDistribution::Lognormal { median, p99 })
+        }
+        (None, None, None, None) if default.is_some() => {
+            let Some(Value::Duration(delay)) = default else {
+                unreachable!("a delay's default is a duration")
+            };
+            Ok(LatencyDistribution::Uniform { delay })
+        }
+        (Some(other), ..) if other != "uniform" && other != "lognormal" => Err(Invalid::new(
+            "distribution",
+            format!("expected uniform or lognormal, got `{other}`"),
+        )),
+        (Some("lognormal"), ..) => Err(Invalid::new(
+            "p99",
+            "a log-normal distribution takes `median` and `p99` only",
+        )),
+        _ => Err(Invalid::new(
+            delay_key,
+            format!("give `{delay_key}` (uniform) or `median` and `p99` (lognormal)"),
+        )),
+    }
+}
+
+/// A whole number from `min` to `max`.
+fn whole(key: &'static str, x: f64, min: f64, max: f64) -> Result<u32, Invalid> {
+    if x.fract() == 0.0 && (min..=max).contains(&x) {
+        Ok(x as u32)
+    } else {
+        Err(Invalid::new(
+            key,
+            format!("expected a whole number from {min} to {max}, got {x}"),
+        ))
+    }
+}
+
+/// How long a queued probe holds a worker when a profile does not say.
+pub const DEFAULT_PROBE_TIME: Duration = Duration::from_millis(1);
+/// What a shed request answers when a profile does not say.
+pub const DEFAULT_SHED_STATUS: u16 = 503;
+
+/// Whether probes wait in an overload's queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProbeQueue {
+    /// In the same FIFO as predictions, as in a one-worker Python server.
+    #[default]
+    Queued,
+    /// Answered at once, as by a server with its own probe thread.
+    Separate,
+}
+
+impl ProbeQueue {
+    /// The name profiles, variables and the admin route use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeQueue::Queued => "queued",
+            ProbeQueue::Separate => "separate",
+        }
+    }
+}
+
+impl std::str::FromStr for ProbeQueue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "queued" => Ok(ProbeQueue::Queued),
+            "separate" => Ok(ProbeQueue::Separate),
+            _ => Err(format!("expected queued or separate, got `{s}`")),
+        }
+    }
+}
+
+/// A capacity-limited app: `workers` requests are served at once and the rest wait in one
+/// FIFO; a prediction holds its worker for the service time, a queued probe for `probe_time`.
+/// The holding sleeps, so the fault costs no CPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overload {
+    pub workers: u32,
+    pub service_time: LatencyDistribution,
+    pub probes: ProbeQueue,
+    pub probe_time: DurationRange,
+    /// Requests waiting beyond this many are refused at once; unset waits without bound.
+    pub queue_limit: Option<u32>,
+    /// The status of a refused request (gRPC answers `UNAVAILABLE`).
+    pub shed_status: u16,
+    /// Whether probes can be refused too.
+    pub shed_probes: bool,
+}
+
+impl Overload {
+    /// Predictions per second it serves at most: workers over the mean service time.
+    pub fn capacity_per_second(&self) -> f64 {
+        let mean = match &self.service_time {
+            LatencyDistribution::Uniform { delay } => {
+                (delay.low.as_secs_f64() + delay.high.as_secs_f64()) / 2.0
+            }
+            LatencyDistribution::Lognormal { median, p99 } => {
+                let mu = median.low.as_secs_f64().max(1e-9).ln();
+                let sigma = (p99.low.as_secs_f64().max(1e-9).ln() - mu) / Z99;
+                (mu + sigma * sigma / 2.0).exp()
+            }
+        };
+        f64::from(self.workers) / mean.max(1e-9)
+    }
+
+    /// The keys and values that make this overload again, as a profile spells them: what a
+    /// `CHAOS_OVERLOAD_*` variable falls back to for the keys it leaves alone.
+    pub fn keys(&self) -> Vec<(&'static str, Value)> {
+        let mut keys = vec![("workers", Value::Number(f64::from(self.workers)))];
+        match &self.service_time {
+            LatencyDistribution::Uniform { delay } => {
+                keys.push(("service-time", Value::Duration(*delay)))
+            }
+            LatencyDistribution::Lognormal { median, p99 } => {
+                keys.push(("distribution", Value::Word("lognormal".into())));
+                keys.push(("median", Value::Duration(*median)));
+                keys.push(("p99", Value::Duration(*p99)));
+            }
+        }
+        keys.push(("probes", Value::Word(self.probes.as_str().into())));
+        keys.push(("probe-time", Value::Duration(self.probe_time)));
+        if let Some(limit) = self.queue_limit {
+            keys.push(("queue-limit", Value::Number(f64::from(limit))));
+        }
+        keys.push(("shed-status", Value::Number(f64::from(self.shed_status))));
+        keys.push(("shed-probes", Value::Flag(self.shed_probes)));
+        keys
+    }
+}
+
 /// What a fault does while it is active.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -419,6 +625,7 @@ pub enum Effect {
     Burn {
         cores: f64,
     },
+    Overload(Overload),
 }
 
 impl Effect {
@@ -477,43 +684,15 @@ impl Effect {
             FaultKind::Hang => Effect::Hang,
             FaultKind::Unhealthy => Effect::Unhealthy,
             FaultKind::Unready => Effect::Unready,
-            FaultKind::Latency => {
-                let (delay, median, p99) =
-                    (duration("delay")?, duration("median")?, duration("p99")?);
-                let distribution = word("distribution")?;
-                match (distribution.as_deref(), delay, median, p99) {
-                    (None | Some("uniform"), Some(delay), None, None) => {
-                        Effect::Latency(LatencyDistribution::Uniform { delay })
-                    }
-                    (None | Some("lognormal"), None, Some(median), Some(p99)) => {
-                        Effect::Latency(LatencyDistribution::Lognormal { median, p99 })
-                    }
-                    (None, None, None, None) if missing == Missing::AdminDefault => {
-                        let Some(Value::Duration(delay)) = kind.admin_default("delay") else {
-                            unreachable!("latency has a default delay")
-                        };
-                        Effect::Latency(LatencyDistribution::Uniform { delay })
-                    }
-                    (Some(other), ..) if other != "uniform" && other != "lognormal" => {
-                        return Err(Invalid::new(
-                            "distribution",
-                            format!("expected uniform or lognormal, got `{other}`"),
-                        ));
-                    }
-                    (Some("lognormal"), ..) => {
-                        return Err(Invalid::new(
-                            "p99",
-                            "lognormal latency takes `median` and `p99` only",
-                        ));
-                    }
-                    _ => {
-                        return Err(Invalid::new(
-                            "delay",
-                            "give `delay` (uniform) or `median` and `p99` (lognormal)",
-                        ));
-                    }
-                }
-            }
+            FaultKind::Latency => Effect::Latency(distribution_from(
+                "delay",
+                word("distribution")?,
+                duration("delay")?,
+                duration("median")?,
+                duration("p99")?,
+                kind.admin_default("delay")
+                    .filter(|_| missing == Missing::AdminDefault),
+            )?),
             FaultKind::Errors => Effect::Errors {
                 rate: required("rate")?,
                 statuses: match keys.get("statuses", Like::Statuses)? {
@@ -528,6 +707,42 @@ impl Effect {
             FaultKind::Burn => Effect::Burn {
                 cores: required("cores")?,
             },
+            FaultKind::Overload => Effect::Overload(Overload {
+                workers: whole("workers", required("workers")?, 1.0, MAX_OVERLOAD_WORKERS)?,
+                service_time: distribution_from(
+                    "service-time",
+                    word("distribution")?,
+                    duration("service-time")?,
+                    duration("median")?,
+                    duration("p99")?,
+                    kind.admin_default("service-time")
+                        .filter(|_| missing == Missing::AdminDefault),
+                )?,
+                probes: match word("probes")? {
+                    None => ProbeQueue::default(),
+                    Some(w) => w.parse().map_err(|e| Invalid::new("probes", e))?,
+                },
+                probe_time: duration("probe-time")?
+                    .unwrap_or(DurationRange::fixed(DEFAULT_PROBE_TIME)),
+                queue_limit: match number("queue-limit")? {
+                    None => None,
+                    Some(x) => Some(whole("queue-limit", x, 0.0, MAX_QUEUE_LIMIT)?),
+                },
+                shed_status: match number("shed-status")? {
+                    None => DEFAULT_SHED_STATUS,
+                    Some(x) if x.fract() == 0.0 && (400.0..=599.0).contains(&x) => x as u16,
+                    Some(x) => {
+                        return Err(Invalid::new(
+                            "shed-status",
+                            format!("expected a 4xx or 5xx status code, got {x}"),
+                        ));
+                    }
+                },
+                shed_probes: match keys.get("shed-probes", Like::Flag)? {
+                    Some(Value::Flag(b)) => b,
+                    _ => false,
+                },
+            }),
         };
         effect.check()?;
         Ok(effect)
@@ -554,6 +769,7 @@ impl Effect {
                 max_mib,
             } => switches.leak(Some((*mib_per_second, *max_mib))),
             Effect::Burn { cores } => switches.burn(source, Some(*cores)),
+            Effect::Overload(overload) => switches.overload(source, Some(overload.clone())),
         }
     }
 
@@ -568,6 +784,7 @@ impl Effect {
             Effect::Errors { .. } => FaultKind::Errors,
             Effect::Leak { .. } => FaultKind::Leak,
             Effect::Burn { .. } => FaultKind::Burn,
+            Effect::Overload(_) => FaultKind::Overload,
         }
     }
 
@@ -593,22 +810,26 @@ impl Effect {
                 }
             }
             Effect::Burn { cores } => check_positive("cores", *cores, MAX_BURN_CORES)?,
-            Effect::Latency(LatencyDistribution::Lognormal { median, p99 }) => {
-                if median.low.is_zero() {
-                    return Err(Invalid::new("median", "must be above 0s"));
+            Effect::Latency(distribution) => check_distribution(distribution)?,
+            Effect::Overload(o) => {
+                whole("workers", f64::from(o.workers), 1.0, MAX_OVERLOAD_WORKERS)?;
+                if let Some(limit) = o.queue_limit {
+                    whole("queue-limit", f64::from(limit), 0.0, MAX_QUEUE_LIMIT)?;
                 }
-                if p99.low < median.high {
+                if !(400..=599).contains(&o.shed_status) {
                     return Err(Invalid::new(
-                        "p99",
-                        format!("must be at least the median ({median}), got {p99}"),
+                        "shed-status",
+                        format!("expected a 4xx or 5xx status code, got {}", o.shed_status),
                     ));
                 }
+                if let LatencyDistribution::Uniform { delay } = &o.service_time
+                    && delay.high.is_zero()
+                {
+                    return Err(Invalid::new("service-time", "must be above 0s"));
+                }
+                check_distribution(&o.service_time)?;
             }
-            Effect::Latency(LatencyDistribution::Uniform { .. })
-            | Effect::Crash { .. }
-            | Effect::Hang
-            | Effect::Unhealthy
-            | Effect::Unready => {}
+            Effect::Crash { .. } | Effect::Hang | Effect::Unhealthy | Effect::Unready => {}
         }
         Ok(())
     }
@@ -620,23 +841,30 @@ impl Effect {
         draw: &mut dyn FnMut(DurationRange) -> Duration,
         time_scale: f64,
     ) -> Effect {
-        match self {
-            Effect::Latency(LatencyDistribution::Uniform { delay }) => {
-                Effect::Latency(LatencyDistribution::Uniform {
-                    delay: DurationRange {
-                        low: scale(delay.low, time_scale),
-                        high: scale(delay.high, time_scale),
-                    },
-                })
-            }
-            Effect::Latency(LatencyDistribution::Lognormal { median, p99 }) => {
+        let scaled = |r: &DurationRange| DurationRange {
+            low: scale(r.low, time_scale),
+            high: scale(r.high, time_scale),
+        };
+        let mut resolve_distribution = |d: &LatencyDistribution| match d {
+            LatencyDistribution::Uniform { delay } => LatencyDistribution::Uniform {
+                delay: scaled(delay),
+            },
+            LatencyDistribution::Lognormal { median, p99 } => {
                 let median = scale(draw(*median), time_scale);
                 let p99 = scale(draw(*p99), time_scale).max(median);
-                Effect::Latency(LatencyDistribution::Lognormal {
+                LatencyDistribution::Lognormal {
                     median: DurationRange::fixed(median),
                     p99: DurationRange::fixed(p99),
-                })
+                }
             }
+        };
+        match self {
+            Effect::Latency(d) => Effect::Latency(resolve_distribution(d)),
+            Effect::Overload(o) => Effect::Overload(Overload {
+                service_time: resolve_distribution(&o.service_time),
+                probe_time: scaled(&o.probe_time),
+                ..o.clone()
+            }),
             other => other.clone(),
         }
     }
@@ -679,6 +907,31 @@ impl Effect {
                 max_mib: Some(max),
             } => format!("leak {mib_per_second} MiB/s up to {max} MiB"),
             Effect::Burn { cores } => format!("burn {cores} cores"),
+            Effect::Overload(o) => {
+                let service = match &o.service_time {
+                    LatencyDistribution::Uniform { delay } => range(delay),
+                    LatencyDistribution::Lognormal { median, p99 } => {
+                        format!("log-normal median {} p99 {}", range(median), range(p99))
+                    }
+                };
+                let probes = match o.probes {
+                    ProbeQueue::Queued => format!("probes queued ({} each)", range(&o.probe_time)),
+                    ProbeQueue::Separate => "probes separate".into(),
+                };
+                let limit = match o.queue_limit {
+                    None => "no queue limit".into(),
+                    Some(n) => format!(
+                        "queue limit {n} (then {}{})",
+                        o.shed_status,
+                        if o.shed_probes { ", probes too" } else { "" }
+                    ),
+                };
+                format!(
+                    "overload: {} worker{}, {service} per prediction, {probes}, {limit}",
+                    o.workers,
+                    if o.workers == 1 { "" } else { "s" }
+                )
+            }
         }
     }
 }
@@ -714,6 +967,22 @@ impl Fault {
         self.timing.check()?;
         self.effect.check()
     }
+}
+
+/// A log-normal's median above zero and p99 at least the median.
+fn check_distribution(distribution: &LatencyDistribution) -> Result<(), Invalid> {
+    if let LatencyDistribution::Lognormal { median, p99 } = distribution {
+        if median.low.is_zero() {
+            return Err(Invalid::new("median", "must be above 0s"));
+        }
+        if p99.low < median.high {
+            return Err(Invalid::new(
+                "p99",
+                format!("must be at least the median ({median}), got {p99}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_fraction(key: &'static str, x: f64) -> Result<(), Invalid> {
@@ -849,5 +1118,77 @@ mod tests {
         };
         assert!(median.is_fixed() && p99.is_fixed());
         assert!((40..=60).contains(&median.low.as_millis()));
+    }
+
+    #[test]
+    fn the_overload_profile_is_forty_predictions_a_second_with_probes_queued() {
+        let profile = crate::chaos::profile::Profile::load("overload").unwrap();
+        let [
+            Fault {
+                effect: Effect::Overload(o),
+                timing,
+            },
+        ] = &profile.faults[..]
+        else {
+            panic!("{:?}", profile.faults)
+        };
+        assert_eq!(timing.from, Anchor::Start);
+        assert_eq!((o.workers, o.probes, o.queue_limit), (1, ProbeQueue::Queued, None));
+        assert_eq!(o.probe_time, DurationRange::fixed(DEFAULT_PROBE_TIME));
+        assert_eq!((o.shed_status, o.shed_probes), (503, false));
+        assert!((o.capacity_per_second() - 40.0).abs() < 1e-9);
+        // Resolving scales both holding times, as every other chaos duration.
+        let Effect::Overload(scaled) =
+            Effect::Overload(o.clone()).resolve(&mut |r: DurationRange| r.low, 0.1)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            scaled.service_time,
+            LatencyDistribution::Uniform {
+                delay: DurationRange::fixed(Duration::from_micros(2500))
+            }
+        );
+        assert_eq!(scaled.probe_time.low, Duration::from_micros(100));
+        assert_eq!(
+            Effect::Overload(o.clone()).describe(),
+            "overload: 1 worker, 25ms per prediction, probes queued (1ms each), no queue limit"
+        );
+    }
+
+    #[test]
+    fn overload_keys_rebuild_the_same_overload() {
+        struct Given(Vec<(&'static str, Value)>);
+        impl Keys for Given {
+            fn get(&self, key: &'static str, _: Like) -> Result<Option<Value>, Invalid> {
+                Ok(self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
+            }
+        }
+        let overload = Overload {
+            workers: 3,
+            service_time: LatencyDistribution::Lognormal {
+                median: "20ms".parse().unwrap(),
+                p99: "200ms".parse().unwrap(),
+            },
+            probes: ProbeQueue::Separate,
+            probe_time: "2ms".parse().unwrap(),
+            queue_limit: Some(0),
+            shed_status: 429,
+            shed_probes: true,
+        };
+        let rebuilt =
+            Effect::from_keys(FaultKind::Overload, &Given(overload.keys()), Missing::Required);
+        assert_eq!(rebuilt, Ok(Effect::Overload(overload)));
+        // A profile must say how many workers and how long a prediction holds one.
+        let e = Effect::from_keys(FaultKind::Overload, &Given(vec![]), Missing::Required)
+            .unwrap_err();
+        assert_eq!(e.key, "workers");
+        let e = Effect::from_keys(
+            FaultKind::Overload,
+            &Given(vec![("workers", Value::Number(1.0))]),
+            Missing::Required,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "service-time");
     }
 }

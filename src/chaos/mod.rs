@@ -6,6 +6,7 @@ pub mod duration;
 pub mod effects;
 pub mod engine;
 pub mod fault;
+pub mod overload;
 pub mod overrides;
 pub mod plan;
 pub mod profile;

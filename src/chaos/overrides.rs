@@ -5,7 +5,8 @@ use clap::Args;
 
 use super::duration::DurationRange;
 use super::fault::{
-    CrashMode, DEFAULT_ERROR_STATUSES, Effect, Fault, FaultKind, LatencyDistribution, Timing,
+    CrashMode, DEFAULT_ERROR_STATUSES, Effect, Fault, FaultKind, Invalid, Keys,
+    LatencyDistribution, Like, Missing, Timing, Value,
 };
 use super::profile::Profile;
 
@@ -141,10 +142,12 @@ fn parse_number(text: &str) -> Result<f64, String> {
 }
 
 impl ChaosArgs {
-    /// Loads the profile and applies the overrides. Errors name the variable.
+    /// Loads the profile and applies the overrides, `CHAOS_OVERLOAD_*` from the environment
+    /// included. Errors name the variable.
     pub fn resolve(&self) -> Result<Profile, String> {
         let mut profile = Profile::load(&self.profile)?;
         self.apply(&mut profile)?;
+        apply_overload(&mut profile, &|name| std::env::var(name).ok())?;
         Ok(profile)
     }
 
@@ -267,6 +270,82 @@ impl ChaosArgs {
     }
 }
 
+/// The variable that overrides one key of the overload fault: `CHAOS_OVERLOAD_` and the key
+/// in upper snake case (`service-time` is `CHAOS_OVERLOAD_SERVICE_TIME`).
+pub fn overload_variable(key: &str) -> String {
+    format!("CHAOS_OVERLOAD_{}", key.to_uppercase().replace('-', "_"))
+}
+
+/// The overload keys that variables set, over the profile's own overload fault (or the admin
+/// route's defaults when it has none).
+struct OverloadVariables {
+    given: Vec<(&'static str, String)>,
+    profile: Vec<(&'static str, Value)>,
+}
+
+impl Keys for OverloadVariables {
+    fn get(&self, key: &'static str, like: Like) -> Result<Option<Value>, Invalid> {
+        if let Some((_, text)) = self.given.iter().find(|(k, _)| *k == key) {
+            return Value::from_text(key, like, text).map(Some);
+        }
+        Ok(self
+            .profile
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone()))
+    }
+}
+
+/// Applies the `CHAOS_OVERLOAD_*` variables `lookup` finds: each changes its key of the
+/// profile's overload fault, or of a new one from start with the admin route's defaults (one
+/// worker, 25 ms) for the keys none sets. The fault passes the profile's check; an error names
+/// the variable.
+pub fn apply_overload(
+    profile: &mut Profile,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let kind = FaultKind::Overload;
+    let given: Vec<(&'static str, String)> = kind
+        .keys()
+        .iter()
+        .filter_map(|key| lookup(&overload_variable(key)).map(|text| (*key, text)))
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    let existing = profile.faults.iter().position(|f| f.kind() == kind);
+    let (timing, keys) = match existing.map(|i| &profile.faults[i]) {
+        Some(Fault {
+            timing,
+            effect: Effect::Overload(o),
+        }) => {
+            let mut keys = o.keys();
+            // A variable that gives one form of the service time replaces the other form.
+            if given.iter().any(|(k, _)| *k == "service-time") {
+                keys.retain(|(k, _)| !matches!(*k, "distribution" | "median" | "p99"));
+            }
+            if given.iter().any(|(k, _)| matches!(*k, "median" | "p99")) {
+                keys.retain(|(k, _)| *k != "service-time");
+            }
+            (timing.clone(), keys)
+        }
+        _ => (Timing::default(), Vec::new()),
+    };
+    let keys = OverloadVariables {
+        given,
+        profile: keys,
+    };
+    let named = |e: Invalid| format!("{}: {}", overload_variable(e.key), e.message);
+    let effect = Effect::from_keys(kind, &keys, Missing::AdminDefault).map_err(named)?;
+    let fault = Fault { timing, effect };
+    fault.check().map_err(named)?;
+    match existing {
+        Some(i) => profile.faults[i] = fault,
+        None => profile.faults.push(fault),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +450,116 @@ mod tests {
         ] {
             let e = args(&flags).unwrap().resolve().unwrap_err();
             assert_eq!(e, needle, "{flags:?}");
+        }
+    }
+
+    fn overload_of(profile: &Profile) -> &crate::chaos::fault::Overload {
+        match profile.faults.iter().find_map(|f| match &f.effect {
+            Effect::Overload(o) => Some(o),
+            _ => None,
+        }) {
+            Some(o) => o,
+            None => panic!("no overload fault in {}", profile.name),
+        }
+    }
+
+    #[test]
+    fn overload_variables_change_only_their_keys_of_the_profile_fault() {
+        let mut profile = Profile::load("overload").unwrap();
+        let vars = |name: &str| match name {
+            "CHAOS_OVERLOAD_WORKERS" => Some("4".to_string()),
+            "CHAOS_OVERLOAD_QUEUE_LIMIT" => Some("10".to_string()),
+            "CHAOS_OVERLOAD_SHED_PROBES" => Some("true".to_string()),
+            _ => None,
+        };
+        apply_overload(&mut profile, &vars).unwrap();
+        let o = overload_of(&profile);
+        assert_eq!(
+            (o.workers, o.queue_limit, o.shed_probes),
+            (4, Some(10), true)
+        );
+        // Untouched keys keep the profile's values.
+        assert_eq!(
+            o.service_time,
+            LatencyDistribution::Uniform {
+                delay: "25ms".parse().unwrap()
+            }
+        );
+        assert_eq!(profile.faults.len(), 1);
+    }
+
+    #[test]
+    fn overload_variables_add_an_overload_to_a_profile_without_one() {
+        let mut profile = Profile::load("none").unwrap();
+        let vars =
+            |name: &str| (name == "CHAOS_OVERLOAD_SERVICE_TIME").then(|| "10ms..20ms".to_string());
+        apply_overload(&mut profile, &vars).unwrap();
+        let o = overload_of(&profile);
+        assert_eq!(o.workers, 1, "the admin default");
+        assert_eq!(
+            o.service_time,
+            LatencyDistribution::Uniform {
+                delay: "10ms..20ms".parse().unwrap()
+            }
+        );
+        // A log-normal service time replaces the profile's fixed one.
+        let mut profile = Profile::load("overload").unwrap();
+        let vars = |name: &str| match name {
+            "CHAOS_OVERLOAD_MEDIAN" => Some("20ms".to_string()),
+            "CHAOS_OVERLOAD_P99" => Some("200ms".to_string()),
+            _ => None,
+        };
+        apply_overload(&mut profile, &vars).unwrap();
+        assert!(matches!(
+            overload_of(&profile).service_time,
+            LatencyDistribution::Lognormal { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_overload_variables_name_the_variable() {
+        for (var, value, needle) in [
+            (
+                "CHAOS_OVERLOAD_WORKERS",
+                "0",
+                "expected a whole number from 1 to 4096, got 0",
+            ),
+            (
+                "CHAOS_OVERLOAD_WORKERS",
+                "many",
+                "expected a number, got `many`",
+            ),
+            (
+                "CHAOS_OVERLOAD_PROBES",
+                "sometimes",
+                "expected queued or separate, got `sometimes`",
+            ),
+            (
+                "CHAOS_OVERLOAD_SHED_STATUS",
+                "200",
+                "expected a 4xx or 5xx status code, got 200",
+            ),
+            (
+                "CHAOS_OVERLOAD_SHED_PROBES",
+                "yes",
+                "expected true or false, got `yes`",
+            ),
+            (
+                "CHAOS_OVERLOAD_SERVICE_TIME",
+                "soon",
+                "expected a duration or range",
+            ),
+            (
+                "CHAOS_OVERLOAD_QUEUE_LIMIT",
+                "1.5",
+                "expected a whole number from 0",
+            ),
+        ] {
+            let mut profile = Profile::load("overload").unwrap();
+            let vars = |name: &str| (name == var).then(|| value.to_string());
+            let e = apply_overload(&mut profile, &vars).unwrap_err();
+            assert!(e.starts_with(&format!("{var}: ")), "{var}={value}: {e}");
+            assert!(e.contains(needle), "{var}={value}: {e}");
         }
     }
 }

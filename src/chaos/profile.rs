@@ -86,6 +86,8 @@ impl Keys for TableKeys<'_> {
             (Like::Statuses, _) => {
                 return Err(expected("a list of status codes such as [500, 503]"));
             }
+            (Like::Flag, toml::Value::Boolean(b)) => Value::Flag(*b),
+            (Like::Flag, _) => return Err(expected("true or false")),
         }))
     }
 }
@@ -224,6 +226,7 @@ builtins!(
     "memory-leak",
     "cpu-burn",
     "slow-shutdown",
+    "overload",
 );
 
 impl Profile {

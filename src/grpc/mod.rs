@@ -16,6 +16,7 @@ use tonic::{Code, Status};
 
 use crate::chaos::effects;
 use crate::chaos::engine::ChaosEngine;
+use crate::chaos::overload::Work;
 use crate::health::Health;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::model::ServedModel;
@@ -55,7 +56,19 @@ impl GrpcState {
         effects::pend_if_hung(&self.health).await;
         let started = Instant::now();
         let in_flight = GaugeGuard::enter(&self.metrics.in_flight.grpc);
-        let result = call.await;
+        let result = match work_of(method) {
+            // HTTP and gRPC wait in the same overload queue; a prediction's worker is held
+            // until its answer is made.
+            Some(work) => match self.chaos.admit(work).await {
+                Ok(worker) => {
+                    let result = call.await;
+                    drop(worker);
+                    result
+                }
+                Err(shed) => Err(Status::unavailable(shed.to_string())),
+            },
+            None => call.await,
+        };
         drop(in_flight);
         let code = match &result {
             Ok(_) => Code::Ok,
@@ -80,6 +93,19 @@ impl GrpcState {
             Ok(_) => tracing::debug!(method, elapsed_us = elapsed.as_micros() as u64, "request"),
         }
         result
+    }
+}
+
+/// What a call is to an overload fault's queue: the health checks a probe makes (the standard
+/// health Check, V2 liveness and readiness) and inference; the rest never wait.
+fn work_of(method: &str) -> Option<Work> {
+    match method {
+        "/grpc.health.v1.Health/Check"
+        | "/inference.GRPCInferenceService/ServerLive"
+        | "/inference.GRPCInferenceService/ServerReady"
+        | "/inference.GRPCInferenceService/ModelReady" => Some(Work::Probe),
+        "/inference.GRPCInferenceService/ModelInfer" => Some(Work::Prediction),
+        _ => None,
     }
 }
 

@@ -418,6 +418,9 @@ impl Life {
                         };
                         life.latency_p99 = Some(life.latency_p99.map_or(p99, |l| l.max(p99)));
                     }
+                    // With no offered load a probe finds a free worker and holds it for its
+                    // probe time (1 ms by default): nothing the kubelet sees changes.
+                    Effect::Overload(_) => {}
                     Effect::Burn { cores } => {
                         life.burn_cores = Some(life.burn_cores.map_or(*cores, |c| c.max(*cores)));
                     }

@@ -519,6 +519,7 @@ fn profiles_lists_every_builtin() {
         "memory-leak",
         "cpu-burn",
         "slow-shutdown",
+        "overload",
     ] {
         assert!(
             out.lines().any(|l| l.starts_with(name)),

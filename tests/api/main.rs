@@ -9,6 +9,7 @@ mod helpers;
 mod lifecycle;
 mod load;
 mod manifests;
+mod overload;
 mod routes;
 mod simulate_parity;
 mod slow_model;

@@ -110,6 +110,36 @@ pub struct ChaosStatus {
     pub ignore_sigterm: bool,
     pub past: Vec<PastEvent>,
     pub next: Vec<NextEvent>,
+    /// The queue of the active overload fault; absent when none is active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload: Option<OverloadQueue>,
+}
+
+/// An overload fault's queue at one moment.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OverloadQueue {
+    pub description: String,
+    pub workers: u32,
+    /// Workers holding a request now.
+    pub busy: u32,
+    /// Requests waiting for a worker now.
+    pub waiting: usize,
+    /// Milliseconds the last queued probe waited for its worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_probe_wait_ms: Option<f64>,
+}
+
+impl OverloadQueue {
+    /// The engine's active overload queue, if any.
+    pub fn of(engine: &ChaosEngine) -> Option<Self> {
+        engine.overload_state().map(|q| OverloadQueue {
+            description: q.description,
+            workers: q.workers,
+            busy: q.busy,
+            waiting: q.waiting,
+            last_probe_wait_ms: q.last_probe_wait.map(|d| d.as_secs_f64() * 1000.0),
+        })
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -146,6 +176,7 @@ impl ChaosStatus {
             ignore_sigterm: plan.ignore_sigterm,
             past: snapshot.past.into_iter().map(PastEvent::from).collect(),
             next: snapshot.next.into_iter().map(next).collect(),
+            overload: OverloadQueue::of(engine),
         }
     }
 }
@@ -227,24 +258,10 @@ impl QueryKeys<'_> {
 
 impl Keys for QueryKeys<'_> {
     fn get(&self, key: &'static str, like: Like) -> Result<Option<Value>, Invalid> {
-        let Some(text) = self.0.get(&key.replace('-', "_")) else {
-            return Ok(None);
-        };
-        let expected = |what: &str| Invalid::new(key, format!("expected {what}, got `{text}`"));
-        Ok(Some(match like {
-            Like::Number => Value::Number(text.trim().parse().map_err(|_| expected("a number"))?),
-            Like::Duration => Value::Duration(
-                text.parse()
-                    .map_err(|_| expected("a duration or range such as 50ms..200ms"))?,
-            ),
-            Like::Word => Value::Word(text.clone()),
-            Like::Statuses => Value::Statuses(
-                text.split(',')
-                    .map(|s| s.trim().parse::<u16>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| expected("status codes such as 500,503"))?,
-            ),
-        }))
+        self.0
+            .get(&key.replace('-', "_"))
+            .map(|text| Value::from_text(key, like, text))
+            .transpose()
     }
 }
 
@@ -259,20 +276,28 @@ fn admin_effect(kind: FaultKind, query: &HashMap<String, String>) -> Result<Effe
 /// Switches a fault now. Needs `Authorization: Bearer $ADMIN_TOKEN`; 404 for every action when
 /// `ADMIN_TOKEN` is unset. A fault's name starts it with the parameters in the query string
 /// (`crash?mode=exit&exit_code=1`, `latency?delay=50ms..200ms` or `latency?median=50ms&p99=1s`,
-/// `errors?rate=0.1&statuses=500,503`, `leak?mib_per_second=10&max_mib=200`, `burn?cores=1`);
+/// `errors?rate=0.1&statuses=500,503`, `leak?mib_per_second=10&max_mib=200`, `burn?cores=1`,
+/// `overload?workers=1&service_time=25ms&probes=queued&queue_limit=10`);
 /// `stop-<fault>` stops it (`ready`, `healthy` too); `clear` stops every admin fault.
 #[utoipa::path(post, path = "/chaos/actions/{action}", tag = "chaos",
     params(("action" = String, Path, description = "the action: a fault name, stop-<fault>, ready, healthy or clear"),
         ("mode" = Option<String>, Query, description = "crash: exit, panic, abort, sigkill, oom or hang"),
         ("exit_code" = Option<u8>, Query, description = "crash: exit code of mode exit"),
         ("delay" = Option<String>, Query, description = "latency: uniform delay, e.g. 50ms..200ms"),
-        ("median" = Option<String>, Query, description = "latency: log-normal median"),
-        ("p99" = Option<String>, Query, description = "latency: log-normal 99th percentile"),
+        ("median" = Option<String>, Query, description = "latency, overload: log-normal median (of the delay, of the service time)"),
+        ("p99" = Option<String>, Query, description = "latency, overload: log-normal 99th percentile"),
         ("rate" = Option<f64>, Query, description = "errors: fraction of predictions that fail"),
         ("statuses" = Option<String>, Query, description = "errors: 5xx statuses, comma-separated"),
         ("mib_per_second" = Option<f64>, Query, description = "leak: growth rate"),
         ("max_mib" = Option<f64>, Query, description = "leak: stop growing at this size"),
-        ("cores" = Option<f64>, Query, description = "burn: cores to keep busy")),
+        ("cores" = Option<f64>, Query, description = "burn: cores to keep busy"),
+        ("workers" = Option<u32>, Query, description = "overload: requests served at once (default 1)"),
+        ("service_time" = Option<String>, Query, description = "overload: how long a prediction holds a worker, e.g. 25ms or 20ms..30ms (default 25ms)"),
+        ("probes" = Option<String>, Query, description = "overload: queued (probes wait behind predictions, the default) or separate"),
+        ("probe_time" = Option<String>, Query, description = "overload: how long a queued probe holds a worker (default 1ms)"),
+        ("queue_limit" = Option<u32>, Query, description = "overload: requests waiting beyond this many are refused at once"),
+        ("shed_status" = Option<u16>, Query, description = "overload: the status of a refused request (default 503)"),
+        ("shed_probes" = Option<bool>, Query, description = "overload: whether probes can be refused too (default false)")),
     security(("bearer" = [])),
     responses((status = 202, body = ActionResult), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "a parameter out of its domain; `field` names it")))]

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::chaos::engine::ChaosEngine;
 use crate::health::{Health, Phase};
 use crate::http::AppState;
-use crate::http::routes::chaos::{ChaosStatus, NextEvent, PastEvent};
+use crate::http::routes::chaos::{ChaosStatus, NextEvent, OverloadQueue, PastEvent};
 use crate::http::routes::health::ProbeCodes;
 use crate::metrics::GaugeGuard;
 use crate::stats::{self, Sample, Stats};
@@ -67,6 +67,9 @@ pub struct StatsEvent {
     pub probes: ProbeCodes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<Sample>,
+    /// The active overload fault's queue, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload: Option<OverloadQueue>,
 }
 
 /// The events of the stream: the one list the feed and the OpenAPI document read.
@@ -206,6 +209,7 @@ impl Feed {
                 phase: self.health.phase(),
                 probes: ProbeCodes::of(&self.health),
                 sample: self.stats.latest(),
+                overload: OverloadQueue::of(&self.chaos),
             },
         )
     }

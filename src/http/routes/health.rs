@@ -1,11 +1,14 @@
 //! Probe routes: `/livez` (`/healthz`), `/readyz`, `/startupz`. Cheap, no locks on the model,
-//! never delayed by latency or error faults.
+//! never delayed by latency or error faults; an overload fault may make them wait for a worker.
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
+use crate::chaos::overload::Work;
+use crate::error::ApiError;
 use crate::health::{Check, Health, Phase};
 use crate::http::AppState;
+use actix_web::ResponseError;
 use actix_web::http::StatusCode;
 
 /// The status each probe route answers now: what the kubelet sees.
@@ -27,8 +30,13 @@ impl ProbeCodes {
     }
 }
 
-/// The answer of a probe route: the check's status (one rule, in `health.rs`) and why.
-fn probe(health: &Health, check: Check) -> HttpResponse {
+/// The answer of a probe route: the check's status (one rule, in `health.rs`) and why, once an
+/// overload fault's queue (if any) lets the probe through.
+pub(crate) async fn probe(state: &AppState, check: Check) -> HttpResponse {
+    if let Err(shed) = state.chaos.admit(Work::Probe).await {
+        return ApiError::from(shed).error_response();
+    }
+    let health = &state.health;
     let switches = health.switches();
     let status = check.status(&switches);
     answer(
@@ -67,7 +75,7 @@ fn answer(ok: Result<(), String>, failure: StatusCode, phase: Phase) -> HttpResp
     responses((status = 200, body = ProbeStatus), (status = 500, body = ProbeStatus, description = "an unhealthy fault is active"),
         (status = 503, body = ProbeStatus, description = "still loading, with a profile that is not live while loading")))]
 pub async fn livez(state: web::Data<AppState>) -> HttpResponse {
-    probe(&state.health, Check::Liveness)
+    probe(&state, Check::Liveness).await
 }
 
 /// Liveness under its older name (same as `/livez`).
@@ -82,12 +90,12 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses((status = 200, body = ProbeStatus), (status = 503, body = ProbeStatus)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    probe(&state.health, Check::Readiness)
+    probe(&state, Check::Readiness).await
 }
 
 /// Startup: 200 once the model has loaded for the first time.
 #[utoipa::path(get, path = "/startupz", tag = "probes",
     responses((status = 200, body = ProbeStatus), (status = 503, body = ProbeStatus)))]
 pub async fn startupz(state: web::Data<AppState>) -> HttpResponse {
-    probe(&state.health, Check::Startup)
+    probe(&state, Check::Startup).await
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::chaos::{ActionResult, ChaosStatus, NextEvent, PastEvent, actions};
+use super::chaos::{ActionResult, ChaosStatus, NextEvent, OverloadQueue, PastEvent, actions};
 use super::events::EventKind;
 use crate::error::{ApiError, ErrorBody};
 use crate::health::Phase;
@@ -34,7 +34,7 @@ use crate::model::{Prediction, ServedModel};
         ModelSchema, InputSpec, Feature, FeatureKind, OutputsSpec, OutputSpec, ClassSpec, TensorSpec,
         super::v2::ServerMetadata, super::v2::ModelMetadata, super::v2::ModelReady,
         super::v2::InferResponse, super::v2::OutputTensor,
-        ChaosStatus, PastEvent, NextEvent, ActionResult,
+        ChaosStatus, PastEvent, NextEvent, OverloadQueue, ActionResult,
         super::events::PageStatus, super::events::PhaseEvent, super::events::FaultEvent, super::events::StatsEvent,
         super::health::ProbeCodes, crate::stats::Sample,
     )),

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
+use crate::chaos::overload::Work;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::body::{fast_path_allowed, parse_json, read_body};
@@ -43,6 +44,8 @@ pub async fn predict(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // An overload fault's worker is held until the answer is made.
+    let _worker = state.chaos.admit(Work::Prediction).await?;
     let body = read_body(&req, payload, &state.limits).await?;
     let max_rows = state.limits.max_batch_rows;
     // A valid body for a loaded model with a schema decodes straight from the bytes; anything

@@ -4,6 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
+use crate::chaos::overload::Work;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::body::{fast_path_allowed, parse_json, read_body};
@@ -111,6 +112,12 @@ pub async fn model_ready(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.chaos.admit(Work::Probe).await?;
+    ready_answer(name, &state)
+}
+
+/// The answer of a model readiness route once the probe is through any overload queue.
+fn ready_answer(name: web::Path<String>, state: &AppState) -> Result<HttpResponse, ApiError> {
     state.model_named(&name)?;
     Ok(HttpResponse::Ok().json(ModelReady {
         name: name.into_inner(),
@@ -147,9 +154,10 @@ pub async fn model_version_ready(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.chaos.admit(Work::Probe).await?;
     let (name, version) = path.into_inner();
     check_version(&state, &name, &version)?;
-    model_ready(web::Path::from(name), state).await
+    ready_answer(web::Path::from(name), &state)
 }
 
 /// Inference on tensors. Datatypes FP32, FP64, INT32, INT64; `data` flat or nested,
@@ -168,6 +176,8 @@ pub async fn infer(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // An overload fault's worker is held until the answer is made.
+    let _worker = state.chaos.admit(Work::Prediction).await?;
     let model = state.model_named(&name)?;
     let body = read_body(&req, payload, &state.limits).await?;
     let limits = TensorLimits {

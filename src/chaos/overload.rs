@@ -1,0 +1,217 @@
+//! The overload fault at work: one FIFO of worker permits that predictions (and, when queued,
+//! probes) wait in, over HTTP and gRPC alike. Holding a permit sleeps for the service time, so
+//! an overloaded pod costs no CPU and several fit on a small node.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::fault::{Overload, ProbeQueue, Source};
+use crate::metrics::Metrics;
+
+/// What a request is to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// A liveness, readiness or startup check (HTTP probe routes, V2 health, gRPC health).
+    Probe,
+    /// An inference request (`/predict`, V2 infer, gRPC ModelInfer).
+    Prediction,
+}
+
+impl Work {
+    /// The label of the wait histogram and the shed counter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Work::Probe => "probe",
+            Work::Prediction => "prediction",
+        }
+    }
+}
+
+/// A request refused at once because the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("overloaded: {waiting} requests already wait for {workers} worker(s)")]
+pub struct Shed {
+    /// The status the fault answers with (gRPC says `UNAVAILABLE`).
+    pub status: u16,
+    pub waiting: usize,
+    pub workers: u32,
+}
+
+/// A worker held by a prediction until dropped (after its answer is made).
+pub struct Held(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// The queue of one overload fault.
+struct Queue {
+    source: Source,
+    overload: Overload,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// The queue's state for the status page and `/chaos`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueState {
+    pub description: String,
+    pub workers: u32,
+    /// Workers holding a request now.
+    pub busy: u32,
+    /// Requests waiting for a worker now.
+    pub waiting: usize,
+    /// How long the last queued probe waited for its worker.
+    pub last_probe_wait: Option<Duration>,
+}
+
+/// Every active overload fault's queue; the latest started is the one requests wait in.
+pub struct Queues {
+    /// Skips the lock when no overload is active (the usual case).
+    active: AtomicUsize,
+    queues: Mutex<Vec<Arc<Queue>>>,
+    last_probe_wait: Mutex<Option<Duration>>,
+    metrics: Metrics,
+}
+
+impl Queues {
+    /// No overload yet.
+    pub fn new(metrics: Metrics) -> Self {
+        Queues {
+            active: AtomicUsize::new(0),
+            queues: Mutex::new(Vec::new()),
+            last_probe_wait: Mutex::new(None),
+            metrics,
+        }
+    }
+
+    /// Starts (`Some`) or stops (`None`) the overload of `source`. Requests already waiting in
+    /// a stopped queue are served by its workers as before; new ones no longer wait there.
+    pub fn set(&self, source: Source, overload: Option<Overload>) {
+        let mut queues = lock(&self.queues);
+        queues.retain(|q| q.source != source);
+        if let Some(overload) = overload {
+            queues.push(Arc::new(Queue {
+                source,
+                permits: Arc::new(Semaphore::new(overload.workers as usize)),
+                overload,
+                waiting: AtomicUsize::new(0),
+            }));
+        }
+        self.active.store(queues.len(), Ordering::SeqCst);
+    }
+
+    fn current(&self) -> Option<Arc<Queue>> {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        lock(&self.queues).last().cloned()
+    }
+
+    /// Waits for a worker as the active overload says. A probe holds it for the probe time and
+    /// gives it back before answering (`Ok(None)`); a prediction holds it for its service time
+    /// and then until the returned [`Held`] is dropped. With no overload, or probes kept
+    /// separate, it returns at once. Draws come from `rng`.
+    pub async fn admit(&self, work: Work, rng: &Mutex<impl Rng>) -> Result<Option<Held>, Shed> {
+        let Some(queue) = self.current() else {
+            return Ok(None);
+        };
+        let o = &queue.overload;
+        if work == Work::Probe && o.probes == ProbeQueue::Separate {
+            return Ok(None);
+        }
+        let waiting = Waiting::enter(&queue, &self.metrics);
+        let sheddable = work == Work::Prediction || o.shed_probes;
+        // Only those that find every worker busy wait; a limit counts them.
+        if let Some(limit) = o.queue_limit
+            && sheddable
+            && queue.permits.available_permits() == 0
+            && waiting.ahead >= limit as usize
+        {
+            drop(waiting);
+            self.metrics
+                .overload_shed
+                .with_label_values(&[work.as_str()])
+                .inc();
+            return Err(Shed {
+                status: o.shed_status,
+                waiting: queue.waiting.load(Ordering::SeqCst),
+                workers: o.workers,
+            });
+        }
+        let started = Instant::now();
+        let permit = Arc::clone(&queue.permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        drop(waiting);
+        let waited = started.elapsed();
+        self.metrics
+            .overload_wait
+            .with_label_values(&[work.as_str()])
+            .observe(waited.as_secs_f64());
+        let hold = {
+            let mut rng = lock(rng);
+            match work {
+                Work::Probe => o.probe_time.sample(&mut *rng),
+                Work::Prediction => o.service_time.sample(&mut *rng),
+            }
+        };
+        if work == Work::Probe {
+            *lock(&self.last_probe_wait) = Some(waited);
+        }
+        if !hold.is_zero() {
+            tokio::time::sleep(hold).await;
+        }
+        Ok(match work {
+            Work::Probe => None,
+            Work::Prediction => Some(Held(permit)),
+        })
+    }
+
+    /// The active queue now, if any.
+    pub fn state(&self) -> Option<QueueState> {
+        let queue = self.current()?;
+        let workers = queue.overload.workers;
+        Some(QueueState {
+            description: super::fault::Effect::Overload(queue.overload.clone()).describe(),
+            workers,
+            busy: workers.saturating_sub(queue.permits.available_permits() as u32),
+            waiting: queue.waiting.load(Ordering::SeqCst),
+            last_probe_wait: *lock(&self.last_probe_wait),
+        })
+    }
+}
+
+/// One request counted as waiting (in its queue and the depth gauge) until dropped, so a
+/// client that goes away while waiting leaves the count right.
+struct Waiting<'a> {
+    queue: &'a Queue,
+    metrics: &'a Metrics,
+    /// How many were waiting before this one.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(queue: &'a Queue, metrics: &'a Metrics) -> Self {
+        let ahead = queue.waiting.fetch_add(1, Ordering::SeqCst);
+        metrics.overload_queue_depth.inc();
+        Waiting {
+            queue,
+            metrics,
+            ahead,
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.overload_queue_depth.dec();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
