@@ -35,8 +35,9 @@ pub enum Command {
     /// Predict what Kubernetes will do with manifests, and find what is wrong with their probes,
     /// limits and strategies (exit 0 clean, 1 findings, 2 unreadable input).
     Simulate(Box<SimulateArgs>),
-    /// Send requests at a steady rate, a new connection each, and count what failed and for how
-    /// long (run it in a pod against a Service during a rollout).
+    /// Send requests at a rate (in steps: `--rate 30 --rate 90@60s`), a new connection each, and
+    /// count what failed and for how long, with each second's outcomes and p50/p99 (run it in a
+    /// pod against a Service during a rollout).
     Load(Box<LoadArgs>),
 }
 

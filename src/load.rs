@@ -35,17 +35,19 @@ pub enum LoadOutput {
 pub struct LoadArgs {
     /// Where to send: http://HOST[:PORT]/PATH (a Service name resolves through cluster DNS).
     pub url: String,
-    /// Requests per second.
-    #[arg(long, default_value_t = 20.0)]
-    pub rate: f64,
+    /// Requests per second, from the start or, as RATE@WHEN, from that time on (repeatable:
+    /// `--rate 30 --rate 90@60s`).
+    #[arg(long = "rate", value_name = "RATE[@WHEN]", default_value = "20", value_parser = RateStep::parse)]
+    pub rates: Vec<RateStep>,
     /// Stop after this long.
     #[arg(long, default_value = "60s", value_parser = crate::config::parse_duration)]
     pub duration: Duration,
     /// Stop after this many requests.
     #[arg(long, default_value_t = 100_000)]
     pub requests: u64,
-    /// A request not answered within this long failed.
-    #[arg(long, default_value = "2s", value_parser = crate::config::parse_duration)]
+    /// A request not answered within this long failed: counted as `timed out`, apart from
+    /// the other failures.
+    #[arg(long, default_value = "5s", value_parser = crate::config::parse_duration)]
     pub timeout: Duration,
     /// JSON body to POST; default: the example heart-disease record. `--get` sends none.
     #[arg(long, conflicts_with = "get")]
@@ -56,6 +58,90 @@ pub struct LoadArgs {
     /// Progress once a second and a summary at the end, as text or JSON lines.
     #[arg(long, value_enum, default_value_t = LoadOutput::Text)]
     pub output: LoadOutput,
+}
+
+/// Highest rate a step may ask for.
+const MAX_RATE: f64 = 10_000.0;
+
+/// One rate step: this many requests per second from `from` on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateStep {
+    pub rate: f64,
+    pub from: Duration,
+}
+
+impl RateStep {
+    /// `RATE` (from the start) or `RATE@WHEN` (`90@60s`).
+    pub fn parse(text: &str) -> Result<RateStep, String> {
+        let (rate, from) = match text.split_once('@') {
+            Some((rate, when)) => (rate, crate::config::parse_duration(when.trim())?),
+            None => (text, Duration::ZERO),
+        };
+        match rate.trim().parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE => {
+                Ok(RateStep { rate, from })
+            }
+            _ => Err(format!(
+                "`{text}` is not a rate from above 0 to {MAX_RATE} requests per second, optionally @WHEN (90@60s)"
+            )),
+        }
+    }
+}
+
+/// The rate steps of a run, in time order, the first from the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rates(Vec<RateStep>);
+
+impl Rates {
+    /// Orders the steps; the first must start at 0s, and no two at the same time.
+    pub fn new(mut steps: Vec<RateStep>) -> Result<Rates, String> {
+        steps.sort_by_key(|s| s.from);
+        match steps.first() {
+            Some(first) if first.from.is_zero() => {}
+            _ => return Err("--rate: give a rate from the start (one without @WHEN)".into()),
+        }
+        if let Some(w) = steps.windows(2).find(|w| w[0].from == w[1].from) {
+            return Err(format!(
+                "--rate: two rates from {}",
+                humantime::format_duration(w[1].from)
+            ));
+        }
+        Ok(Rates(steps))
+    }
+
+    /// The rate in force at `t`.
+    pub fn at(&self, t: Duration) -> f64 {
+        self.0
+            .iter()
+            .rev()
+            .find(|s| s.from <= t)
+            .map_or(self.0[0].rate, |s| s.rate)
+    }
+
+    /// When the request after one due at `due` is due: one interval of the rate in force, or
+    /// the start of the next step if that comes first (a step's first request goes at its
+    /// start).
+    pub fn next_due(&self, due: Duration) -> Duration {
+        // Counted from the step's start, so that intervals do not add up rounding errors.
+        let step = self
+            .0
+            .iter()
+            .rev()
+            .find(|s| s.from <= due)
+            .unwrap_or(&self.0[0]);
+        let k = ((due - step.from).as_secs_f64() * step.rate).round();
+        let next = step.from + Duration::from_secs_f64((k + 1.0) / step.rate);
+        match self.0.iter().find(|s| s.from > due) {
+            Some(step) if step.from < next => step.from,
+            _ => next,
+        }
+    }
+
+    /// The longest interval between requests of any step (an outage's last request counts for
+    /// one).
+    pub fn longest_interval_s(&self) -> f64 {
+        self.0.iter().map(|s| 1.0 / s.rate).fold(0.0, f64::max)
+    }
 }
 
 /// Where requests go, from the URL.
@@ -103,6 +189,8 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Status(u16),
+    /// No answer within the client's timeout (connecting, sending or waiting).
+    TimedOut,
     Failed(String),
 }
 
@@ -114,6 +202,7 @@ impl Outcome {
     fn label(&self) -> String {
         match self {
             Outcome::Status(code) => format!("status {code}"),
+            Outcome::TimedOut => "timed out".into(),
             Outcome::Failed(why) => why.clone(),
         }
     }
@@ -135,17 +224,78 @@ pub struct Summary {
     pub first_failure_s: Option<f64>,
     pub last_failure_s: Option<f64>,
     pub done: bool,
+    /// The requests sent in the last second before this line (progress lines only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_second: Option<Window>,
+}
+
+/// The requests sent in one stretch of time: how many, how they ended and how long the
+/// answered ones took.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Window {
+    pub sent: u64,
+    /// Outcomes by kind (`status 200`, `timed out`, ...); those still waiting are `pending`.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Median and 99th percentile of the time to an answer (any status), in milliseconds.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 /// Results by send time: the pure part, testable without a network.
 #[derive(Debug, Default)]
 pub struct Tally {
     results: Vec<(f64, Outcome)>,
+    /// Send time and time to an answer, of the requests answered.
+    latencies: Vec<(f64, f64)>,
+    /// Send times of the requests sent, answered or not.
+    sent: Vec<f64>,
 }
 
 impl Tally {
-    pub fn record(&mut self, sent_at_s: f64, outcome: Outcome) {
+    /// A request sent at `sent_at_s` (since the start) was sent.
+    pub fn sent(&mut self, sent_at_s: f64) {
+        self.sent.push(sent_at_s);
+    }
+
+    /// A request sent at `sent_at_s` ended as `outcome` after `took_s`.
+    pub fn record(&mut self, sent_at_s: f64, took_s: f64, outcome: Outcome) {
+        if matches!(outcome, Outcome::Status(_)) {
+            self.latencies.push((sent_at_s, took_s));
+        }
         self.results.push((sent_at_s, outcome));
+    }
+
+    /// The requests sent from `from_s` to `to_s`.
+    pub fn window(&self, from_s: f64, to_s: f64) -> Window {
+        let inside = |t: f64| t >= from_s && t < to_s;
+        let mut outcomes = BTreeMap::new();
+        for (_, outcome) in self.results.iter().filter(|(t, _)| inside(*t)) {
+            *outcomes.entry(outcome.label()).or_insert(0) += 1;
+        }
+        let sent = self.sent.iter().filter(|t| inside(**t)).count() as u64;
+        let ended: u64 = outcomes.values().sum();
+        if sent > ended {
+            outcomes.insert("pending".into(), sent - ended);
+        }
+        let mut took: Vec<f64> = self
+            .latencies
+            .iter()
+            .filter(|(t, _)| inside(*t))
+            .map(|(_, took)| took * 1000.0)
+            .collect();
+        took.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            (!took.is_empty()).then(|| {
+                let rank = ((q * took.len() as f64).ceil() as usize).clamp(1, took.len());
+                (took[rank - 1] * 10.0).round() / 10.0
+            })
+        };
+        Window {
+            sent,
+            outcomes,
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+        }
     }
 
     pub fn summary(&self, elapsed_s: f64, interval_s: f64, done: bool) -> Summary {
@@ -178,18 +328,20 @@ impl Tally {
         if let Some((start, end)) = run {
             longest = longest.max(end - start + interval_s);
         }
-        let sent = self.results.len() as u64;
+        // Sent counts those still waiting too; failed only those that ended without a 2xx.
+        let ended = self.results.len() as u64;
         Summary {
             elapsed_s: round(elapsed_s),
-            sent,
+            sent: ended.max(self.sent.len() as u64),
             ok,
-            failed: sent - ok,
+            failed: ended - ok,
             failures,
             outages,
             longest_outage_s: round(longest),
             first_failure_s: first_failure.map(round),
             last_failure_s: last_failure.map(round),
             done,
+            last_second: None,
         }
     }
 }
@@ -217,6 +369,21 @@ impl Summary {
                 self.longest_outage_s,
                 self.first_failure_s.unwrap_or_default(),
                 self.last_failure_s.unwrap_or_default()
+            ));
+        }
+        if let Some(w) = &self.last_second {
+            let mix: Vec<String> = w
+                .outcomes
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            let ms = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x}ms"));
+            line.push_str(&format!(
+                " | last second: sent {} [{}] p50 {} p99 {}",
+                w.sent,
+                mix.join(", "),
+                ms(w.p50_ms),
+                ms(w.p99_ms)
             ));
         }
         if self.done {
@@ -252,19 +419,15 @@ pub fn request(target: &Target, method: &str, body: &[u8], timeout: Duration) ->
     };
     match http1::exchange(address, &request, timeout, Until::Close) {
         Ok(answer) => Outcome::Status(answer.status),
+        Err(failure) if failure.timed_out() => Outcome::TimedOut,
         Err(failure) => Outcome::Failed(failure.label()),
     }
 }
 
 /// Validates the arguments: a clear one-line error for each.
-pub fn validate(args: &LoadArgs) -> Result<Target, String> {
+pub fn validate(args: &LoadArgs) -> Result<(Target, Rates), String> {
     let target = Target::parse(&args.url)?;
-    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= 10_000.0) {
-        return Err(format!(
-            "--rate: {} is not a rate from above 0 to 10000 requests per second",
-            args.rate
-        ));
-    }
+    let rates = Rates::new(args.rates.clone())?;
     if args.duration.is_zero() || args.requests == 0 || args.timeout.is_zero() {
         return Err("--duration, --requests and --timeout must be above 0".into());
     }
@@ -272,12 +435,13 @@ pub fn validate(args: &LoadArgs) -> Result<Target, String> {
         serde_json::from_str::<serde_json::Value>(body)
             .map_err(|e| format!("--body: not JSON: {e}"))?;
     }
-    Ok(target)
+    Ok((target, rates))
 }
 
 /// Runs the load; returns the final summary.
 pub fn run(args: &LoadArgs) -> Result<Summary, String> {
-    let target = Arc::new(validate(args)?);
+    let (target, rates) = validate(args)?;
+    let target = Arc::new(target);
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(
@@ -295,7 +459,7 @@ pub fn run(args: &LoadArgs) -> Result<Summary, String> {
         let body = args.body.as_deref().unwrap_or(EXAMPLE_RECORD.trim());
         ("POST", Arc::new(body.as_bytes().to_vec()))
     };
-    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let interval_s = rates.longest_interval_s();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -304,22 +468,27 @@ pub fn run(args: &LoadArgs) -> Result<Summary, String> {
         LoadOutput::Json => println!("{}", serde_json::to_string(summary).unwrap_or_default()),
     };
     let mut next_report = Duration::from_secs(1);
+    // A progress line once a second: the totals, and the requests sent in the second before.
+    let report = |next_report: &mut Duration| {
+        let now = started.elapsed();
+        if now >= *next_report {
+            let tally = tally.lock().unwrap();
+            let mut summary = tally.summary(now.as_secs_f64(), interval_s, false);
+            let to = next_report.as_secs_f64();
+            summary.last_second = Some(tally.window(to - 1.0, to));
+            drop(tally);
+            print(&summary);
+            *next_report += Duration::from_secs(1);
+        }
+    };
     let mut sent = 0u64;
+    let mut due = Duration::ZERO;
     while sent < args.requests && !TERMINATED.load(Ordering::SeqCst) {
-        let due = interval.mul_f64(sent as f64);
         if due >= args.duration {
             break;
         }
+        report(&mut next_report);
         let now = started.elapsed();
-        if now >= next_report {
-            let summary =
-                tally
-                    .lock()
-                    .unwrap()
-                    .summary(now.as_secs_f64(), interval.as_secs_f64(), false);
-            print(&summary);
-            next_report += Duration::from_secs(1);
-        }
         if due > now {
             std::thread::sleep((due - now).min(Duration::from_millis(100)));
             continue;
@@ -337,23 +506,27 @@ pub fn run(args: &LoadArgs) -> Result<Summary, String> {
         );
         let timeout = args.timeout;
         let sent_at = due.as_secs_f64();
+        tally.lock().unwrap().sent(sent_at);
         std::thread::spawn(move || {
+            let began = Instant::now();
             let outcome = request(&target, method, &body, timeout);
-            tally.lock().unwrap().record(sent_at, outcome);
+            let took = began.elapsed().as_secs_f64();
+            tally.lock().unwrap().record(sent_at, took, outcome);
             in_flight.fetch_sub(1, Ordering::SeqCst);
         });
         sent += 1;
+        due = rates.next_due(due);
     }
     // Every request sent gets its answer or its time-out before the summary.
     let waited = Instant::now();
     while in_flight.load(Ordering::SeqCst) > 0 && waited.elapsed() < args.timeout * 2 {
+        report(&mut next_report);
         std::thread::sleep(Duration::from_millis(5));
     }
-    let summary = tally.lock().unwrap().summary(
-        started.elapsed().as_secs_f64(),
-        interval.as_secs_f64(),
-        true,
-    );
+    let summary = tally
+        .lock()
+        .unwrap()
+        .summary(started.elapsed().as_secs_f64(), interval_s, true);
     print(&summary);
     Ok(summary)
 }
@@ -390,7 +563,8 @@ mod tests {
         let mut t = Tally::default();
         // Recorded out of order, as answers arrive; counted in the order sent.
         for (at, outcome) in results.iter().rev() {
-            t.record(*at, outcome.clone());
+            t.sent(*at);
+            t.record(*at, 0.01, outcome.clone());
         }
         t.summary(10.0, 0.1, true)
     }
@@ -425,10 +599,89 @@ mod tests {
         assert!(s.text().ends_with("failed 0 (done)"), "{}", s.text());
         let s = tally(&[
             (0.0, Outcome::Status(200)),
-            (1.0, Outcome::Failed("answer: timed out".into())),
-            (2.0, Outcome::Failed("answer: timed out".into())),
+            (1.0, Outcome::TimedOut),
+            (2.0, Outcome::TimedOut),
         ]);
         assert_eq!((s.outages, s.longest_outage_s), (1, 1.1));
-        assert!(s.text().contains("answer: timed out: 2"), "{}", s.text());
+        assert!(s.text().contains("timed out: 2"), "{}", s.text());
+    }
+
+    fn step(text: &str) -> RateStep {
+        RateStep::parse(text).unwrap()
+    }
+
+    #[test]
+    fn rate_steps_change_the_interval_from_their_time_on() {
+        let rates = Rates::new(vec![step("90@1s"), step("10")]).unwrap();
+        assert_eq!(rates.at(Duration::ZERO), 10.0);
+        assert_eq!(rates.at(Duration::from_millis(999)), 10.0);
+        assert_eq!(rates.at(Duration::from_secs(5)), 90.0);
+        // Ten a second until 1 s, then ninety a second; the step's first request at 1 s.
+        let mut due = Duration::ZERO;
+        let mut times = vec![due];
+        while due < Duration::from_secs(2) {
+            due = rates.next_due(due);
+            times.push(due);
+        }
+        let before = times
+            .iter()
+            .filter(|t| **t < Duration::from_secs(1))
+            .count();
+        let after = times
+            .iter()
+            .filter(|t| **t >= Duration::from_secs(1) && **t < Duration::from_secs(2))
+            .count();
+        assert_eq!((before, after), (10, 90));
+        assert!(times.contains(&Duration::from_secs(1)));
+        assert!((rates.longest_interval_s() - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rate_steps_are_checked() {
+        for (given, needle) in [
+            (vec![step("30@10s")], "from the start"),
+            (
+                vec![step("10"), step("20@5s"), step("30@5s")],
+                "two rates from 5s",
+            ),
+        ] {
+            let e = Rates::new(given).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+        for bad in ["0", "-1", "fast", "20001", "30@soon"] {
+            assert!(RateStep::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            step("90@1m"),
+            RateStep {
+                rate: 90.0,
+                from: Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn a_window_counts_outcomes_pending_requests_and_latency_quantiles() {
+        let mut t = Tally::default();
+        for i in 0..100 {
+            let at = 1.0 + i as f64 * 0.01;
+            t.sent(at);
+            if i < 90 {
+                t.record(at, (i + 1) as f64 / 1000.0, Outcome::Status(200));
+            } else if i < 95 {
+                t.record(at, 5.0, Outcome::TimedOut);
+            }
+        }
+        t.sent(0.5);
+        t.record(0.5, 0.001, Outcome::Status(503));
+        let w = t.window(1.0, 2.0);
+        assert_eq!(w.sent, 100);
+        assert_eq!(w.outcomes["status 200"], 90);
+        assert_eq!(w.outcomes["timed out"], 5);
+        assert_eq!(w.outcomes["pending"], 5);
+        assert!(!w.outcomes.contains_key("status 503"), "outside the window");
+        // Latencies of the 90 answered: 1..90 ms.
+        assert_eq!((w.p50_ms, w.p99_ms), (Some(45.0), Some(90.0)));
+        assert_eq!(t.window(5.0, 6.0).p50_ms, None);
     }
 }

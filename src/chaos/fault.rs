@@ -1133,7 +1133,10 @@ mod tests {
             panic!("{:?}", profile.faults)
         };
         assert_eq!(timing.from, Anchor::Start);
-        assert_eq!((o.workers, o.probes, o.queue_limit), (1, ProbeQueue::Queued, None));
+        assert_eq!(
+            (o.workers, o.probes, o.queue_limit),
+            (1, ProbeQueue::Queued, None)
+        );
         assert_eq!(o.probe_time, DurationRange::fixed(DEFAULT_PROBE_TIME));
         assert_eq!((o.shed_status, o.shed_probes), (503, false));
         assert!((o.capacity_per_second() - 40.0).abs() < 1e-9);
@@ -1161,7 +1164,11 @@ mod tests {
         struct Given(Vec<(&'static str, Value)>);
         impl Keys for Given {
             fn get(&self, key: &'static str, _: Like) -> Result<Option<Value>, Invalid> {
-                Ok(self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
+                Ok(self
+                    .0
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone()))
             }
         }
         let overload = Overload {
@@ -1176,12 +1183,15 @@ mod tests {
             shed_status: 429,
             shed_probes: true,
         };
-        let rebuilt =
-            Effect::from_keys(FaultKind::Overload, &Given(overload.keys()), Missing::Required);
+        let rebuilt = Effect::from_keys(
+            FaultKind::Overload,
+            &Given(overload.keys()),
+            Missing::Required,
+        );
         assert_eq!(rebuilt, Ok(Effect::Overload(overload)));
         // A profile must say how many workers and how long a prediction holds one.
-        let e = Effect::from_keys(FaultKind::Overload, &Given(vec![]), Missing::Required)
-            .unwrap_err();
+        let e =
+            Effect::from_keys(FaultKind::Overload, &Given(vec![]), Missing::Required).unwrap_err();
         assert_eq!(e.key, "workers");
         let e = Effect::from_keys(
             FaultKind::Overload,

@@ -148,3 +148,62 @@ fn sigterm_ends_it_with_a_summary() {
     assert_eq!(last["done"], true);
     assert!(last["sent"].as_u64().unwrap() < 600, "{last}");
 }
+
+/// Rate steps: ten a second, then forty from 1 s on; each progress line tells the last second
+/// apart. Against one worker at 50 ms (20 a second) the second second's requests queue, and
+/// their p50 shows it.
+#[tokio::test]
+async fn rate_steps_and_the_last_seconds_outcomes_and_latency() {
+    let server = Spawn::default()
+        .env("CHAOS_OVERLOAD_WORKERS", "1")
+        .env("CHAOS_OVERLOAD_SERVICE_TIME", "50ms")
+        .ready()
+        .await;
+    let url = server.url("/predict");
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "load",
+            &url,
+            "--rate",
+            "10",
+            "--rate",
+            "40@1s",
+            "--duration",
+            "2s",
+            "--timeout",
+            "20s",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines = summaries(&stdout);
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (last["sent"].as_u64(), last["ok"].as_u64()),
+        (Some(50), Some(50)),
+        "{stdout}"
+    );
+    let first_second = lines
+        .iter()
+        .find(|l| l["last_second"]["sent"] == 10)
+        .unwrap_or_else(|| panic!("no line for the first second: {stdout}"));
+    // Ten a second fits one 50 ms worker: each answer takes about its service time.
+    let p50 = first_second["last_second"]["p50_ms"].as_f64().unwrap();
+    assert!(p50 >= 45.0, "{stdout}");
+    let second = lines
+        .iter()
+        .find(|l| l["last_second"]["sent"] == 40)
+        .unwrap_or_else(|| panic!("no line for the second second: {stdout}"));
+    let outcomes = &second["last_second"]["outcomes"];
+    let counted: u64 = outcomes
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 40, "{stdout}");
+    // Forty a second is twice what the worker serves: most are still waiting after the second.
+    assert!(outcomes["pending"].as_u64().unwrap_or(0) >= 10, "{stdout}");
+}
