@@ -2,12 +2,14 @@
 //! names ([`FaultKind`]) and the one check every fault passes, whichever way it arrives (profile
 //! file, `CHAOS_*` variable, admin route).
 //!
-//! Adding a fault type is an edit of this file and its tests only: a variant in [`FaultKind`]
-//! (name, summary, keys) and in [`Effect`] (built from its keys in [`Effect::from_keys`], limits
-//! in [`Effect::check`], text in [`Effect::describe`]), and what it switches while it holds in
-//! [`Effect::start`] and [`FaultKind::stop`], through the [`Switches`] the engine provides. The
-//! profile parser, the admin route, the OpenAPI document and `chaos-inference profiles` read
-//! everything else from here.
+//! Adding a fault type is an edit of this file and its tests, plus what the simulator's
+//! application model makes of it (`simulate/app.rs`): a variant in [`FaultKind`] (name, summary,
+//! keys) and in [`Effect`] (built from its keys in [`Effect::from_keys`], limits in
+//! [`Effect::check`], text in [`Effect::describe`]), and what it switches while it holds in
+//! [`Effect::start`] and [`FaultKind::stop`], through the [`Switches`] the engine provides (a new
+//! kind of switch, as the overload queue was, adds a method there). The profile parser, the
+//! admin route, the OpenAPI document and `chaos-inference profiles` read everything else from
+//! here.
 
 use std::fmt;
 use std::time::Duration;
