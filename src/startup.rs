@@ -143,6 +143,7 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
     let handle = server.handle();
     let mut server = tokio::spawn(server);
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let grpc_on = grpc_listener.is_some();
     let mut grpc = match grpc_listener {
         Some(listener) => {
             let grpc_address = listener.local_addr()?;
@@ -217,7 +218,11 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
     let _ = stop_grpc.send(());
     let drained = async {
         stopping.await;
-        let _ = grpc.await;
+        // With gRPC off its task is a pending placeholder that never ends: waiting for it
+        // held every shutdown for the whole drain window.
+        if grpc_on {
+            let _ = grpc.await;
+        }
     };
     // Workers blocked by a hang fault never finish: give up after the drain window.
     if tokio::time::timeout(args.drain_timeout + Duration::from_secs(1), drained)

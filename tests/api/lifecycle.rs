@@ -158,6 +158,21 @@ async fn sigint_exits_zero_promptly_when_idle() {
     assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
 }
 
+#[tokio::test]
+async fn sigterm_with_grpc_off_exits_when_drained_not_after_the_drain_window() {
+    // Nothing in flight: a drained server exits at once. A 60 s drain window makes waiting it
+    // out (as shutdown did when gRPC was off) fail against the 20 s patience.
+    let mut server = Spawn::default()
+        .env("GRPC_BIND", "")
+        .env("DRAIN_TIMEOUT", "60s")
+        .ready()
+        .await;
+    server.signal(libc::SIGTERM);
+    let (exit, _) = server.wait_exit(PATIENCE).await;
+    assert_eq!(exit.code(), Some(0), "{}", ended(&exit));
+    server.logs_with(&["drained; exiting"]);
+}
+
 fn assert_config_error(env: &[(&str, &str)], needle: &str) {
     let (code, _, stderr) = run_cli(&[], env);
     assert_eq!(code, Some(2), "{env:?}: {stderr}");
