@@ -1,9 +1,13 @@
-//! `chaos-inference load`: steady requests at a fixed rate, one new connection each (what a
-//! `curl` loop or a fresh client sees, so a Service's choice of endpoint is made per request),
+//! `chaos-inference load`: steady requests at a fixed rate (in steps), one new connection each
+//! (what a `curl` loop or a fresh client sees, so a Service's choice of endpoint is made per
+//! request) or, with `--connections N`, over N kept-alive connections (what a pooled client
+//! does: a Service picks a pod per connection, so the load stays where the connections went),
 //! counting what failed and for how long. Run in a pod against a Service during a rollout, it
 //! shows a strategy's outage as failed requests and seconds, from inside the cluster.
 //!
-//! Bounded by time and by count; a SIGTERM (the pod deleted) ends it early with its summary.
+//! The rate is offered whatever the answers take (an open loop, as many independent clients
+//! are), up to `--max-in-flight` requests waiting at once. Bounded by time and by count; a
+//! SIGTERM (the pod deleted) ends it early with its summary.
 
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
@@ -19,9 +23,11 @@ use crate::http1::{self, Until};
 /// The example heart-disease record, sent when no body is given.
 const EXAMPLE_RECORD: &str = include_str!("../models/heart-disease/example.json");
 
-/// Most requests waiting for an answer at once; a slower target makes requests wait their turn
-/// (counted as late), never an unbounded pile of threads.
-const MAX_IN_FLIGHT: usize = 64;
+/// Most requests in flight at once by default: a rate of 100/s against a 5 s time-out can
+/// have 500 waiting, and the offered rate must not fall because the target is slow.
+const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The most `--max-in-flight` may ask for (one thread each in the default mode).
+const MAX_IN_FLIGHT: usize = 10_000;
 
 /// How the progress lines are written.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -58,6 +64,15 @@ pub struct LoadArgs {
     /// Progress once a second and a summary at the end, as text or JSON lines.
     #[arg(long, value_enum, default_value_t = LoadOutput::Text)]
     pub output: LoadOutput,
+    /// Send over this many kept-alive connections instead of a new connection per request; a
+    /// request due while every connection is busy waits for one (its wait counts against its
+    /// time-out).
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
+    /// Most requests in flight at once (waiting for an answer or for a connection); past it, a
+    /// request waits its turn and goes late, so keep it above rate x time-out.
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_name = "N")]
+    pub max_in_flight: usize,
 }
 
 /// Highest rate a step may ask for.
@@ -98,15 +113,20 @@ impl Rates {
         steps.sort_by_key(|s| s.from);
         match steps.first() {
             Some(first) if first.from.is_zero() => {}
-            _ => return Err("--rate: give a rate from the start (one without @WHEN)".into()),
+            _ => return Err("give a rate from the start (one without @WHEN)".into()),
         }
         if let Some(w) = steps.windows(2).find(|w| w[0].from == w[1].from) {
             return Err(format!(
-                "--rate: two rates from {}",
+                "two rates from {}",
                 humantime::format_duration(w[1].from)
             ));
         }
         Ok(Rates(steps))
+    }
+
+    /// The steps, in time order, the first from the start.
+    pub fn steps(&self) -> &[RateStep] {
+        &self.0
     }
 
     /// The rate in force at `t`.
@@ -424,12 +444,92 @@ pub fn request(target: &Target, method: &str, body: &[u8], timeout: Duration) ->
     }
 }
 
+/// A request for the connection pool: when it was due.
+struct Job {
+    /// Seconds after the start, as the tally counts it.
+    sent_at: f64,
+    due: Instant,
+}
+
+/// `n` threads, each with a kept-alive connection, taking the requests sent on the returned
+/// channel in turn. A request that waited for a connection past the time-out is not sent.
+fn connection_pool(
+    n: usize,
+    target: &Arc<Target>,
+    method: &'static str,
+    body: &Arc<Vec<u8>>,
+    timeout: Duration,
+    tally: &Arc<Mutex<Tally>>,
+    in_flight: &Arc<AtomicUsize>,
+) -> Result<std::sync::mpsc::Sender<Job>, String> {
+    // Resolved once: every connection goes to the same address (a Service's ClusterIP), and
+    // the Service picks a pod per connection.
+    let address = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("url: {} does not resolve", target.host))?;
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    for _ in 0..n {
+        let (queue, target, body, tally, in_flight) = (
+            Arc::clone(&queue),
+            Arc::clone(target),
+            Arc::clone(body),
+            Arc::clone(tally),
+            Arc::clone(in_flight),
+        );
+        std::thread::spawn(move || {
+            let mut connection = http1::KeepAlive::new(address);
+            let host = format!("{}:{}", target.host, target.port);
+            loop {
+                let job = match queue.lock().unwrap().recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                };
+                let waited = job.due.elapsed();
+                let outcome = if waited >= timeout {
+                    Outcome::TimedOut
+                } else {
+                    let request = http1::Request {
+                        method,
+                        path: &target.path,
+                        host: &host,
+                        user_agent: "chaos-inference-load",
+                        body: &body,
+                    };
+                    match connection.exchange(&request, timeout - waited) {
+                        Ok(answer) => Outcome::Status(answer.status),
+                        Err(failure) if failure.timed_out() => Outcome::TimedOut,
+                        Err(failure) => Outcome::Failed(failure.label()),
+                    }
+                };
+                let took = job.due.elapsed().as_secs_f64();
+                tally.lock().unwrap().record(job.sent_at, took, outcome);
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    }
+    Ok(jobs)
+}
+
 /// Validates the arguments: a clear one-line error for each.
 pub fn validate(args: &LoadArgs) -> Result<(Target, Rates), String> {
     let target = Target::parse(&args.url)?;
-    let rates = Rates::new(args.rates.clone())?;
+    let rates = Rates::new(args.rates.clone()).map_err(|e| format!("--rate: {e}"))?;
     if args.duration.is_zero() || args.requests == 0 || args.timeout.is_zero() {
         return Err("--duration, --requests and --timeout must be above 0".into());
+    }
+    if !(1..=MAX_IN_FLIGHT).contains(&args.max_in_flight) {
+        return Err(format!(
+            "--max-in-flight: expected 1 to {MAX_IN_FLIGHT}, got {}",
+            args.max_in_flight
+        ));
+    }
+    if let Some(n) = args.connections
+        && !(1..=1024).contains(&n)
+    {
+        return Err(format!("--connections: expected 1 to 1024, got {n}"));
     }
     if let Some(body) = &args.body {
         serde_json::from_str::<serde_json::Value>(body)
@@ -481,6 +581,18 @@ pub fn run(args: &LoadArgs) -> Result<Summary, String> {
             *next_report += Duration::from_secs(1);
         }
     };
+    let pool = match args.connections {
+        Some(n) => Some(connection_pool(
+            n,
+            &target,
+            method,
+            &body,
+            args.timeout,
+            &tally,
+            &in_flight,
+        )?),
+        None => None,
+    };
     let mut sent = 0u64;
     let mut due = Duration::ZERO;
     while sent < args.requests && !TERMINATED.load(Ordering::SeqCst) {
@@ -493,27 +605,38 @@ pub fn run(args: &LoadArgs) -> Result<Summary, String> {
             std::thread::sleep((due - now).min(Duration::from_millis(100)));
             continue;
         }
-        if in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
+        if in_flight.load(Ordering::SeqCst) >= args.max_in_flight {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
         in_flight.fetch_add(1, Ordering::SeqCst);
-        let (target, body, tally, in_flight) = (
-            Arc::clone(&target),
-            Arc::clone(&body),
-            Arc::clone(&tally),
-            Arc::clone(&in_flight),
-        );
-        let timeout = args.timeout;
         let sent_at = due.as_secs_f64();
         tally.lock().unwrap().sent(sent_at);
-        std::thread::spawn(move || {
-            let began = Instant::now();
-            let outcome = request(&target, method, &body, timeout);
-            let took = began.elapsed().as_secs_f64();
-            tally.lock().unwrap().record(sent_at, took, outcome);
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-        });
+        match &pool {
+            Some(jobs) => {
+                // A worker of the pool takes it; the channel outlives every send here.
+                let _ = jobs.send(Job {
+                    sent_at,
+                    due: started + due,
+                });
+            }
+            None => {
+                let (target, body, tally, in_flight) = (
+                    Arc::clone(&target),
+                    Arc::clone(&body),
+                    Arc::clone(&tally),
+                    Arc::clone(&in_flight),
+                );
+                let timeout = args.timeout;
+                std::thread::spawn(move || {
+                    let began = Instant::now();
+                    let outcome = request(&target, method, &body, timeout);
+                    let took = began.elapsed().as_secs_f64();
+                    tally.lock().unwrap().record(sent_at, took, outcome);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        }
         sent += 1;
         due = rates.next_due(due);
     }

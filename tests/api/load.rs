@@ -107,6 +107,18 @@ fn bad_arguments_exit_2_naming_the_flag() {
         (vec!["load", "http://x/", "--rate", "0"], "--rate"),
         (vec!["load", "http://x/", "--body", "{not json"], "--body"),
         (vec!["load", "http://x/", "--duration", "0s"], "--duration"),
+        (
+            vec!["load", "http://x/", "--connections", "0"],
+            "--connections",
+        ),
+        (
+            vec!["load", "http://x/", "--max-in-flight", "0"],
+            "--max-in-flight",
+        ),
+        (
+            vec!["load", "http://x/", "--rate", "9@5s"],
+            "--rate: give a rate from the start",
+        ),
     ] {
         let (code, _, stderr) = run_cli(&args, &[]);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
@@ -206,4 +218,123 @@ async fn rate_steps_and_the_last_seconds_outcomes_and_latency() {
     assert_eq!(counted, 40, "{stdout}");
     // Forty a second is twice what the worker serves: most are still waiting after the second.
     assert!(outcomes["pending"].as_u64().unwrap_or(0) >= 10, "{stdout}");
+}
+
+/// A server that answers every request on a connection until the client closes it, and counts
+/// the connections it accepted.
+fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    // A request is its head and a Content-Length body.
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if pending.len() < end + 4 + length {
+                            break;
+                        }
+                        pending.drain(..end + 4 + length);
+                        let close = head.contains("connection: close");
+                        let answer: &[u8] = if close {
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                        };
+                        if stream.write_all(answer).is_err() || close {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buffer[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[test]
+fn connections_are_kept_alive_only_when_asked() {
+    use std::sync::atomic::Ordering;
+    for (extra, expected_connections) in [(vec![], 40), (vec!["--connections", "2"], 2)] {
+        let (url, accepted) = counting_server();
+        let mut args = vec![
+            "load",
+            url.as_str(),
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+            "--output",
+            "json",
+        ];
+        args.extend(extra.iter().copied());
+        let (code, stdout, stderr) = run_cli(&args, &[]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let last = summaries(&stdout).pop().unwrap();
+        assert_eq!(
+            (last["sent"].as_u64(), last["ok"].as_u64()),
+            (Some(40), Some(40)),
+            "{args:?}: {stdout}"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            expected_connections,
+            "{args:?}"
+        );
+    }
+}
+
+/// The rate is offered whatever the answers take: against one worker at 100 ms (10 a second),
+/// 60 requests in one second are all sent at once and wait at the server, past the 64 that
+/// once capped what was in flight.
+#[tokio::test]
+async fn a_slow_target_does_not_slow_the_offered_rate() {
+    let server = Spawn::default()
+        .env("CHAOS_OVERLOAD_WORKERS", "1")
+        .env("CHAOS_OVERLOAD_SERVICE_TIME", "100ms")
+        .ready()
+        .await;
+    let url = server.url("/predict");
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "load",
+            &url,
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--timeout",
+            "2s",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines = summaries(&stdout);
+    let first = &lines[0];
+    // All 100 were sent in the first second, answered or not.
+    assert_eq!(first["last_second"]["sent"], 100, "{stdout}");
+    let last = lines.last().unwrap();
+    // About 20 served in the 2 s time-out, the rest timed out.
+    let timed_out = last["failures"]["timed out"].as_u64().unwrap_or(0);
+    assert!(timed_out >= 60, "{stdout}");
 }
