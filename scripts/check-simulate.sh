@@ -18,10 +18,11 @@ failures=0
 pass() { echo "ok   $*"; }
 fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 lint() { "$bin" simulate --fail-on warning --scenarios 12 "$@" > "$work/out.txt" 2>&1; }
-# The findings of a rendering, exactly: `only RULE,RULE < file` (empty for none).
+# The findings of a rendering, exactly: `only RULE,RULE [SIMULATE FLAGS] < file` (- for none).
 only() {
-    "$bin" simulate --output json --fail-on never --scenarios 12 - > "$work/report.json" 2>&1 || return 1
-    python3 - "$1" "$work/report.json" <<'PY'
+    local rules="$1"; shift
+    "$bin" simulate --output json --fail-on never --scenarios 12 "$@" - > "$work/report.json" 2>&1 || return 1
+    python3 - "$rules" "$work/report.json" <<'PY'
 import json, sys
 want = {r for r in sys.argv[1].split(",") if r and r != "-"}
 report = json.load(open(sys.argv[2]))
@@ -85,6 +86,33 @@ flapping-readiness - --set probes.protocol=grpc
 slow-start - --set probes.protocol=grpc --set probes.startup.enabled=true
 slow-start liveness-kills-during-load --set probes.protocol=grpc
 PROFILES
+
+# Under load: the restart-storm pair (manifest, overlay, chart values) shows exactly its
+# findings with 100 requests/s and one pod deleted once all are Ready; at 60/s (under what two
+# pods serve) the storm manifest, its annotation taken off, shows none of them.
+storm_rules=liveness-kills-under-load,restart-storm,readiness-not-shedding,no-headroom-for-one-restart
+while read -r what expected rate; do
+    case $what in
+        manifests/*.yaml) cat "$what" > "$work/load.yaml" ;;
+        unannotated:*) grep -v 'chaos-inference/expected-findings' "${what#unannotated:}" > "$work/load.yaml" ;;
+        overlays/*) .tools/bin/kubectl kustomize "manifests/kustomize/$what" > "$work/load.yaml" ;;
+        values-*) .scanners/bin/helm template demo "$chart" -f "manifests/helm/$what" > "$work/load.yaml" ;;
+    esac
+    case $expected in storm) expected=$storm_rules ;; storm+same) expected=$storm_rules,liveness-same-as-readiness ;; esac
+    if only "$expected" --load "$rate@45s" --step delete-pod@75s --horizon 5m < "$work/load.yaml"; then
+        pass "$what at $rate/s, one pod deleted (findings: $expected)"
+    else
+        fail "$what at $rate/s"
+    fi
+done <<'LOADS'
+manifests/online-inference-deployment-overload.yaml storm+same 100
+manifests/online-inference-deployment-overload-fixed.yaml no-headroom-for-one-restart 100
+unannotated:manifests/online-inference-deployment-overload.yaml liveness-same-as-readiness 60
+overlays/overload storm 100
+overlays/overload-fixed no-headroom-for-one-restart 100
+values-overload.yaml storm 100
+values-overload-fixed.yaml no-headroom-for-one-restart 100
+LOADS
 
 [ "$failures" -eq 0 ] || { echo "$failures simulate check(s) failed"; exit 1; }
 echo "every shipped manifest passes simulate"

@@ -436,6 +436,39 @@ pub enum LatencyDistribution {
 }
 
 impl LatencyDistribution {
+    /// The mean, in seconds (a log-normal's from the low ends of `median` and `p99`, which a
+    /// plan has fixed).
+    pub fn mean_seconds(&self) -> f64 {
+        match self {
+            LatencyDistribution::Uniform { delay } => {
+                (delay.low.as_secs_f64() + delay.high.as_secs_f64()) / 2.0
+            }
+            LatencyDistribution::Lognormal { median, p99 } => {
+                let (mu, sigma) = lognormal_parameters(median, p99);
+                (mu + sigma * sigma / 2.0).exp()
+            }
+        }
+    }
+
+    /// The squared coefficient of variation (variance over the mean squared): 0 for a fixed
+    /// delay, what queueing formulas call the service time's variability.
+    pub fn scv(&self) -> f64 {
+        match self {
+            LatencyDistribution::Uniform { delay } => {
+                let mean = self.mean_seconds();
+                if mean <= 0.0 {
+                    return 0.0;
+                }
+                let width = delay.high.as_secs_f64() - delay.low.as_secs_f64();
+                width * width / 12.0 / (mean * mean)
+            }
+            LatencyDistribution::Lognormal { median, p99 } => {
+                let (_, sigma) = lognormal_parameters(median, p99);
+                (sigma * sigma).exp() - 1.0
+            }
+        }
+    }
+
     /// One delay. Uniform draws are exact to the microsecond; log-normal ones use the low end
     /// of `median` and `p99`, which the plan has fixed.
     pub fn sample(&self, rng: &mut impl Rng) -> Duration {
@@ -445,8 +478,7 @@ impl LatencyDistribution {
                 rng.random_range(delay.low.as_micros() as u64..=delay.high.as_micros() as u64),
             ),
             LatencyDistribution::Lognormal { median, p99 } => {
-                let mu = median.low.as_secs_f64().max(1e-9).ln();
-                let sigma = (p99.low.as_secs_f64().max(1e-9).ln() - mu) / Z99;
+                let (mu, sigma) = lognormal_parameters(median, p99);
                 // Box-Muller: two uniforms give one standard normal draw.
                 let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
                 let u2: f64 = rng.random();
@@ -456,6 +488,13 @@ impl LatencyDistribution {
             }
         }
     }
+}
+
+/// `mu` and `sigma` of the log-normal with this median and 99th percentile (their low ends).
+fn lognormal_parameters(median: &DurationRange, p99: &DurationRange) -> (f64, f64) {
+    let mu = median.low.as_secs_f64().max(1e-9).ln();
+    let sigma = (p99.low.as_secs_f64().max(1e-9).ln() - mu) / Z99;
+    (mu, sigma)
 }
 
 /// Reads a delay distribution from its keys: `delay_key` alone (uniform) or `median` and
@@ -564,17 +603,7 @@ pub struct Overload {
 impl Overload {
     /// Predictions per second it serves at most: workers over the mean service time.
     pub fn capacity_per_second(&self) -> f64 {
-        let mean = match &self.service_time {
-            LatencyDistribution::Uniform { delay } => {
-                (delay.low.as_secs_f64() + delay.high.as_secs_f64()) / 2.0
-            }
-            LatencyDistribution::Lognormal { median, p99 } => {
-                let mu = median.low.as_secs_f64().max(1e-9).ln();
-                let sigma = (p99.low.as_secs_f64().max(1e-9).ln() - mu) / Z99;
-                (mu + sigma * sigma / 2.0).exp()
-            }
-        };
-        f64::from(self.workers) / mean.max(1e-9)
+        f64::from(self.workers) / self.service_time.mean_seconds().max(1e-9)
     }
 
     /// The keys and values that make this overload again, as a profile spells them: what a
@@ -1142,6 +1171,25 @@ mod tests {
         assert_eq!(o.probe_time, DurationRange::fixed(DEFAULT_PROBE_TIME));
         assert_eq!((o.shed_status, o.shed_probes), (503, false));
         assert!((o.capacity_per_second() - 40.0).abs() < 1e-9);
+        assert_eq!(
+            o.service_time.scv(),
+            0.0,
+            "a fixed service time does not vary"
+        );
+        // Uniform over 10..30 ms: mean 20 ms, variance 20^2/12 ms^2.
+        let uniform = LatencyDistribution::Uniform {
+            delay: "10ms..30ms".parse().unwrap(),
+        };
+        assert!((uniform.mean_seconds() - 0.020).abs() < 1e-12);
+        assert!((uniform.scv() - 1.0 / 12.0).abs() < 1e-9);
+        // Log-normal: mean exp(mu + sigma^2/2), scv exp(sigma^2) - 1.
+        let lognormal = LatencyDistribution::Lognormal {
+            median: "50ms".parse().unwrap(),
+            p99: "1s".parse().unwrap(),
+        };
+        let sigma = (20.0f64).ln() / Z99;
+        assert!((lognormal.mean_seconds() - 0.05 * (sigma * sigma / 2.0).exp()).abs() < 1e-12);
+        assert!((lognormal.scv() - ((sigma * sigma).exp() - 1.0)).abs() < 1e-9);
         // Resolving scales both holding times, as every other chaos duration.
         let Effect::Overload(scaled) =
             Effect::Overload(o.clone()).resolve(&mut |r: DurationRange| r.low, 0.1)

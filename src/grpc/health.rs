@@ -29,6 +29,10 @@ impl HealthService {
 pub const SERVICES: [(&str, Check); 2] =
     [("", Check::Liveness), (INFERENCE_SERVICE, Check::Readiness)];
 
+/// The method a `grpc:` probe calls: what the kubelet asks, and what waits in an overload
+/// queue as a probe (`super::work_of`).
+pub const CHECK_METHOD: &str = "/grpc.health.v1.Health/Check";
+
 /// The status of `service` now; `None` for a service this server does not have.
 fn status(state: &GrpcState, service: &str) -> Option<ServingStatus> {
     let (_, check) = SERVICES.iter().find(|(name, _)| *name == service)?;
@@ -54,7 +58,7 @@ impl Health for HealthService {
     ) -> Result<Response<HealthCheckResponse>, Status> {
         let service = request.into_inner().service;
         self.state
-            .measured("/grpc.health.v1.Health/Check", async {
+            .measured(CHECK_METHOD, async {
                 status(&self.state, &service)
                     .map(|s| Response::new(response(s)))
                     .ok_or_else(|| Status::not_found(format!("unknown service `{service}`")))

@@ -98,9 +98,9 @@ impl GrpcState {
 
 /// What a call is to an overload fault's queue: the health checks a probe makes (the standard
 /// health Check, V2 liveness and readiness) and inference; the rest never wait.
-fn work_of(method: &str) -> Option<Work> {
+pub(crate) fn work_of(method: &str) -> Option<Work> {
     match method {
-        "/grpc.health.v1.Health/Check"
+        health::CHECK_METHOD
         | "/inference.GRPCInferenceService/ServerLive"
         | "/inference.GRPCInferenceService/ServerReady"
         | "/inference.GRPCInferenceService/ModelReady" => Some(Work::Probe),

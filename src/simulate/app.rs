@@ -7,8 +7,10 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 
 use super::manifest::{Container, EnvValue, Handler};
+use super::traffic::Capacity;
 use crate::chaos::duration::show;
 use crate::chaos::fault::{Anchor, CrashMode, Effect, LatencyDistribution};
+use crate::chaos::overload::Work;
 use crate::chaos::overrides::ChaosArgs;
 use crate::chaos::plan::Plan;
 use crate::chaos::profile::Profile;
@@ -17,6 +19,8 @@ use crate::config::{DEFAULT_MODEL_NAME, parse_duration};
 use crate::grpc::health as grpc_health;
 use crate::health::Switches;
 use crate::http::routes::{self, Answers};
+/// The server's route table, which the application model reads (and tests hold the server to).
+pub use crate::http::routes::{ROUTES, Route};
 
 /// Resident memory of an idle server, the base a leak grows from: 38 MiB measured on this
 /// project's reference machine (2 HTTP and 2 inference workers, the built-in model), with room
@@ -138,6 +142,8 @@ impl Settings {
                 _ => Profile::load(&name)?,
             };
             chaos.apply(&mut profile)?;
+            // The CHAOS_OVERLOAD_* variables, as the server reads them from its environment.
+            crate::chaos::overrides::apply_overload(&mut profile, &|name| env(name))?;
             if overrides.without_faults {
                 profile.faults.clear();
             }
@@ -278,6 +284,11 @@ pub struct Life {
     pub exit: Option<(Duration, Exit)>,
     pub ignore_sigterm: bool,
     pub shutdown_delay: Duration,
+    /// After SIGTERM (and the shutdown delay), how long requests in flight may take.
+    pub drain_timeout: Duration,
+    /// What it can serve at once, while each overload fault holds (the latest started wins, as
+    /// on the server); no entry holding means no limit.
+    pub overload: Vec<(Interval, Capacity)>,
     /// The 99th percentile of injected latency on predictions, the longest of the run.
     pub latency_p99: Option<Duration>,
     /// CPU cores a burn fault keeps busy.
@@ -303,6 +314,18 @@ pub enum Outcome {
     Timeout,
 }
 
+/// What a pod's queue holds when a probe is sent: the wait it faces and whether the queue is
+/// full; idle, both are nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueView {
+    /// The wait a queued probe faces now.
+    pub wait: Duration,
+    /// The fluid backlog now (what a drain has to serve), without the spread.
+    pub backlog: Duration,
+    /// A sheddable request would be refused now.
+    pub full: bool,
+}
+
 impl Life {
     /// A run that ends at once with exit code 2: what the server does with a bad configuration.
     pub fn config_error(message: &str) -> Life {
@@ -319,6 +342,8 @@ impl Life {
             )),
             ignore_sigterm: false,
             shutdown_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(10),
+            overload: Vec::new(),
             latency_p99: None,
             burn_cores: None,
             leak_oom: None,
@@ -350,6 +375,8 @@ impl Life {
             exit: None,
             ignore_sigterm: plan.ignore_sigterm,
             shutdown_delay: settings.shutdown_delay,
+            drain_timeout: settings.drain_timeout,
+            overload: Vec::new(),
             latency_p99: None,
             burn_cores: None,
             leak_oom: None,
@@ -418,9 +445,8 @@ impl Life {
                         };
                         life.latency_p99 = Some(life.latency_p99.map_or(p99, |l| l.max(p99)));
                     }
-                    // With no offered load a probe finds a free worker and holds it for its
-                    // probe time (1 ms by default): nothing the kubelet sees changes.
-                    Effect::Overload(_) => {}
+                    // What the queue does with it depends on the offered load (`traffic`).
+                    Effect::Overload(o) => life.overload.push((interval, Capacity::of(o))),
                     Effect::Burn { cores } => {
                         life.burn_cores = Some(life.burn_cores.map_or(*cores, |c| c.max(*cores)));
                     }
@@ -455,15 +481,20 @@ impl Life {
         life
     }
 
-    /// When a run that gets SIGTERM at `at` ends, with a grace period of `grace`, and how.
-    pub fn sigterm(&self, at: Duration, grace: Duration) -> (Duration, Exit) {
+    /// When a run that gets SIGTERM at `at` ends, with a grace period of `grace`, and how;
+    /// `backlog` is the wait its queue holds then, which the drain serves (up to
+    /// `DRAIN_TIMEOUT`) before the process exits.
+    pub fn sigterm(&self, at: Duration, grace: Duration, backlog: Duration) -> (Duration, Exit) {
         let killed = (at + grace, Exit::code(137, String::new()));
         let own = self.exit.clone().filter(|(t, _)| *t >= at);
         let after_term =
             if self.ignore_sigterm || self.hang.is_some_and(|h| h <= at + self.shutdown_delay) {
                 killed
             } else {
-                let drained = at + self.shutdown_delay + Duration::from_millis(50);
+                let drained = at
+                    + self.shutdown_delay
+                    + backlog.min(self.drain_timeout)
+                    + Duration::from_millis(50);
                 if drained <= at + grace {
                     (drained, Exit::code(0, String::new()))
                 } else {
@@ -474,6 +505,76 @@ impl Life {
             Some(own) if own.0 < after_term.0 => own,
             _ => after_term,
         }
+    }
+
+    /// The capacity at `t` into the run: the overload fault started last of those holding.
+    pub fn capacity_at(&self, t: Duration) -> Option<&Capacity> {
+        self.overload
+            .iter()
+            .filter(|(window, _)| window.holds(t))
+            .max_by_key(|(window, _)| window.start)
+            .map(|(_, capacity)| capacity)
+    }
+
+    /// Whether a probe calling `handler` waits in an overload queue as a probe, by the server's
+    /// own tables: the HTTP routes' (`Route::waits`) and the gRPC methods'.
+    pub fn waits(&self, handler: &Handler) -> bool {
+        let route_waits = |path: &str| {
+            routes::route_of(path.split('?').next().unwrap_or(path))
+                .is_some_and(|(route, _)| route.waits == Some(Work::Probe))
+        };
+        let health_waits = || crate::grpc::work_of(grpc_health::CHECK_METHOD) == Some(Work::Probe);
+        match handler {
+            Handler::Http { path, port } => *port == self.http_port && route_waits(path),
+            Handler::Grpc { port, .. } => Some(*port) == self.grpc_port && health_waits(),
+            Handler::Exec { command } => {
+                let grpc = command.iter().any(|a| a == "grpc");
+                match probe_command(command) {
+                    Some(_) if grpc => health_waits(),
+                    Some(route) => route_waits(route),
+                    None => false,
+                }
+            }
+            Handler::Tcp { .. } => false,
+        }
+    }
+
+    /// What a probe calling `handler` gets at `t` into the run, and how long after it was
+    /// sent: a probe that waits in an overload queue ([`Life::waits`]) answers after the wait
+    /// `queue` says plus its own hold, or at once with the shed status when the queue is full
+    /// and sheds probes. The kubelet compares that with the probe's timeout.
+    pub fn answer(
+        &self,
+        handler: &Handler,
+        t: Duration,
+        sigterm: Option<Duration>,
+        queue: &QueueView,
+    ) -> (Outcome, Duration) {
+        let outcome = self.probe(handler, t, sigterm);
+        let reaches_queue = t >= self.open && !self.hung(t) && self.waits(handler);
+        let Some(capacity) = self
+            .capacity_at(t)
+            .filter(|c| c.probes_queued && reaches_queue)
+        else {
+            return (outcome, Duration::ZERO);
+        };
+        if queue.full && capacity.shed_probes {
+            let status = capacity.shed_status;
+            let refused = match handler {
+                Handler::Grpc { .. } => {
+                    "rpc error: code = Unavailable desc = overloaded".to_string()
+                }
+                Handler::Exec { command } => {
+                    format!("command {:?} exited with 1", command.join(" "))
+                }
+                _ => format!("HTTP probe failed with statuscode: {status}"),
+            };
+            return (Outcome::Failure(refused), Duration::ZERO);
+        }
+        (
+            outcome,
+            queue.wait + Duration::from_secs_f64(capacity.probe_s),
+        )
     }
 
     /// What a probe calling `handler` gets at `t` into the run; `sigterm` is when SIGTERM came.
@@ -729,6 +830,90 @@ mod tests {
     }
 
     #[test]
+    fn overload_variables_of_the_container_shape_its_capacity() {
+        let settings = Settings::of(
+            &container(
+                &[
+                    ("CHAOS_PROFILE", "overload"),
+                    ("CHAOS_OVERLOAD_WORKERS", "4"),
+                    ("CHAOS_OVERLOAD_QUEUE_LIMIT", "20"),
+                ],
+                "chaos-inference:v1",
+            ),
+            Some("p"),
+            &Overrides::default(),
+        );
+        let plan = settings.plan(1).unwrap();
+        let life = Life::of(
+            &plan,
+            &settings,
+            None,
+            WORKING_SET.0,
+            Duration::from_secs(60),
+        );
+        let capacity = life.capacity_at(life.loaded).unwrap();
+        assert_eq!((capacity.workers, capacity.queue_limit), (4, Some(20)));
+        assert!((capacity.per_second() - 160.0).abs() < 1e-9);
+        // Every probe route waits in the queue; a TCP connect and /metrics do not.
+        assert!(life.waits(&http("/livez")) && life.waits(&http("/readyz")));
+        assert!(life.waits(&http("/v2/models/heart-disease/ready")));
+        assert!(!life.waits(&http("/metrics")));
+        assert!(!life.waits(&Handler::Tcp { port: 8000 }));
+        let bad = Settings::of(
+            &container(&[("CHAOS_OVERLOAD_WORKERS", "0")], "chaos-inference:v1"),
+            Some("p"),
+            &Overrides::default(),
+        );
+        assert!(
+            bad.profile
+                .unwrap_err()
+                .starts_with("CHAOS_OVERLOAD_WORKERS"),
+            "named as the server names it"
+        );
+    }
+
+    #[test]
+    fn a_queued_probe_answers_after_its_wait_and_a_full_queue_sheds_it_only_when_told() {
+        let settings = Settings::of(
+            &container(&[("CHAOS_PROFILE", "overload")], "chaos-inference:v1"),
+            Some("p"),
+            &Overrides::default(),
+        );
+        let plan = settings.plan(1).unwrap();
+        let mut life = Life::of(
+            &plan,
+            &settings,
+            None,
+            WORKING_SET.0,
+            Duration::from_secs(60),
+        );
+        let t = life.loaded + Duration::from_secs(1);
+        let busy = QueueView {
+            wait: Duration::from_millis(1500),
+            backlog: Duration::from_millis(1500),
+            full: true,
+        };
+        let (outcome, after) = life.answer(&http("/livez"), t, None, &busy);
+        assert_eq!(outcome, Outcome::Success);
+        assert_eq!(
+            after,
+            Duration::from_millis(1501),
+            "the wait and the 1 ms probe"
+        );
+        let (_, after) = life.answer(&Handler::Tcp { port: 8000 }, t, None, &busy);
+        assert_eq!(after, Duration::ZERO, "a TCP connect never queues");
+        life.overload[0].1.shed_probes = true;
+        let (outcome, after) = life.answer(&http("/livez"), t, None, &busy);
+        assert_eq!(
+            (outcome, after),
+            (
+                Outcome::Failure("HTTP probe failed with statuscode: 503".into()),
+                Duration::ZERO
+            )
+        );
+    }
+
+    #[test]
     fn v2_answers_as_the_server_does_through_its_run() {
         let settings = Settings::of(
             &container(&[], "chaos-inference:v2"),
@@ -804,15 +989,26 @@ mod tests {
         life.shutdown_delay = Duration::from_secs(5);
         let grace = Duration::from_secs(30);
         let t = Duration::from_secs(100);
-        assert_eq!(life.sigterm(t, grace).1.ending, Ending::Completed);
+        let idle = Duration::ZERO;
+        assert_eq!(life.sigterm(t, grace, idle).1.ending, Ending::Completed);
+        // A queue's backlog is served before the exit, up to the drain timeout.
+        let (at, exit) = life.sigterm(t, grace, Duration::from_secs(4));
+        assert_eq!(exit.ending, Ending::Completed);
+        assert_eq!(at, t + Duration::from_millis(9_050));
+        let (at, _) = life.sigterm(t, grace, Duration::from_secs(60));
+        assert_eq!(
+            at,
+            t + Duration::from_millis(15_050),
+            "5 s delay, 10 s drain"
+        );
         life.ignore_sigterm = true;
         assert_eq!(
-            life.sigterm(t, grace),
+            life.sigterm(t, grace, idle),
             (t + grace, Exit::code(137, String::new()))
         );
         life.ignore_sigterm = false;
         life.hang = Some(Duration::from_secs(50));
-        assert_eq!(life.sigterm(t, grace).0, t + grace);
+        assert_eq!(life.sigterm(t, grace, idle).0, t + grace);
     }
 
     #[test]

@@ -9,9 +9,10 @@ use super::app::Overrides;
 use super::cluster::{Action, Step, When};
 use super::findings::Severity;
 use super::manifest::{self, Kind};
-use super::{DRAWN_SCENARIOS, Options, parse_step, render, simulate};
+use super::{DRAWN_SCENARIOS, Options, offered, parse_step, render, simulate};
 use crate::chaos::overrides::parse_time_scale;
 use crate::config::parse_duration;
+use crate::load::{RateStep, Rates};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,7 +74,17 @@ pub struct SimulateArgs {
     /// after apply or `@+10s` after the step before. Repeatable.
     #[arg(long = "step", value_name = "ACTION[@WHEN]")]
     pub steps: Vec<String>,
-    /// The workload the changes apply to, when the input has several.
+    /// Offer this load, in requests per second of predictions, from apply or, as RATE@WHEN,
+    /// from that time on (repeatable: `--load 30 --load 90@60s`; `--load 90@45s` alone offers
+    /// nothing before 45 s). It enters through the Service
+    /// that selects the workload (or straight to the workload) and splits evenly over the
+    /// Ready pods; each pod queues it as its container's capacity says (the `overload` fault).
+    #[arg(long = "load", value_name = "RATE[@WHEN]", value_parser = RateStep::parse)]
+    pub load: Vec<RateStep>,
+    /// The clients' time-out under `--load`: a request answered later counts as timed out.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub load_timeout: Duration,
+    /// The workload the changes (and the load) apply to, when the input has several.
     #[arg(long, value_name = "NAME")]
     pub workload: Option<String>,
     /// Scenarios drawn on top of the earliest and the latest.
@@ -190,6 +201,25 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         },
         steps,
         scenarios: args.scenarios,
+        load: if args.load.is_empty() {
+            None
+        } else {
+            // A load that starts later offers nothing until then.
+            let mut steps = args.load.clone();
+            if steps.iter().all(|s| !s.from.is_zero()) {
+                steps.push(RateStep {
+                    rate: 0.0,
+                    from: Duration::ZERO,
+                });
+            }
+            let rates = Rates::new(steps).map_err(|e| format!("--load: {e}"))?;
+            Some(offered(
+                &input,
+                args.workload.as_deref(),
+                rates,
+                args.load_timeout,
+            )?)
+        },
     };
     if let Some(profile) = &options.overrides.profile {
         crate::chaos::profile::Profile::load(profile).map_err(|e| format!("--profile: {e}"))?;

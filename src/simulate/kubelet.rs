@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::app::{Ending, Exit, Life, Outcome};
+use super::app::{Ending, Exit, Life, Outcome, QueueView};
 use super::manifest::{Probe, RestartPolicy};
 pub use super::queue::Ms;
 use super::queue::{Clock, EventId};
@@ -169,7 +169,7 @@ pub struct PodSpec {
 }
 
 impl PodSpec {
-    fn probe(&self, kind: ProbeKind) -> Option<&Probe> {
+    pub fn probe(&self, kind: ProbeKind) -> Option<&Probe> {
         self.probes[kind as usize].as_ref()
     }
 }
@@ -244,6 +244,8 @@ pub struct Pod {
     pub restarts: u32,
     pub deleting: Option<Ms>,
     backoff: Option<BackOff>,
+    /// When the container before the running one exited (the kubelet keeps it).
+    last_exit: Option<Ms>,
     /// Liveness and startup workers stop when the pod is deleted.
     stopped: [bool; 3],
     /// The next container start or restart, when one is coming.
@@ -273,6 +275,7 @@ impl Pod {
             restarts: 0,
             deleting: None,
             backoff: None,
+            last_exit: None,
             stopped: [false; 3],
             coming: None,
             status: Status::ContainerCreating,
@@ -327,6 +330,16 @@ impl Pod {
         self.run().is_some()
     }
 
+    /// When the running container started, and when it got SIGTERM if it did.
+    pub fn container(&self) -> Option<(Ms, Option<Ms>)> {
+        self.run().map(|run| (run.since, run.sigterm))
+    }
+
+    /// The pod's spec as the kubelet reads it.
+    pub fn spec(&self) -> &PodSpec {
+        &self.spec
+    }
+
     fn row(&mut self, now: Ms) {
         let seen = Seen::Row {
             ready: self.ready(),
@@ -366,8 +379,8 @@ impl Pod {
     }
 
     /// The pod is deleted at `now`: readiness goes on probing, liveness and startup stop, the
-    /// container gets SIGTERM and the grace period.
-    pub fn delete(&mut self, now: Ms, clock: &mut impl Clock<Wake>) {
+    /// container gets SIGTERM and the grace period; `queue` is what its queue holds then.
+    pub fn delete(&mut self, now: Ms, queue: &QueueView, clock: &mut impl Clock<Wake>) {
         if self.deleting.is_some() || self.gone() {
             return;
         }
@@ -377,7 +390,7 @@ impl Pod {
         if self.running() {
             let message = format!("Stopping container {}", self.spec.container);
             self.event(now, Reason::Killing, None, message);
-            self.kill(now, clock);
+            self.kill(now, queue, clock);
         } else {
             // No container to stop: a start or restart still to come will not happen.
             if let Some(id) = self.coming.take() {
@@ -388,8 +401,8 @@ impl Pod {
         }
     }
 
-    /// SIGTERM now; the run ends as the application and the grace period decide.
-    fn kill(&mut self, now: Ms, clock: &mut impl Clock<Wake>) {
+    /// SIGTERM now; the run ends as the application, its queue and the grace period decide.
+    fn kill(&mut self, now: Ms, queue: &QueueView, clock: &mut impl Clock<Wake>) {
         let Container::Running(run) = &mut self.container else {
             return;
         };
@@ -397,22 +410,25 @@ impl Pod {
             return;
         }
         run.sigterm = Some(now);
-        let (at, exit) = self
-            .life
-            .sigterm(Duration::from_millis(now - run.since), self.spec.grace);
+        let (at, exit) = self.life.sigterm(
+            Duration::from_millis(now - run.since),
+            self.spec.grace,
+            queue.backlog,
+        );
         run.pending
             .push(clock.schedule(run.since + at.as_millis() as Ms, Wake::Exit(exit)));
     }
 
-    /// Handles one wake-up at `now`, scheduling what follows on `clock`.
-    pub fn wake(&mut self, now: Ms, wake: Wake, clock: &mut impl Clock<Wake>) {
+    /// Handles one wake-up at `now`, scheduling what follows on `clock`; `queue` is what the
+    /// pod's queue holds now (idle without offered load).
+    pub fn wake(&mut self, now: Ms, wake: Wake, queue: &QueueView, clock: &mut impl Clock<Wake>) {
         if self.gone() {
             return;
         }
         match wake {
             Wake::ContainerStart => self.start(now, clock),
-            Wake::Tick(kind) => self.tick(now, kind, clock),
-            Wake::ProbeDone { kind, result } => self.probe_done(now, kind, result, clock),
+            Wake::Tick(kind) => self.tick(now, kind, queue, clock),
+            Wake::ProbeDone { kind, result } => self.probe_done(now, kind, result, queue, clock),
             Wake::Exit(exit) => self.exit(now, exit, clock),
             Wake::Restart => {
                 self.restarts += 1;
@@ -435,7 +451,7 @@ impl Pod {
         self.event(now, Reason::Started, None, message);
     }
 
-    fn tick(&mut self, now: Ms, kind: ProbeKind, clock: &mut impl Clock<Wake>) {
+    fn tick(&mut self, now: Ms, kind: ProbeKind, queue: &QueueView, clock: &mut impl Clock<Wake>) {
         let Some(probe) = self.spec.probe(kind).cloned() else {
             return;
         };
@@ -457,14 +473,22 @@ impl Pod {
             return;
         }
         let sigterm = run.sigterm.map(|s| Duration::from_millis(s - run.since));
-        let outcome = self.life.probe(
+        let (outcome, after) = self.life.answer(
             &probe.handler,
             Duration::from_millis(now - run.since),
             sigterm,
+            queue,
         );
+        // An answer that comes after the timeout is none (the kubelet stops waiting).
+        let outcome = if after >= Duration::from_secs(u64::from(probe.timeout)) {
+            Outcome::Timeout
+        } else {
+            outcome
+        };
+        let answered = now + 1 + after.as_millis() as Ms;
         let (at, result) = match outcome {
-            Outcome::Success => (now + 1, Ok(())),
-            Outcome::Failure(message) => (now + 1, Err(message)),
+            Outcome::Success => (answered, Ok(())),
+            Outcome::Failure(message) => (answered, Err(message)),
             Outcome::Timeout => (
                 now + u64::from(probe.timeout) * 1000,
                 Err(format!(
@@ -482,6 +506,7 @@ impl Pod {
         now: Ms,
         kind: ProbeKind,
         result: Result<(), String>,
+        queue: &QueueView,
         clock: &mut impl Clock<Wake>,
     ) {
         let Some(probe) = self.spec.probe(kind).cloned() else {
@@ -528,7 +553,7 @@ impl Pod {
                     kind.as_str().to_lowercase()
                 );
                 self.event(now, Reason::Killing, Some(kind), message);
-                self.kill(now, clock);
+                self.kill(now, queue, clock);
             }
         }
     }
@@ -600,10 +625,21 @@ impl Pod {
         if !restart {
             return;
         }
-        let decided = now + self.pace.notice;
+        // A container the kubelet killed (liveness or startup) is started again in the same
+        // pod sync that stopped it, and that sync's back-off check reads the container that
+        // exited before this one (the status it works from was taken while this one ran): so
+        // the restart is immediate unless that earlier exit is within the back-off period.
+        // Any other exit is noticed by the PLEG, and the check reads this very exit.
+        let killed = run.sigterm.is_some();
+        let previous_exit = self.last_exit.replace(now);
+        let decided = if killed { now } else { now + self.pace.notice };
+        let in_backoff = |backoff: &BackOff| {
+            let expired = now.saturating_sub(backoff.last_update) > 2 * BACKOFF_MAX;
+            let since = if killed { previous_exit } else { Some(now) };
+            !expired && since.is_some_and(|exit| now.saturating_sub(exit) < backoff.period)
+        };
         let restart_at = match self.backoff {
-            // No back-off yet, or the container ran long enough to reset it: restart now.
-            Some(backoff) if now.saturating_sub(backoff.last_update) <= 2 * BACKOFF_MAX => {
+            Some(backoff) if in_backoff(&backoff) => {
                 self.status = Status::CrashLoopBackOff;
                 self.record_backoff(decided);
                 let restart_at = (now + backoff.period + self.pace.resync).max(decided);
@@ -613,9 +649,17 @@ impl Pod {
                 });
                 restart_at
             }
-            _ => {
+            // Not in back-off: restart now, and the next back-off doubles (or starts at 10 s
+            // when there was none, or the container ran long enough to reset it).
+            backoff => {
+                let period = match backoff {
+                    Some(b) if now.saturating_sub(b.last_update) <= 2 * BACKOFF_MAX => {
+                        (b.period * 2).min(BACKOFF_MAX)
+                    }
+                    _ => BACKOFF_INITIAL,
+                };
                 self.backoff = Some(BackOff {
-                    period: BACKOFF_INITIAL,
+                    period,
                     last_update: decided,
                 });
                 decided
@@ -705,7 +749,7 @@ mod tests {
     /// Runs the pod's events up to `until`; later ones stay queued.
     fn run_until(pod: &mut Pod, queue: &mut Queue<Wake>, until: Ms) {
         while let Some((t, wake)) = queue.pop_until(until) {
-            pod.wake(t, wake, queue);
+            pod.wake(t, wake, &QueueView::default(), queue);
         }
     }
 
@@ -811,7 +855,53 @@ mod tests {
                 "Liveness probe failed: HTTP probe failed with statuscode: 503".into()
             ))
         );
-        assert_eq!(pod.restarts, 1, "restarted at once after the first kill");
+        assert_eq!(
+            pod.restarts, 2,
+            "restarted at once after each of the kills at 15 and 30 s"
+        );
+    }
+
+    #[test]
+    fn a_killed_container_restarts_at_once_until_the_exit_before_it_is_within_the_back_off() {
+        // Killed by liveness every 15 s or so (each run fails from its start). The kubelet
+        // restarts a killed container in the sync that killed it, checking the back-off against
+        // the exit before: 15 s apart is more than the first 10 s, not the doubled 20 s.
+        let mut life = healthy();
+        life.live_while_loading = false;
+        life.loaded = Duration::from_secs(600);
+        let pod = run(
+            spec([None, Some(probe("/livez", 5, 3)), None]),
+            life,
+            120_000,
+        );
+        let exits: Vec<Ms> = pod
+            .record
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    Seen::Event {
+                        reason: Reason::Ended { .. },
+                        ..
+                    }
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        let starts = starts(&pod);
+        // The first two kills (15 s apart, more than the 10 s back-off) restart at once.
+        assert_eq!(starts[1] - exits[0], PACE.restart);
+        assert_eq!(starts[2] - exits[1], PACE.restart);
+        // The third comes 15 s after the second, inside the doubled 20 s: back-off from it.
+        assert!(exits[2] - exits[1] < 20_000, "{exits:?}");
+        assert_eq!(starts[3] - exits[2], 20_000 + PACE.resync + PACE.restart);
+        assert!(pod.record.iter().any(|(_, s)| matches!(
+            s,
+            Seen::Row {
+                status: Status::CrashLoopBackOff,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -876,7 +966,7 @@ mod tests {
         });
         let (mut pod, mut queue) = started(spec([None, Some(probe("/livez", 5, 3)), None]), life);
         run_until(&mut pod, &mut queue, 10_000);
-        pod.delete(10_000, &mut queue);
+        pod.delete(10_000, &QueueView::default(), &mut queue);
         run_until(&mut pod, &mut queue, 60_000);
         let ended = |s: &Seen| {
             matches!(
@@ -990,7 +1080,7 @@ mod tests {
         let (mut pod, mut queue) = started(spec([None, None, Some(probe("/readyz", 2, 1))]), life);
         run_until(&mut pod, &mut queue, 10_000);
         assert!(pod.ready());
-        pod.delete(10_000, &mut queue);
+        pod.delete(10_000, &QueueView::default(), &mut queue);
         assert!(pod.ready(), "still ready the moment it is deleted");
         run_until(&mut pod, &mut queue, 12_001);
         assert!(

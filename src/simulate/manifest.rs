@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Probe as K8sProbe};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Pod, PodSpec, Probe as K8sProbe, Service as K8sService,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
@@ -141,8 +143,30 @@ pub struct Workload {
     pub template: Template,
     /// Findings the manifest shows on purpose (its `chaos-inference/expected-findings`).
     pub expected_findings: Vec<String>,
+    /// The labels its pods carry (a Pod's own, the template's otherwise).
+    pub pod_labels: BTreeMap<String, String>,
     /// File, document and the positions of its fields.
     pub origin: Origin,
+}
+
+/// A Service: the pods it sends traffic to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    /// `spec.selector`; a Service without one selects no pod (its endpoints are its own).
+    pub selector: BTreeMap<String, String>,
+    pub origin: Origin,
+}
+
+impl Service {
+    /// Whether it sends traffic to the pods of `workload`.
+    pub fn selects(&self, workload: &Workload) -> bool {
+        !self.selector.is_empty()
+            && self
+                .selector
+                .iter()
+                .all(|(k, v)| workload.pod_labels.get(k) == Some(v))
+    }
 }
 
 /// A pod template: what every pod of the workload runs.
@@ -264,6 +288,7 @@ impl Handler {
 pub struct Input {
     pub workloads: Vec<Workload>,
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    pub services: Vec<Service>,
     /// Documents passed over, by kind, for the report.
     pub ignored: Vec<String>,
 }
@@ -301,6 +326,19 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                         .config_maps
                         .insert(name, map.data.unwrap_or_default().into_iter().collect());
                 }
+                "Service" => {
+                    let service: K8sService = typed(&origin, document.value)?;
+                    input.services.push(Service {
+                        name: service.metadata.name.unwrap_or_default(),
+                        selector: service
+                            .spec
+                            .and_then(|spec| spec.selector)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
+                        origin,
+                    });
+                }
                 "" => return Err(origin.error("kind", "required")),
                 other => input.ignored.push(other.to_string()),
             }
@@ -311,6 +349,7 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
             "Pod" => {
                 let pod: Pod = typed(&origin, document)?;
                 let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
                 let spec = pod.spec.ok_or_else(|| origin.error("spec", "required"))?;
                 Workload {
                     kind: Kind::Pod,
@@ -320,6 +359,7 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                     min_ready_seconds: 0,
                     template: template(&origin, "spec", spec, &input.config_maps)?,
                     expected_findings: expected(&annotations),
+                    pod_labels: labels.into_iter().collect(),
                     origin,
                 }
             }
@@ -327,6 +367,12 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                 let rs: ReplicaSet = typed(&origin, document)?;
                 let annotations = rs.metadata.annotations.clone().unwrap_or_default();
                 let spec = rs.spec.ok_or_else(|| origin.error("spec", "required"))?;
+                let labels = spec
+                    .template
+                    .as_ref()
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default();
                 let pod = spec
                     .template
                     .and_then(|t| t.spec)
@@ -340,6 +386,7 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                         .unwrap_or(0),
                     template: template(&origin, "spec.template.spec", pod, &input.config_maps)?,
                     expected_findings: expected(&annotations),
+                    pod_labels: labels.into_iter().collect(),
                     origin,
                 }
             }
@@ -349,6 +396,12 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                 let spec = deployment
                     .spec
                     .ok_or_else(|| origin.error("spec", "required"))?;
+                let labels = spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default();
                 let pod = spec
                     .template
                     .spec
@@ -380,6 +433,7 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                         .unwrap_or(0),
                     template: template(&origin, "spec.template.spec", pod, &input.config_maps)?,
                     expected_findings: expected(&annotations),
+                    pod_labels: labels.into_iter().collect(),
                     origin,
                 }
             }

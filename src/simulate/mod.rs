@@ -18,6 +18,8 @@ pub mod manifest;
 pub mod queue;
 pub mod render;
 pub mod steps;
+pub mod traffic;
+pub mod under_load;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -30,6 +32,7 @@ use self::cluster::{Action, Cluster, Scenario, Step, Trace, When};
 use self::findings::Finding;
 use self::kubelet::{Ms, ProbeKind, Reason, Seen};
 use self::manifest::{Input, Kind};
+use self::traffic::Offered;
 use crate::chaos::plan::mix;
 
 /// Scenarios drawn on top of the earliest and the latest.
@@ -43,6 +46,8 @@ pub struct Options {
     pub steps: Vec<Step>,
     /// Drawn scenarios on top of the earliest and the latest.
     pub scenarios: u64,
+    /// The offered load, if any (`--load`).
+    pub load: Option<Offered>,
 }
 
 /// A time that depends on the unknowns: earliest and latest over every scenario, in seconds
@@ -194,8 +199,10 @@ pub struct Report {
     pub scenarios: u64,
     pub pods: Vec<PodReport>,
     pub rollouts: Vec<RolloutReport>,
+    /// What the offered load does (`--load`), when one was offered.
+    pub load: Option<under_load::LoadReport>,
     pub findings: Vec<Finding>,
-    /// Document kinds passed over (Services, ...).
+    /// Document kinds passed over (NetworkPolicies, ...).
     pub ignored: Vec<String>,
 }
 
@@ -211,13 +218,17 @@ pub fn traces(input: &Input, options: &Options) -> Vec<Trace> {
     scenarios(options.scenarios)
         .into_iter()
         .map(|scenario| {
-            Cluster::new(
+            let cluster = Cluster::new(
                 &input.workloads,
                 &options.steps,
                 scenario,
                 &options.overrides,
                 options.horizon,
-            )
+            );
+            match &options.load {
+                Some(offered) => cluster.with_load(offered),
+                None => cluster,
+            }
             .run()
         })
         .collect()
@@ -228,12 +239,17 @@ pub fn simulate(input: &Input, options: &Options) -> Report {
     let traces = traces(input, options);
     let pods = pod_reports(input, &traces, options.horizon);
     let rollouts = rollout_reports(input, &traces, options);
-    let findings = findings::all(input, &traces, &pods, options);
+    let load = options
+        .load
+        .as_ref()
+        .and_then(|offered| under_load::report(input, &traces, offered, options.horizon));
+    let findings = findings::all(input, &traces, &pods, load.as_ref(), options);
     Report {
         horizon_s: options.horizon.as_secs_f64(),
         scenarios: traces.len() as u64,
         pods,
         rollouts,
+        load,
         findings,
         ignored: input.ignored.clone(),
     }
@@ -569,12 +585,70 @@ pub fn describe(action: &Action) -> String {
         Action::SetImage(tag) => format!("set image {tag}"),
         Action::Scale(n) => format!("scale to {n}"),
         Action::Apply(w) => format!("apply {}", w.origin),
+        Action::DeletePod => "delete a pod".into(),
     }
 }
 
+/// Where an offered load goes: the workload named (or the input's only one, or those of the
+/// input's only Service that selects any), through the first Service that selects it, to the
+/// pods of every workload that Service selects.
+pub fn offered(
+    input: &Input,
+    workload: Option<&str>,
+    rates: crate::load::Rates,
+    client_timeout: Duration,
+) -> Result<Offered, String> {
+    let target = match workload {
+        Some(name) => input
+            .workloads
+            .iter()
+            .find(|w| w.name == name)
+            .ok_or_else(|| format!("--workload: no workload named `{name}` in the input"))?,
+        None => {
+            let serving: Vec<_> = input
+                .services
+                .iter()
+                .filter(|s| input.workloads.iter().any(|w| s.selects(w)))
+                .collect();
+            match (&input.workloads[..], &serving[..]) {
+                ([], _) => {
+                    return Err("--load: the input has no Pod, ReplicaSet or Deployment".into());
+                }
+                ([only], _) => only,
+                (_, [service]) => input
+                    .workloads
+                    .iter()
+                    .find(|w| service.selects(w))
+                    .expect("the Service selects one"),
+                _ => {
+                    return Err(
+                        "--load: the input has several workloads; name one with --workload".into(),
+                    );
+                }
+            }
+        }
+    };
+    let service = input.services.iter().find(|s| s.selects(target));
+    let workloads = match service {
+        Some(service) => input
+            .workloads
+            .iter()
+            .filter(|w| service.selects(w))
+            .map(|w| w.name.clone())
+            .collect(),
+        None => vec![target.name.clone()],
+    };
+    Ok(Offered {
+        rates,
+        client_timeout,
+        service: service.map(|s| s.name.clone()),
+        workloads,
+    })
+}
+
 /// A step as written on the command line: `ACTION[@WHEN]` with ACTION one of
-/// `set-image=TAG`, `scale=N`, and WHEN `ready` (default), a duration since apply, or
-/// `+DURATION` after the step before.
+/// `set-image=TAG`, `scale=N`, `delete-pod`, and WHEN `ready` (default), a duration since
+/// apply, or `+DURATION` after the step before.
 pub fn parse_step(text: &str, workload: &str) -> Result<Step, String> {
     let (action, when) = text.split_once('@').unwrap_or((text, "ready"));
     let when = match when {
@@ -590,6 +664,7 @@ pub fn parse_step(text: &str, workload: &str) -> Result<Step, String> {
         }
     };
     let action = match action.split_once('=') {
+        None if action == "delete-pod" => Action::DeletePod,
         Some(("set-image", tag)) if !tag.is_empty() => Action::SetImage(tag.to_string()),
         Some(("scale", n)) => Action::Scale(
             n.parse()
@@ -597,7 +672,7 @@ pub fn parse_step(text: &str, workload: &str) -> Result<Step, String> {
         ),
         _ => {
             return Err(format!(
-                "expected set-image=TAG or scale=N, optionally @ready, @DURATION or @+DURATION, got `{text}`"
+                "expected set-image=TAG, scale=N or delete-pod, optionally @ready, @DURATION or @+DURATION, got `{text}`"
             ));
         }
     };

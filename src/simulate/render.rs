@@ -211,6 +211,9 @@ pub fn table(report: &Report) -> String {
             let _ = writeln!(out, "    {:<10} {}", secs(counts.at_s), sets.join(", "));
         }
     }
+    if let Some(load) = &report.load {
+        load_table(&mut out, load);
+    }
     let _ = writeln!(out);
     if report.findings.is_empty() {
         let _ = writeln!(out, "findings: none");
@@ -535,4 +538,158 @@ pub fn exit_code(report: &Report, fail_on: Option<Severity>) -> u8 {
         }
         _ => 0,
     }
+}
+
+/// Requests per second, as few digits as say it.
+fn per_second(x: f64) -> String {
+    if (x - x.round()).abs() < 0.05 {
+        format!("{:.0}/s", x)
+    } else {
+        format!("{x:.1}/s")
+    }
+}
+
+/// A range of counts as `3` or `3..7`.
+fn range(r: &super::Range) -> String {
+    if r.min == r.max {
+        r.min.to_string()
+    } else {
+        format!("{}..{}", r.min, r.max)
+    }
+}
+
+/// The load's part of the table: capacity, the spread over time, the storm, the clients.
+fn load_table(out: &mut String, load: &super::under_load::LoadReport) {
+    let _ = writeln!(out);
+    let rates: Vec<String> = load
+        .offered
+        .iter()
+        .filter(|r| r.rate > 0.0 || r.from_s > 0.0)
+        .map(|r| {
+            if r.from_s == 0.0 {
+                per_second(r.rate)
+            } else {
+                format!("{} from {}", per_second(r.rate), secs(r.from_s))
+            }
+        })
+        .collect();
+    let through = load
+        .service
+        .as_ref()
+        .map_or("straight to".to_string(), |s| {
+            format!("through Service {s} to")
+        });
+    let _ = writeln!(
+        out,
+        "load {} {through} {} ({} pods), clients time out after {}",
+        rates.join(", then "),
+        load.workloads.join(", "),
+        load.replicas,
+        secs(load.client_timeout_s)
+    );
+    match load.capacity_per_pod {
+        None => {
+            let _ = writeln!(
+                out,
+                "  capacity         no limit: the container has no overload fault, so its queue never grows"
+            );
+        }
+        Some(one) => {
+            let all: Vec<String> = load
+                .capacity
+                .iter()
+                .map(|c| format!("{} at {} Ready", per_second(c.per_second), c.pods))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  capacity         {} per pod: {}",
+                per_second(one),
+                all.join(", ")
+            );
+        }
+    }
+    for s in &load.at_full_strength {
+        let Some(u) = s.utilisation else { continue };
+        let mut line = format!(
+            "  at {:<13} utilisation {:.2} with every pod Ready",
+            per_second(s.rate),
+            u
+        );
+        if let Some(down) = s.utilisation_one_down {
+            let _ = write!(line, ", {down:.2} with one fewer");
+        }
+        if let Some(w) = s.mean_wait_s {
+            let _ = write!(line, "; mean queue wait {:.0}ms", w * 1000.0);
+        }
+        if let Some(k) = s.liveness_kills_per_hour {
+            let _ = write!(line, "; liveness kills from the queue's tail {k:.1e}/h");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if load.capacity_per_pod.is_some() {
+        let _ = writeln!(
+            out,
+            "  {:<14}   {:>9}  {:>9}  {:>11}  {:>10}   (latest scenario)",
+            "AT", "ENDPOINTS", "PER POD", "UTILISATION", "QUEUE WAIT"
+        );
+        const SHOWN: usize = 24;
+        for (i, p) in load.timeline.iter().enumerate() {
+            if i == SHOWN {
+                let _ = writeln!(
+                    out,
+                    "  ... {} more changes (--output json has them all)",
+                    load.timeline.len() - SHOWN
+                );
+                break;
+            }
+            let _ = writeln!(
+                out,
+                "  {:<14}   {:>9}  {:>9}  {:>11.2}  {:>9.1}s",
+                secs(p.at_s),
+                p.endpoints,
+                per_second(p.per_pod),
+                p.utilisation,
+                p.wait_s
+            );
+        }
+    }
+    let storm = &load.storm;
+    if storm.kill_share == 0.0 {
+        let _ = writeln!(
+            out,
+            "  storm            none: no pod is killed because its probes waited in the queue"
+        );
+    } else {
+        let first = storm
+            .first_kill
+            .as_ref()
+            .map_or(String::new(), |w| format!(", the first at {}", window(w)));
+        let _ = writeln!(
+            out,
+            "  storm            {} kill(s) of {} pod(s) caused by the queue{first} (in {:.0}% of runs; cascading to another pod in {:.0}%)",
+            range(&storm.kills),
+            range(&storm.pods_killed),
+            storm.kill_share * 100.0,
+            storm.cascade_share * 100.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  restarts         {} within the horizon, every cause",
+        range(&storm.restarts)
+    );
+    if let Some(w) = &storm.no_endpoint_seconds {
+        let _ = writeln!(out, "  no pod serving   up to {} at a stretch", window(w));
+    }
+    let c = &load.clients;
+    let _ = writeln!(
+        out,
+        "  clients          {} sent: served {}, timed out {}, shed {}, refused {}, failed {}",
+        c.sent,
+        range(&c.served),
+        range(&c.timed_out),
+        range(&c.shed),
+        range(&c.refused),
+        range(&c.failed)
+    );
 }

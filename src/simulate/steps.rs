@@ -24,6 +24,9 @@ pub enum Action {
     Scale(u32),
     /// `kubectl apply` of a changed manifest of the same workload.
     Apply(Box<Workload>),
+    /// `kubectl delete pod` of the workload's oldest pod (its grace period honoured); a
+    /// ReplicaSet makes another.
+    DeletePod,
 }
 
 /// A change to a workload at some moment.

@@ -24,6 +24,7 @@ fn options(steps: Vec<Step>) -> Options {
         overrides: Overrides::default(),
         steps,
         scenarios: 12,
+        load: None,
     }
 }
 
@@ -353,4 +354,184 @@ fn grpc_probes_on_a_closed_port_never_pass() {
         .find(|f| f.rule == Rule::ProbePortClosed)
         .unwrap();
     assert!(closed.fix.contains("GRPC_BIND is empty"), "{}", closed.fix);
+}
+
+/// The storm manifest under a load: `rate` from `from` on, `steps` after.
+fn under_load(file: &str, rate: f64, from_s: u64, steps: &[&str], horizon_s: u64) -> Report {
+    let input = shipped(&[file]);
+    let name = input.workloads[0].name.clone();
+    let mut options = options(
+        steps
+            .iter()
+            .map(|s| parse_step(s, &name).unwrap())
+            .collect(),
+    );
+    options.horizon = Duration::from_secs(horizon_s);
+    let mut rates = vec![crate::load::RateStep {
+        rate,
+        from: Duration::from_secs(from_s),
+    }];
+    if from_s > 0 {
+        rates.push(crate::load::RateStep {
+            rate: 0.0,
+            from: Duration::ZERO,
+        });
+    }
+    let rates = crate::load::Rates::new(rates).unwrap();
+    options.load = Some(offered(&input, None, rates, Duration::from_secs(5)).unwrap());
+    simulate(&input, &options)
+}
+
+#[test]
+fn a_load_enters_through_the_service_that_selects_the_workload() {
+    let report = under_load(
+        "online-inference-deployment-overload.yaml",
+        60.0,
+        45,
+        &[],
+        120,
+    );
+    let load = report.load.as_ref().unwrap();
+    assert_eq!(load.service.as_deref(), Some("online-inference-overload"));
+    assert_eq!(load.replicas, 3);
+    assert_eq!(load.capacity_per_pod, Some(40.0));
+    // 60/s over 3 pods of 40/s: half the capacity; over 2 pods, three quarters.
+    let strength = &load.at_full_strength[0];
+    assert!((strength.utilisation.unwrap() - 0.5).abs() < 1e-9);
+    assert!((strength.utilisation_one_down.unwrap() - 0.75).abs() < 1e-9);
+    // Once every pod is in the endpoints, each gets a third.
+    let spread = load
+        .timeline
+        .iter()
+        .find(|p| p.rate == 60.0 && p.endpoints == 3)
+        .unwrap();
+    assert!((spread.per_pod - 20.0).abs() < 1e-9);
+    assert_eq!(load.storm.kills.max, 0);
+    // Nothing is lost below saturation: every request sent after the pods were Ready is
+    // served (75 s at 60/s).
+    assert_eq!(load.clients.sent, 4500);
+    assert!(load.clients.served.min >= 4490, "{:?}", load.clients);
+}
+
+#[test]
+fn one_deleted_pod_under_load_between_two_and_three_pods_capacity_starts_a_restart_storm() {
+    let report = under_load(
+        "online-inference-deployment-overload.yaml",
+        100.0,
+        45,
+        &["delete-pod@75s"],
+        240,
+    );
+    let load = report.load.as_ref().unwrap();
+    let storm = &load.storm;
+    assert_eq!(storm.kill_share, 1.0, "{storm:?}");
+    assert_eq!(storm.cascade_share, 1.0, "{storm:?}");
+    // Two pods take 50/s each (utilisation 1.25): the wait grows 0.25 s a second and passes the
+    // 1 s timeout about 4 s after the deletion (sooner or later by the spread), then three
+    // failures 5 s apart. No kill before the deletion, none before the wait could pass 1 s.
+    let first = storm.first_kill.unwrap();
+    assert!(first.earliest_s > 75.0 + 4.0, "{first:?}");
+    assert!(
+        first.latest_s < 75.0 + 4.0 + 1.0 + 5.0 * 3.0 + 10.0,
+        "{first:?}"
+    );
+    assert!(storm.restarts.min >= 3, "{storm:?}");
+    let rules: Vec<&str> = report.findings.iter().map(|f| f.rule.id()).collect();
+    for rule in [
+        "liveness-kills-under-load",
+        "restart-storm",
+        "readiness-not-shedding",
+        "no-headroom-for-one-restart",
+    ] {
+        assert!(rules.contains(&rule), "{rule} missing from {rules:?}");
+    }
+    assert!(
+        report.findings.iter().all(|f| f.expected),
+        "the manifest expects every one of them"
+    );
+}
+
+#[test]
+fn readiness_that_fails_fast_and_a_tcp_liveness_take_the_same_load_without_a_kill() {
+    let report = under_load(
+        "online-inference-deployment-overload-fixed.yaml",
+        100.0,
+        45,
+        &["delete-pod@75s"],
+        240,
+    );
+    let load = report.load.as_ref().unwrap();
+    assert_eq!(load.storm.kills.max, 0);
+    assert_eq!(load.storm.restarts.max, 0);
+    // The pods flip unready instead: the endpoints drop below the two left.
+    assert!(
+        load.timeline
+            .iter()
+            .any(|p| p.at_s > 75.0 && p.endpoints < 2),
+        "{:?}",
+        load.timeline
+    );
+    let rules: Vec<&str> = report.findings.iter().map(|f| f.rule.id()).collect();
+    assert_eq!(rules, ["no-headroom-for-one-restart"]);
+}
+
+#[test]
+fn below_two_pods_capacity_a_deleted_pod_changes_nothing() {
+    let report = under_load(
+        "online-inference-deployment-overload.yaml",
+        60.0,
+        45,
+        &["delete-pod@75s"],
+        240,
+    );
+    let load = report.load.as_ref().unwrap();
+    assert_eq!(load.storm.kills.max, 0);
+    assert_eq!(load.storm.restarts.max, 0);
+    // None of the findings the manifest expects under the storm's load appears.
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| !f.rule.needs_load() && f.expected || f.rule == Rule::ExpectedFindingMissing),
+        "{:?}",
+        report.findings
+    );
+}
+
+#[test]
+fn a_queue_limit_bounds_the_probe_wait_and_keeps_the_liveness_probe_alive() {
+    // The storm manifest, but its app sheds beyond 20 waiting (at most 0.5 s of wait, half the
+    // probe's timeout): the same load and deletion kill nothing, and requests are shed instead.
+    let mut input = shipped(&["online-inference-deployment-overload.yaml"]);
+    input.workloads[0].template.containers[0].env.insert(
+        "CHAOS_OVERLOAD_QUEUE_LIMIT".into(),
+        manifest::EnvValue::Literal("20".into()),
+    );
+    let name = input.workloads[0].name.clone();
+    let mut options = options(vec![parse_step("delete-pod@75s", &name).unwrap()]);
+    options.horizon = Duration::from_secs(240);
+    let rates = crate::load::Rates::new(vec![
+        crate::load::RateStep {
+            rate: 0.0,
+            from: Duration::ZERO,
+        },
+        crate::load::RateStep {
+            rate: 100.0,
+            from: Duration::from_secs(45),
+        },
+    ])
+    .unwrap();
+    options.load = Some(offered(&input, None, rates, Duration::from_secs(5)).unwrap());
+    let report = simulate(&input, &options);
+    let load = report.load.as_ref().unwrap();
+    assert_eq!(load.storm.kills.max, 0, "{:?}", load.storm);
+    assert!(load.clients.shed.min > 0, "{:?}", load.clients);
+}
+
+#[test]
+fn delete_pod_steps_read_from_the_command_line() {
+    let step = parse_step("delete-pod@60s", "w").unwrap();
+    assert_eq!(step.action, Action::DeletePod);
+    assert_eq!(step.when, When::At(60_000));
+    assert!(parse_step("delete-pod=2", "w").is_err());
 }

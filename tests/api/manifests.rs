@@ -201,14 +201,19 @@ fn standard_input_reads_what_kubectl_kustomize_or_helm_template_print() {
     );
 }
 
-/// A file without workloads (a Service, a ConfigMap) is still a JSON report, with no pods and
-/// the kinds passed over, so tools that read `--output json` need no special case.
+/// A file without workloads (a Service, a NetworkPolicy) is still a JSON report, with no pods
+/// and the kinds passed over (a Service is read: a load enters through it), so tools that read
+/// `--output json` need no special case.
 #[test]
 fn a_file_without_workloads_is_an_empty_json_report() {
-    let (code, json) = simulate_json(&[&manifest("online-inference-service.yaml")]);
+    let (code, json) = simulate_json(&[
+        &manifest("online-inference-service.yaml"),
+        &manifest("online-inference-networkpolicy.yaml"),
+    ]);
     assert_eq!(code, Some(0));
     assert_eq!(json["pods"], serde_json::json!([]));
-    assert_eq!(json["ignored"], serde_json::json!(["Service"]));
+    assert_eq!(json["ignored"], serde_json::json!(["NetworkPolicy"]));
+    assert_eq!(json["load"], serde_json::Value::Null);
     let (code, stdout, _) = run_cli(
         &["simulate", &manifest("online-inference-service.yaml")],
         &[],
@@ -303,4 +308,102 @@ fn findings_point_at_the_file_line_and_field_in_every_format() {
         (location["line"].as_u64(), location["column"].as_u64()),
         (Some(line as u64), Some(col as u64))
     );
+}
+
+/// `simulate --load` from outside, on the shipped pair: the storm and its fix, the table and the
+/// JSON, and the flags' errors.
+#[test]
+fn a_load_predicts_the_storm_of_one_manifest_and_none_for_its_fix() {
+    let storm = manifest("online-inference-deployment-overload.yaml");
+    let fixed = manifest("online-inference-deployment-overload-fixed.yaml");
+    let load = [
+        "--load",
+        "100",
+        "--step",
+        "delete-pod@60s",
+        "--horizon",
+        "4m",
+    ];
+    let (code, json) = simulate_json(&[&[storm.as_str()][..], &load[..]].concat());
+    assert_eq!(code, Some(0), "every finding is expected by the manifest");
+    let report = &json["load"];
+    assert_eq!(report["service"], "online-inference-overload");
+    assert_eq!(report["capacity_per_pod"], 40.0);
+    assert!(
+        report["storm"]["kills"]["min"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    assert_eq!(report["storm"]["cascade_share"], 1.0);
+    // Offered from apply, the first pod Ready takes it all: the storm starts with the start-up.
+    // Offered once all are Ready (45 s), it starts with the deletion.
+    let later = [
+        "--load",
+        "100@45s",
+        "--step",
+        "delete-pod@75s",
+        "--horizon",
+        "4m",
+    ];
+    let (_, after_ready) = simulate_json(&[&[storm.as_str()][..], &later[..]].concat());
+    let first = &after_ready["load"]["storm"]["first_kill"];
+    assert!(first["earliest_s"].as_f64().unwrap() > 75.0, "{first}");
+    let rules: Vec<&str> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"restart-storm"), "{rules:?}");
+    // The table says it in words.
+    let mut args = vec!["simulate", storm.as_str()];
+    args.extend(load);
+    let (_, table, _) = run_cli(&args, &[]);
+    assert!(
+        table.contains("load 100/s through Service online-inference-overload"),
+        "{table}"
+    );
+    assert!(
+        table.contains("capacity         40/s per pod: 120/s at 3 Ready"),
+        "{table}"
+    );
+    assert!(table.contains("[restart-storm]"), "{table}");
+
+    let (code, json) = simulate_json(&[&[fixed.as_str()][..], &load[..]].concat());
+    assert_eq!(code, Some(0));
+    assert_eq!(json["load"]["storm"]["kills"]["max"], 0);
+    assert_eq!(json["load"]["storm"]["restarts"]["max"], 0);
+
+    // Without a load, the storm manifest's load findings are not missing: they need one.
+    let (code, json) = simulate_json(&[storm.as_str()]);
+    assert_eq!(code, Some(0), "{}", json["findings"]);
+    assert_eq!(json["load"], Value::Null);
+}
+
+#[test]
+fn load_flags_are_checked() {
+    let storm = manifest("online-inference-deployment-overload.yaml");
+    for (args, needle) in [
+        (vec!["--load", "0"], "--load"),
+        (vec!["--load", "fast"], "--load"),
+        (
+            vec!["--load", "10", "--load", "20"],
+            "--load: two rates from 0s",
+        ),
+        (
+            vec!["--load", "10", "--load-timeout", "soon"],
+            "--load-timeout",
+        ),
+        (
+            vec!["--load", "10", "--workload", "nope"],
+            "--workload: no workload named `nope`",
+        ),
+        (vec!["--step", "delete-pods"], "delete-pod"),
+    ] {
+        let mut all = vec!["simulate", storm.as_str()];
+        all.extend(args.iter().copied());
+        let (code, _, stderr) = run_cli(&all, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
 }

@@ -384,3 +384,49 @@ fn bad_overload_settings_exit_2_with_one_line_naming_the_variable_or_key() {
         "{err}"
     );
 }
+
+/// The route table says which GET routes wait in the queue as probes (what `simulate` reads);
+/// every handler must do as its row says. With the one worker held by predictions, a route that
+/// waits gets no answer within a short time-out, and one that does not answers at once.
+#[tokio::test]
+async fn every_get_route_waits_in_the_queue_exactly_when_the_route_table_says() {
+    use chaos_inference::chaos::overload::Work;
+    use chaos_inference::simulate::app::ROUTES;
+    let server = overloaded("30s", "queued", &[]).await;
+    let _held = burst(&server, 2);
+    wait_depth(&server, 1).await;
+    let short = Duration::from_millis(1500);
+    let mut checks = Vec::new();
+    for route in ROUTES.iter().filter(|r| r.waits != Some(Work::Prediction)) {
+        if route.path.contains("{action}") {
+            continue;
+        }
+        let path = route
+            .path
+            .replace("{name}", "heart-disease")
+            .replace("{version}", "1");
+        let (client, url) = (server.client.clone(), server.url(&path));
+        let waits = route.waits == Some(Work::Probe);
+        checks.push(tokio::spawn(async move {
+            // Headers are enough: the event stream never ends.
+            let answered = client.get(&url).timeout(short).send().await.is_ok();
+            (path, waits, answered)
+        }));
+    }
+    let mut wrong = Vec::new();
+    for check in checks {
+        let (path, waits, answered) = check.await.unwrap();
+        if waits == answered {
+            wrong.push(format!(
+                "{path}: the table says it {} but it {}",
+                if waits { "waits" } else { "does not wait" },
+                if answered {
+                    "answered at once"
+                } else {
+                    "got no answer"
+                }
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

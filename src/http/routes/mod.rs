@@ -13,6 +13,7 @@ pub mod v2;
 use actix_web::http::Method;
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, guard, web};
 
+use crate::chaos::overload::Work;
 use crate::error::ApiError;
 use crate::health::Check;
 
@@ -36,14 +37,18 @@ pub struct Route {
     /// The pattern, with `{name}` for the model name and `{version}` for its version.
     pub path: &'static str,
     pub answers: Answers,
+    /// What its handler waits as in an overload fault's queue (`ChaosEngine::admit`): a probe,
+    /// a prediction, or nothing. `simulate` reads it to know which probes wait behind
+    /// predictions; `tests/api/overload.rs` holds every handler to it.
+    pub waits: Option<Work>,
 }
 
 /// The route table: [`ROUTES`] (what `simulate` reads) and [`configure`] (what the server
 /// registers), both from one list.
 macro_rules! route_table {
-    ($($method:ident $path:literal => $handler:path, $answers:expr;)*) => {
-        /// Every route, with what a GET of it answers.
-        pub const ROUTES: &[Route] = &[$(Route { path: $path, answers: $answers }),*];
+    ($($method:ident $path:literal => $handler:path, $answers:expr, $waits:expr;)*) => {
+        /// Every route, with what a GET of it answers and what it waits as in an overload queue.
+        pub const ROUTES: &[Route] = &[$(Route { path: $path, answers: $answers, waits: $waits }),*];
 
         /// Registers every route. Each path serves one method (GET routes also HEAD, RFC
         /// 9110); any other method gets 405 with an `Allow` header.
@@ -56,27 +61,27 @@ macro_rules! route_table {
 }
 
 route_table! {
-    GET "/livez" => health::livez, Answers::Check(Check::Liveness);
-    GET "/healthz" => health::healthz, Answers::Check(Check::Liveness);
-    GET "/readyz" => health::readyz, Answers::Check(Check::Readiness);
-    GET "/startupz" => health::startupz, Answers::Check(Check::Startup);
-    POST "/predict" => predict::predict, Answers::PostOnly;
-    GET "/model" => model::model, Answers::ModelLoaded;
-    GET "/v2" => v2::server_metadata, Answers::Always;
-    GET "/v2/health/live" => v2::live, Answers::Check(Check::Liveness);
-    GET "/v2/health/ready" => v2::ready, Answers::Check(Check::Readiness);
-    GET "/v2/models/{name}" => v2::model_metadata, Answers::ModelLoaded;
-    GET "/v2/models/{name}/ready" => v2::model_ready, Answers::ModelLoaded;
-    POST "/v2/models/{name}/infer" => v2::infer, Answers::PostOnly;
-    GET "/v2/models/{name}/versions/{version}" => v2::model_version_metadata, Answers::ModelLoaded;
-    GET "/v2/models/{name}/versions/{version}/ready" => v2::model_version_ready, Answers::ModelLoaded;
-    POST "/v2/models/{name}/versions/{version}/infer" => v2::version_infer, Answers::PostOnly;
-    GET "/metrics" => metrics::metrics, Answers::Always;
-    GET "/" => page::index, Answers::Always;
-    GET "/chaos" => chaos::status, Answers::Always;
-    GET "/chaos/events" => events::events, Answers::Always;
-    POST "/chaos/actions/{action}" => chaos::action, Answers::PostOnly;
-    GET "/openapi.json" => openapi::openapi, Answers::ModelLoaded;
+    GET "/livez" => health::livez, Answers::Check(Check::Liveness), Some(Work::Probe);
+    GET "/healthz" => health::healthz, Answers::Check(Check::Liveness), Some(Work::Probe);
+    GET "/readyz" => health::readyz, Answers::Check(Check::Readiness), Some(Work::Probe);
+    GET "/startupz" => health::startupz, Answers::Check(Check::Startup), Some(Work::Probe);
+    POST "/predict" => predict::predict, Answers::PostOnly, Some(Work::Prediction);
+    GET "/model" => model::model, Answers::ModelLoaded, None;
+    GET "/v2" => v2::server_metadata, Answers::Always, None;
+    GET "/v2/health/live" => v2::live, Answers::Check(Check::Liveness), Some(Work::Probe);
+    GET "/v2/health/ready" => v2::ready, Answers::Check(Check::Readiness), Some(Work::Probe);
+    GET "/v2/models/{name}" => v2::model_metadata, Answers::ModelLoaded, None;
+    GET "/v2/models/{name}/ready" => v2::model_ready, Answers::ModelLoaded, Some(Work::Probe);
+    POST "/v2/models/{name}/infer" => v2::infer, Answers::PostOnly, Some(Work::Prediction);
+    GET "/v2/models/{name}/versions/{version}" => v2::model_version_metadata, Answers::ModelLoaded, None;
+    GET "/v2/models/{name}/versions/{version}/ready" => v2::model_version_ready, Answers::ModelLoaded, Some(Work::Probe);
+    POST "/v2/models/{name}/versions/{version}/infer" => v2::version_infer, Answers::PostOnly, Some(Work::Prediction);
+    GET "/metrics" => metrics::metrics, Answers::Always, None;
+    GET "/" => page::index, Answers::Always, None;
+    GET "/chaos" => chaos::status, Answers::Always, None;
+    GET "/chaos/events" => events::events, Answers::Always, None;
+    POST "/chaos/actions/{action}" => chaos::action, Answers::PostOnly, None;
+    GET "/openapi.json" => openapi::openapi, Answers::ModelLoaded, None;
 }
 
 /// The model name and version a path names, where its pattern has them.

@@ -14,6 +14,7 @@
 mod control;
 mod observe;
 mod pods;
+mod traffic;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,20 +22,25 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::app::{Life, Overrides, Settings};
+use super::app::{Life, Overrides, QueueView, Settings};
 use super::kubelet::{Ms, Pod, Wake};
 use super::manifest::{Template, Workload};
 use super::queue::{Clock, Queue, Scoped};
 use super::steps::Steps;
 pub use super::steps::{Action, Step, When};
+use super::traffic::Offered;
 use crate::chaos::plan::mix;
 pub use pods::{Scenario, slack};
+use traffic::Traffic;
+pub use traffic::{ENDPOINTS_LAG, LoadKill, LoadSample, LoadTrace};
 
 /// What one run saw.
 #[derive(Debug, Clone)]
 pub struct Trace {
     pub pods: Vec<PodTrace>,
     pub workloads: Vec<WorkloadTrace>,
+    /// What the offered load did, when there was one.
+    pub load: Option<LoadTrace>,
 }
 
 /// One pod's record, and the rows it was in.
@@ -75,6 +81,10 @@ enum Item {
     /// A controller sync of a workload.
     Reconcile(usize),
     Step(usize),
+    /// The endpoints follow a pod's readiness.
+    Endpoints(usize),
+    /// Something that moves the queues changed: the offered rate, or a door.
+    Traffic,
 }
 
 /// A ReplicaSet of a workload.
@@ -107,6 +117,7 @@ pub struct Cluster<'a> {
     states: Vec<WorkloadState>,
     traces: Vec<WorkloadTrace>,
     steps: Steps,
+    traffic: Option<Traffic>,
 }
 
 impl<'a> Cluster<'a> {
@@ -134,6 +145,7 @@ impl<'a> Cluster<'a> {
             states: Vec::new(),
             traces: Vec::new(),
             steps: Steps::new(steps),
+            traffic: None,
         };
         for workload in workloads {
             cluster.states.push(WorkloadState {
@@ -152,42 +164,65 @@ impl<'a> Cluster<'a> {
         cluster
     }
 
+    /// The offered load enters through the pods of these workloads (by name).
+    pub fn with_load(mut self, offered: &Offered) -> Self {
+        let workloads = self
+            .states
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| offered.workloads.contains(&s.workload.name))
+            .map(|(i, _)| i)
+            .collect();
+        self.traffic = Some(Traffic::new(offered.clone(), workloads, self.scenario));
+        self.schedule_traffic();
+        self
+    }
+
     /// Runs to the horizon and returns what was seen.
     pub fn run(mut self) -> Trace {
         while let Some((at, item)) = self.queue.pop_until(self.horizon) {
             self.now = at;
             match item {
                 Item::Pod(index, wake) => {
+                    let before = self.before(index);
+                    let view = self.queue_view(index);
+                    self.wake_pod(index, wake, &view);
                     let pod = &self.pods[index].pod;
-                    let before = (pod.ready(), pod.gone());
-                    self.wake_pod(index, wake);
-                    let pod = &self.pods[index].pod;
-                    if before != (pod.ready(), pod.gone()) {
+                    if (before.ready, before.gone) != (pod.ready(), pod.gone()) {
                         self.pod_changed(index);
                     }
+                    self.after_wake(index, before, &view);
                 }
                 Item::Reconcile(workload) => self.reconcile(workload),
                 Item::Step(step) => self.step(step),
+                Item::Endpoints(index) => self.update_endpoints(index),
+                Item::Traffic => self.refresh_traffic(),
             }
             self.observe();
         }
+        let load = self.finish_traffic();
         Trace {
             pods: self.pods,
             workloads: self.traces,
+            load,
         }
     }
 
-    /// The pod at `index` handles `wake`, on a clock that sends what it schedules back to it.
-    fn wake_pod(&mut self, index: usize, wake: Wake) {
+    /// The pod at `index` handles `wake` with `view` of its queue, on a clock that sends what
+    /// it schedules back to it.
+    fn wake_pod(&mut self, index: usize, wake: Wake, view: &QueueView) {
         let mut clock = Scoped::new(&mut self.queue, |w| Item::Pod(index, w));
-        self.pods[index].pod.wake(self.now, wake, &mut clock);
+        self.pods[index].pod.wake(self.now, wake, view, &mut clock);
     }
 
     /// The pod at `index` is deleted now.
     fn delete_pod(&mut self, index: usize) {
+        let before = self.before(index);
+        let view = self.queue_view(index);
         let mut clock = Scoped::new(&mut self.queue, |w| Item::Pod(index, w));
-        self.pods[index].pod.delete(self.now, &mut clock);
+        self.pods[index].pod.delete(self.now, &view, &mut clock);
         self.pod_changed(index);
+        self.after_wake(index, before, &view);
     }
 
     /// The pods of workload `w` (of its ReplicaSet `set`, when given) that are neither being
@@ -216,8 +251,16 @@ impl<'a> Cluster<'a> {
             self.traces[w].steps.push(self.now);
             let mark = self.traces[w].counts.len();
             self.traces[w].step_marks.push(mark);
+            if step.action == Action::DeletePod {
+                // The oldest of its pods that is neither being deleted nor gone.
+                let oldest = self.active(w, None).map(|(i, _)| i).next();
+                if let Some(index) = oldest {
+                    self.delete_pod(index);
+                }
+            }
             let state = &mut self.states[w];
             match step.action {
+                Action::DeletePod => {}
                 Action::Scale(n) => state.replicas = n,
                 Action::SetImage(tag) => {
                     let mut template = state

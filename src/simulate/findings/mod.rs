@@ -9,7 +9,10 @@ use super::app::{INFERENCE_SERVICE, Life, Overrides, Settings, WORKING_SET, chec
 use super::cluster::{Action, Cluster, Scenario, Step, Trace, When};
 use super::kubelet::{Ms, ProbeKind, Reason, Seen};
 use super::manifest::{Container, Handler, Input, Kind, Workload};
+use super::under_load::LoadReport;
 use super::{Options, PodReport, rollout_run};
+
+mod load;
 use crate::chaos::duration::show;
 use crate::chaos::plan::mix;
 
@@ -109,11 +112,33 @@ rules! {
         "the profile hangs or fails liveness, and no liveness probe restarts it";
     ExecNotModelled "exec-not-modelled" Info
         "an exec probe runs a command whose result cannot be predicted";
+    LivenessKillsUnderLoad "liveness-kills-under-load" Error
+        "under the offered load a busy pod's liveness probe waits behind predictions and kills it";
+    RestartStorm "restart-storm" Error
+        "under the offered load the liveness kills cascade from pod to pod";
+    NoHeadroomForOneRestart "no-headroom-for-one-restart" Warning
+        "the offered load fits every pod but not one fewer: one restart or rollout tips the rest";
+    ShedProbesKill "shed-probes-kill" Error
+        "a full queue sheds the liveness probe, which kills a pod that was only busy";
+    ReadinessNotShedding "readiness-not-shedding" Warning
+        "readiness is as tolerant as liveness: an overloaded pod keeps its traffic until it is killed";
     ExpectedFindingMissing "expected-finding-missing" Error
         "the manifest's expected-findings annotation names a finding that does not appear";
 }
 
 impl Rule {
+    /// Whether the rule needs an offered load (`--load`) to appear at all.
+    pub fn needs_load(self) -> bool {
+        matches!(
+            self,
+            Rule::LivenessKillsUnderLoad
+                | Rule::RestartStorm
+                | Rule::NoHeadroomForOneRestart
+                | Rule::ShedProbesKill
+                | Rule::ReadinessNotShedding
+        )
+    }
+
     /// The rule with this id.
     pub fn from_id(id: &str) -> Option<Rule> {
         Rule::ALL.iter().copied().find(|r| r.id() == id)
@@ -270,7 +295,13 @@ fn seconds(d: Duration) -> u64 {
 }
 
 /// Every finding for the input.
-pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Options) -> Vec<Finding> {
+pub fn all(
+    input: &Input,
+    traces: &[Trace],
+    pods: &[PodReport],
+    under_load: Option<&LoadReport>,
+    options: &Options,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (index, workload) in input.workloads.iter().enumerate() {
         for container in workload
@@ -310,6 +341,11 @@ pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Option
                 memory_and_cpu(&mut cx, options.horizon);
                 readiness(&mut cx, pods, &settings);
                 shutdown(&mut cx, &settings);
+                if let Some(report) = under_load
+                    && report.workloads.contains(&workload.name)
+                {
+                    load::rules(&mut cx, report, &settings);
+                }
             }
             findings.append(&mut cx.out);
         }
@@ -326,7 +362,12 @@ pub fn all(input: &Input, traces: &[Trace], pods: &[PodReport], options: &Option
             findings.push(finding);
         }
         for expected in &workload.expected_findings {
-            let known = Rule::from_id(expected).is_some();
+            let rule = Rule::from_id(expected);
+            // A finding that only a load shows cannot be missing without one.
+            if options.load.is_none() && rule.is_some_and(Rule::needs_load) {
+                continue;
+            }
+            let known = rule.is_some();
             if !findings
                 .iter()
                 .any(|f| f.workload == workload.name && f.rule.id() == expected.as_str())
@@ -467,10 +508,17 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         cx.add(
             Rule::LivenessSameAsReadiness,
             cx.field("livenessProbe"),
-            format!(
-                "liveness calls {}, a readiness check: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
-                liveness.handler.describe()
-            ),
+            if checks_readiness(&liveness.handler) {
+                format!(
+                    "liveness calls {}, a readiness check: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
+                    liveness.handler.describe()
+                )
+            } else {
+                format!(
+                    "liveness and readiness call the same check ({}): whatever makes the pod unready (a slow answer under load, a failure) also counts towards killing it",
+                    liveness.handler.describe()
+                )
+            },
             fix,
         );
     }
@@ -742,7 +790,7 @@ mod tests {
     /// docs/simulate.md lists every rule with its severity.
     #[test]
     fn the_docs_list_every_rule() {
-        let docs = include_str!("../../docs/simulate.md");
+        let docs = include_str!("../../../docs/simulate.md");
         for rule in Rule::ALL {
             let row = format!("| `{rule}` | {} |", rule.severity().as_str());
             assert!(docs.contains(&row), "docs/simulate.md lacks {row}");
