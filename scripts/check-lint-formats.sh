@@ -4,8 +4,11 @@
 #     ships (with Python's jsonschema, a real JSON Schema validator), passes that validator
 #     (`sarif-multitool validate`, from npm), and is read back by sarif-tools (PyPI): the rule,
 #     level, file and line it was given;
-#   - JUnit XML: read back by junitparser (PyPI), as plain JUnit and as xunit2 (Jenkins): a
-#     suite per workload, a case per rule, the finding a failure, an expected one skipped;
+#   - JUnit XML: valid against the Surefire JUnit schema that Jenkins' xUnit plugin checks
+#     reports against (junit-10.xsd, taken from pytest's source distribution on PyPI, which ships
+#     it for its own tests), with xmlschema (PyPI); read back by junitparser (PyPI), as plain
+#     JUnit and as xunit2 (Jenkins): a suite per workload, a case per rule, the finding a
+#     failure, an expected one skipped;
 #   - the exit code is the same in every format;
 #   - the pre-commit hook (.pre-commit-hooks.yaml), run by the real pre-commit (PyPI) in a
 #     throwaway git repository: it fails on a staged manifest whose liveness probe kills during
@@ -24,6 +27,13 @@ if [ ! -x "$tools/node/node_modules/.bin/sarif-multitool" ]; then
     npm install --prefix "$tools/node" --no-audit --no-fund --loglevel=error @microsoft/sarif-multitool@5.7.0 >/dev/null
 fi
 schema="$tools/node/node_modules/@microsoft/sarif-multitool-linux/sarif-2.1.0.json"
+"$tools/bin/pip" install --quiet --disable-pip-version-check xmlschema==4.3.1
+junit_schema="$tools/junit-10.xsd"
+if [ ! -s "$junit_schema" ]; then
+    "$tools/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+        --dest "$tools/sdist" pytest==8.3.5
+    tar -xzf "$tools/sdist/pytest-8.3.5.tar.gz" -O pytest-8.3.5/testing/example_scripts/junit-10.xsd > "$junit_schema"
+fi
 cargo build --release --locked --quiet --bin chaos-inference
 bin="$root/target/release/chaos-inference"
 work="$(mktemp -d)"
@@ -88,6 +98,18 @@ set +e
 set -e
 "$bin" simulate --scenarios 6 --output junit expected.yaml > expected.xml
 [ "$code_junit" = 1 ] && pass "junit: exit code 1 as in the table" || fail "junit: exit code $code_junit (want 1)"
+# The schema must be able to fail: an attribute it does not allow on <testsuites>.
+sed 's/<testsuites /<testsuites skipped="0" /' kills.xml > invalid.xml
+if "$tools/bin/python" - "$junit_schema" kills.xml expected.xml invalid.xml <<'PY'
+import sys, xmlschema
+schema = xmlschema.XMLSchema(sys.argv[1])
+for report in sys.argv[2:4]:
+    schema.validate(report)
+assert not schema.is_valid(sys.argv[4]), "the schema accepted an attribute it does not allow"
+print("  valid against junit-10.xsd; a report with an attribute it does not allow is refused")
+PY
+then pass "junit: valid against the Surefire JUnit schema (junit-10.xsd) Jenkins' xUnit plugin uses"
+else fail "junit: not valid against junit-10.xsd"; fi
 if "$tools/bin/python" - kills.xml expected.xml "$line" <<'PY'
 import json, sys
 from junitparser import JUnitXml, Failure, Skipped

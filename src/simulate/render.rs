@@ -376,7 +376,9 @@ pub fn sarif(report: &Report) -> String {
 
 /// JUnit XML: a test suite per workload, a test case per rule; a finding at or above
 /// `fail_on` fails its case, an expected one skips it, one below `fail_on` passes with the
-/// finding in its output. Read by CI test reports (Jenkins, GitLab, GitHub test reporters).
+/// finding in its output. Read by CI test reports (Jenkins, GitLab, GitHub test reporters), and
+/// valid against the Surefire/Jenkins xUnit schema (`junit-10.xsd`), which Jenkins' xUnit plugin
+/// checks reports against.
 pub fn junit(report: &Report, fail_on: Option<Severity>) -> String {
     let mut workloads: Vec<&str> = Vec::new();
     for name in report
@@ -390,7 +392,7 @@ pub fn junit(report: &Report, fail_on: Option<Severity>) -> String {
         }
     }
     let mut suites = String::new();
-    let (mut all_tests, mut all_failures, mut all_skipped) = (0, 0, 0);
+    let (mut all_tests, mut all_failures) = (0, 0);
     for workload in workloads {
         let (mut failures, mut skipped) = (0, 0);
         let mut cases = String::new();
@@ -400,22 +402,11 @@ pub fn junit(report: &Report, fail_on: Option<Severity>) -> String {
                 .iter()
                 .filter(|f| f.workload == workload && f.rule == *rule)
                 .collect();
-            let at = found.first().map(|f| {
-                format!(
-                    " file=\"{}\"{}",
-                    xml(&f.location.file),
-                    f.location
-                        .line
-                        .map(|l| format!(" line=\"{l}\""))
-                        .unwrap_or_default()
-                )
-            });
             let _ = write!(
                 cases,
-                "    <testcase classname=\"simulate.{}\" name=\"{}\"{}",
+                "    <testcase classname=\"simulate.{}\" name=\"{}\"",
                 xml(workload),
-                rule.id(),
-                at.unwrap_or_default()
+                rule.id()
             );
             if found.is_empty() {
                 cases.push_str("/>\n");
@@ -452,17 +443,25 @@ pub fn junit(report: &Report, fail_on: Option<Severity>) -> String {
             cases.push_str("    </testcase>\n");
         }
         let tests = Rule::ALL.len();
+        // The workload's manifest, where a finding names it; each finding's line and column
+        // are in its text (the Surefire schema Jenkins validates against has no place for them
+        // on a test case).
+        let file = report
+            .findings
+            .iter()
+            .find(|f| f.workload == workload)
+            .map(|f| format!(" file=\"{}\"", xml(&f.location.file)))
+            .unwrap_or_default();
         let _ = write!(
             suites,
-            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n",
+            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\"{file}>\n{cases}  </testsuite>\n",
             xml(workload)
         );
         all_tests += tests;
         all_failures += failures;
-        all_skipped += skipped;
     }
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"chaos-inference simulate\" tests=\"{all_tests}\" failures=\"{all_failures}\" errors=\"0\" skipped=\"{all_skipped}\">\n{suites}</testsuites>\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"chaos-inference simulate\" tests=\"{all_tests}\" failures=\"{all_failures}\" errors=\"0\">\n{suites}</testsuites>\n"
     )
 }
 
