@@ -535,3 +535,45 @@ fn delete_pod_steps_read_from_the_command_line() {
     assert_eq!(step.when, When::At(60_000));
     assert!(parse_step("delete-pod=2", "w").is_err());
 }
+
+#[test]
+fn requests_sent_with_no_pod_in_the_service_retry_and_reach_the_first_pod_back() {
+    // One replica at 20/s: deleting it leaves no endpoint until its replacement has loaded
+    // (15-20 s). Connections of the last 3 s before it comes back (the SYN retries that fall
+    // within the 5 s time-out) arrive with it, over 2 s; the earlier ones time out.
+    let mut input = shipped(&["online-inference-deployment-overload.yaml"]);
+    input.workloads[0].replicas = 1;
+    let name = input.workloads[0].name.clone();
+    let mut options = options(vec![parse_step("delete-pod@60s", &name).unwrap()]);
+    options.horizon = Duration::from_secs(150);
+    let rates = crate::load::Rates::new(vec![
+        crate::load::RateStep {
+            rate: 0.0,
+            from: Duration::ZERO,
+        },
+        crate::load::RateStep {
+            rate: 20.0,
+            from: Duration::from_secs(40),
+        },
+    ])
+    .unwrap();
+    options.load = Some(offered(&input, None, rates, Duration::from_secs(5)).unwrap());
+    let report = simulate(&input, &options);
+    let load = report.load.as_ref().unwrap();
+    let gap = load.storm.no_endpoint_seconds.unwrap();
+    // 20/s held for the gap; 3 s of it arrives, the rest timed out.
+    let (least, most) = (20.0 * (gap.earliest_s - 3.0), 20.0 * (gap.latest_s - 3.0));
+    let timed_out = load.clients.timed_out;
+    assert!(
+        timed_out.min as f64 >= least.floor() - 1.0 && timed_out.max as f64 <= most.ceil() + 1.0,
+        "{timed_out:?} for a gap of {gap:?}"
+    );
+    // The pod back takes its 20/s and the 60 held over 2 s: 50/s for those 2 s.
+    let back = load
+        .timeline
+        .iter()
+        .find(|p| p.at_s > 60.0 && p.endpoints == 1)
+        .unwrap();
+    assert!((back.per_pod - 50.0).abs() < 1e-6, "{back:?}");
+    assert_eq!(load.storm.kills.max, 0);
+}
