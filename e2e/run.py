@@ -50,6 +50,9 @@ HELM = os.environ.get("HELM", str(ROOT / ".scanners" / "bin" / "helm"))
 # What each rollout strategy cost, measured by a load pod through the Service, for the summary.
 STRATEGIES = []
 
+# What each storm scenario saw, for the summary.
+STORMS = []
+
 # The gRPC health service that follows readiness; "" follows liveness.
 GRPC_READINESS = "inference.GRPCInferenceService"
 
@@ -167,6 +170,12 @@ class Scenario:
         if window is None:
             raise Failed(f"{what}: observed {observed}, predicted never")
         self.expect(what, observed, window["earliest_s"], window["latest_s"], slack, resolution)
+
+    def sleep_until(self, seconds):
+        """Until this many seconds after apply (a step the prediction was given)."""
+        left = self.applied_at + seconds - time.time()
+        if left > 0:
+            time.sleep(left)
 
     def wait(self, condition, limit, what):
         deadline = time.monotonic() + limit
@@ -489,7 +498,7 @@ def replicaset(s):
         raise Failed(f"simulate predicted {created} pods in all, the cluster made 5")
 
 
-def start_load(s, url, rate=20, duration="300s"):
+def start_load(s, url, rate=20, duration="300s", timeout="2s", check_first=True):
     """A pod of the v1 image running `chaos-inference load` against a Service from inside the
     cluster: fixed rate, a new connection per request (so kube-proxy picks an endpoint for each),
     bounded in time and count. It is not selected by the Services it measures."""
@@ -500,7 +509,7 @@ def start_load(s, url, rate=20, duration="300s"):
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
                     "containers": [{"name": "load", "image": f"{IMAGE_REPO}:v1", "imagePullPolicy": "Never",
                                     "args": ["load", url, "--rate", str(rate), "--duration", duration,
-                                             "--requests", "20000", "--timeout", "2s", "--output", "json"],
+                                             "--requests", "100000", "--timeout", timeout, "--output", "json"],
                                     "resources": {"requests": {"cpu": "50m", "memory": "16Mi"},
                                                   "limits": {"cpu": "500m", "memory": "64Mi"}},
                                     "securityContext": {"allowPrivilegeEscalation": False,
@@ -509,7 +518,7 @@ def start_load(s, url, rate=20, duration="300s"):
     kubectl("-n", s.ns, "apply", "-f", "-", input=json.dumps(pod))
     first = s.wait(lambda: (x := load_summary(s)) and x["sent"] >= rate and x, 60, "the load pod's first answers")
     s.note(f"load pod: {rate} requests/s to {url}; first second: {first['ok']} ok, {first['failed']} failed")
-    if first["failed"]:
+    if check_first and first["failed"]:
         raise Failed(f"requests failed before the rollout began: {first}")
 
 
@@ -643,6 +652,107 @@ def rollout_under_load(s):
     STRATEGIES.append(("Kustomize base (maxSurge 1, maxUnavailable 0), v2 as v1", load))
     if load["failed"] or load["ok"] < 100:
         raise Failed(f"{load['failed']} failed requests (of {load['sent']})")
+
+
+# The restart-storm scenarios: a load once every pod is Ready, one pod deleted 30 s later, and
+# what happens to the end of the horizon, each predicted with the same load and step.
+STORM_LOAD_AT = 45
+STORM_DELETE_AT = 75
+STORM_HORIZON = 240
+STORM_TIMEOUT = "5s"
+
+
+def restart_storm(manifest, rate, expect_storm):
+    """`manifest` (the overload pair) with a load pod sending `rate` requests/s through its Service
+    from STORM_LOAD_AT s after apply, and its oldest pod deleted at STORM_DELETE_AT s, as
+    `simulate --load RATE@45s --step delete-pod@75s` predicts. Every restart's end, the restarts of
+    each pod by the horizon and the Ready flips are compared with the prediction; the load pod's
+    failures are recorded."""
+    def scenario(s):
+        rendered = render(manifest)
+        # A cascade's timing depends on how every pod's probes line up against the others':
+        # 300 drawn scenarios (0.2 s) cover it where the default 30 leave its tails out.
+        s.predict(rendered, "--load", f"{rate}@{STORM_LOAD_AT}s", "--load-timeout", STORM_TIMEOUT,
+                  "--step", f"delete-pod@{STORM_DELETE_AT}s", "--horizon", f"{STORM_HORIZON}s",
+                  "--scenarios", "300")
+        want = s.prediction["load"]
+        deployment = want["workloads"][0]
+        service = want["service"]
+        s.note(f"predicted at {rate}/s: kills {want['storm']['kills']}, restarts {want['storm']['restarts']}, "
+               f"first kill {want['storm']['first_kill']}, clients {want['clients']}")
+        s.apply(rendered)
+        selector = f"app.kubernetes.io/instance={deployment}"
+        s.wait(lambda: sum(ready(p) for p in s.pods(selector)) == 3, STORM_LOAD_AT - 3, "3 Ready pods before the load")
+        s.sleep_until(STORM_LOAD_AT)
+        start_load(s, f"http://{service}/predict", rate=rate, duration=f"{STORM_HORIZON - STORM_LOAD_AT}s",
+                   timeout=STORM_TIMEOUT, check_first=False)
+        s.sleep_until(STORM_DELETE_AT)
+        pods = sorted(s.pods(selector), key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]))
+        deleted = pods[0]["metadata"]["name"]
+        kubectl("-n", s.ns, "delete", "pod", deleted, "--wait=false")
+        s.note(f"deleted {deleted} at {time.time() - s.applied_at:.1f} s")
+        originals = [p["metadata"]["name"] for p in pods[1:]]
+        ended, seen_restarts, ready_now, flips = {}, {}, {}, 0
+        while time.time() - s.applied_at < STORM_HORIZON:
+            for p in s.pods(selector):
+                name = p["metadata"]["name"]
+                if p["metadata"].get("deletionTimestamp") or name == deleted:
+                    continue
+                count = restarts(p)
+                if count > seen_restarts.get(name, 0):
+                    finished = status(p).get("lastState", {}).get("terminated", {}).get("finishedAt")
+                    if finished:
+                        ended.setdefault(name, []).append(s.since_apply(finished))
+                        s.note(f"{name}: restart {count}, container ended at {ended[name][-1]:.0f} s "
+                               f"({status(p)['lastState']['terminated'].get('reason')})")
+                    seen_restarts[name] = count
+                if ready_now.get(name) and not ready(p):
+                    flips += 1
+                ready_now[name] = ready(p)
+            time.sleep(0.5)
+        final = {p["metadata"]["name"]: restarts(p) for p in s.pods(selector)
+                 if not p["metadata"].get("deletionTimestamp") and p["metadata"]["name"] != deleted}
+        load = load_summary(s)
+        s.note(f"by {STORM_HORIZON} s: restarts {final}; Ready pods turned unready {flips} times; load pod: "
+               f"{load['ok']} ok, {load['failed']} failed {load['failures']}")
+        STORMS.append((s.name, rate, want, final, flips, load))
+        by_name = {p["name"]: p for p in s.prediction["pods"]}
+        predicted_originals = [p for n, p in sorted(by_name.items()) if n.endswith(("-r1-2", "-r1-3"))]
+        replacement = [p for n, p in sorted(by_name.items()) if n.endswith("-r1-4")]
+        s.expect("restarts of the workload's pods by the horizon", sum(final.values()),
+                 want["storm"]["restarts"]["min"], want["storm"]["restarts"]["max"], slack=0)
+        for name in final:
+            candidates = predicted_originals if name in originals else replacement
+            role = "an original pod" if name in originals else "the replacement pod"
+            s.expect(f"{role}: restarts by the horizon", final[name],
+                     min(p["restarts"]["min"] for p in candidates), max(p["restarts"]["max"] for p in candidates), slack=0)
+            for k, at in enumerate(ended.get(name, []), start=1):
+                windows = [p["restarts_at"][k - 1]["ended"] for p in candidates if len(p["restarts_at"]) >= k]
+                if not windows:
+                    raise Failed(f"{name}: restart {k} observed, none predicted for {role}")
+                window = {"earliest_s": min(w["earliest_s"] for w in windows), "latest_s": max(w["latest_s"] for w in windows)}
+                s.expect_window(f"{role}: restart {k} container ended", at, window)
+        expect_storm(s, want, final, flips, load)
+    return scenario
+
+
+def expect_a_storm(s, want, final, flips, load):
+    if want["storm"]["cascade_share"] < 1.0 or sum(final.values()) < 2 or sum(1 for n in final.values() if n) < 2:
+        raise Failed(f"no storm: predicted {want['storm']}, observed restarts {final}")
+
+
+def expect_no_restart_but_flips(s, want, final, flips, load):
+    if any(final.values()):
+        raise Failed(f"restarts {final}, predicted none")
+    if not any(p["endpoints"] < 2 for p in want["timeline"] if p["at_s"] > STORM_DELETE_AT):
+        raise Failed("the prediction has no pod leaving the Service after the deletion")
+    if flips == 0:
+        raise Failed("no pod turned unready under the load: the fix should shed it by readiness")
+
+
+def expect_nothing(s, want, final, flips, load):
+    if any(final.values()) or want["storm"]["restarts"]["max"]:
+        raise Failed(f"restarts {final}, predicted {want['storm']['restarts']}")
 
 
 def server_minor():
@@ -809,7 +919,14 @@ SCENARIOS = {
                               "maxSurge 0, maxUnavailable 100%", expect_outage),
     "rollout-under-load": rollout_under_load,
     "helm": helm_chart,
+    "restart-storm": restart_storm("online-inference-deployment-overload.yaml", 100, expect_a_storm),
+    "restart-storm-fixed": restart_storm("online-inference-deployment-overload-fixed.yaml", 100, expect_no_restart_but_flips),
+    "overload-headroom": restart_storm("online-inference-deployment-overload.yaml", 60, expect_nothing),
 }
+
+# Scenarios that do not interfere, run side by side when all are asked for (each sleeps most
+# of its time waiting for a moment after apply; together they take the time of one).
+SIDE_BY_SIDE = [("restart-storm", "restart-storm-fixed", "overload-headroom")]
 
 
 def main():
@@ -833,7 +950,7 @@ def main():
         warm_up()
     except Failed as e:
         log(f"warm-up failed: {e}")
-    for name in names:
+    def run(name):
         started = time.monotonic()
         try:
             with Scenario(name, args.transcripts) as s:
@@ -844,6 +961,18 @@ def main():
             failed.append(name)
             log(f"FAIL {name} ({time.monotonic() - started:.0f}s): {e}")
             traceback.print_exc()
+
+    done = set()
+    for name in names:
+        if name in done:
+            continue
+        group = next((g for g in SIDE_BY_SIDE if name in g and all(n in names for n in g)), (name,))
+        threads = [threading.Thread(target=run, args=(n,)) for n in group]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.update(group)
     log(f"Kubernetes {server}: passed {' '.join(passed) or '-'}; failed {' '.join(failed) or '-'}")
     if args.transcripts and COMPARISONS:
         table = ["| scenario | what | predicted | observed | |", "|---|---|---|---|---|"]
@@ -851,6 +980,17 @@ def main():
         (pathlib.Path(args.transcripts) / "predicted-vs-observed.md").write_text("\n".join(table) + "\n")
         misses = sum(row[4] != "ok" for row in COMPARISONS)
         log(f"predicted versus observed: {len(COMPARISONS) - misses} of {len(COMPARISONS)} inside the predicted windows")
+    if STORMS:
+        table = ["| scenario | rate | predicted restarts | observed restarts | Ready flips | requests ok | failed | failures by kind |",
+                 "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for name, rate, want, final, flips, load in STORMS:
+            r = want["storm"]["restarts"]
+            table.append(f"| {name} | {rate}/s | {r['min']}..{r['max']} | {sum(final.values())} | {flips} | {load['ok']} | "
+                         f"{load['failed']} | {', '.join(f'{k}: {v}' for k, v in load['failures'].items()) or '-'} |")
+        for line in table:
+            log(line)
+        if args.transcripts:
+            (pathlib.Path(args.transcripts) / "storms.md").write_text("\n".join(table) + "\n")
     if STRATEGIES:
         table = ["| rollout | requests ok | failed | longest outage | failures by kind |", "|---|---:|---:|---:|---|"]
         table += [f"| {name} | {load['ok']} | {load['failed']} | {load['longest_outage_s']} s | "
