@@ -577,3 +577,42 @@ fn requests_sent_with_no_pod_in_the_service_retry_and_reach_the_first_pod_back()
     assert!((back.per_pod - 50.0).abs() < 1e-6, "{back:?}");
     assert_eq!(load.storm.kills.max, 0);
 }
+
+#[test]
+fn a_rollout_under_load_counts_the_pods_it_takes_out_of_the_service() {
+    // maxSurge 0, maxUnavailable 100%: the rollout takes every pod out at once. Under a load,
+    // the Service has no endpoint until a new pod is Ready, and the clients' requests of that
+    // stretch time out, then the first pod back takes them all.
+    let mut input = shipped(&["online-inference-deployment-rolling-update.yaml"]);
+    input.workloads[0].template.containers[0].env.insert(
+        "CHAOS_PROFILE".into(),
+        manifest::EnvValue::Literal("overload".into()),
+    );
+    let name = input.workloads[0].name.clone();
+    let mut options = options(vec![parse_step("set-image=v2@60s", &name).unwrap()]);
+    options.horizon = Duration::from_secs(180);
+    let rates = crate::load::Rates::new(vec![crate::load::RateStep {
+        rate: 30.0,
+        from: Duration::ZERO,
+    }])
+    .unwrap();
+    options.load = Some(offered(&input, None, rates, Duration::from_secs(5)).unwrap());
+    let report = simulate(&input, &options);
+    let load = report.load.as_ref().unwrap();
+    // Three Ready pods share the load before the rollout, none right after it starts.
+    assert!(
+        load.timeline
+            .iter()
+            .any(|p| p.at_s < 60.0 && p.endpoints == 3)
+    );
+    assert!(
+        load.timeline
+            .iter()
+            .any(|p| p.at_s >= 60.0 && p.rate > 0.0 && p.endpoints == 0),
+        "{:?}",
+        load.timeline
+    );
+    let gap = load.storm.no_endpoint_seconds.unwrap();
+    assert!(gap.earliest_s >= 15.0, "a new pod loads 15-20 s: {gap:?}");
+    assert!(load.clients.timed_out.min > 0, "{:?}", load.clients);
+}

@@ -133,6 +133,7 @@ impl Traffic {
 pub(super) struct Before {
     pub(super) ready: bool,
     pub(super) gone: bool,
+    deleting: bool,
     container: Option<(Ms, Option<Ms>)>,
     records: usize,
 }
@@ -161,6 +162,7 @@ impl Cluster<'_> {
         Before {
             ready: pod.ready(),
             gone: pod.gone(),
+            deleting: pod.deleting.is_some(),
             container: pod.container(),
             records: pod.record.len(),
         }
@@ -317,7 +319,9 @@ impl Cluster<'_> {
         }
         let pod = &self.pods[index].pod;
         let (ready, gone, container) = (pod.ready(), pod.gone(), pod.container());
-        if (ready, gone) != (before.ready, before.gone) {
+        // A pod being deleted leaves the endpoints at once, Ready or not.
+        let deleting = pod.deleting.is_some();
+        if (ready, gone, deleting) != (before.ready, before.gone, before.deleting) {
             self.schedule_endpoints(index);
         }
         let now = self.now;
