@@ -39,7 +39,7 @@ PY
 grep -v 'chaos-inference/expected-findings' manifests/online-inference-pod-without-startup-probe.yaml > "$work/no-annotation.yaml"
 if lint "$work/no-annotation.yaml"; then fail "simulate passed a pod that liveness kills during its load"; else pass "simulate refuses a pod that liveness kills during its load"; fi
 
-for file in manifests/*.yaml; do
+for file in manifests/*.yaml docs/your-app/*.yaml; do
     if lint "$file"; then pass "$file"; else cat "$work/out.txt"; fail "$file"; fi
 done
 for dir in manifests/kustomize/base manifests/kustomize/overlays/*/; do

@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `probe`, `profiles`, `plan`, `simulate`, `load`.
+//! The command line: `serve` (the default), `probe`, `profiles`, `plan`, `timeline`,
+//! `simulate`, `load`.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -32,6 +33,9 @@ pub enum Command {
     Profiles,
     /// Print the timeline a profile will follow for a seed and time scale.
     Plan(Box<PlanArgs>),
+    /// Check an application's timeline file and print what it will do (as `plan` does for a
+    /// profile): its ports, what each probe target follows, its start-up, faults and shutdown.
+    Timeline(Box<TimelineArgs>),
     /// Predict what Kubernetes will do with manifests, and find what is wrong with their probes,
     /// limits and strategies (exit 0 clean, 1 findings, 2 unreadable input).
     Simulate(Box<SimulateArgs>),
@@ -60,6 +64,37 @@ impl PlanArgs {
             seed::resolve(self.chaos.seed),
             self.chaos.time_scale,
         ))
+    }
+}
+
+/// Arguments of `timeline`.
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// The timeline file (the profile language plus `[endpoints]` and `[resources]`).
+    pub file: String,
+    /// Seed for the draws of its ranges (default: each range's low end and high end, as
+    /// `simulate` covers them).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Multiplies every duration, as `CHAOS_TIME_SCALE` does.
+    #[arg(long, default_value = "1.0", value_parser = crate::chaos::overrides::parse_time_scale)]
+    pub time_scale: f64,
+    /// Occurrences to print for repeating faults.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: u64,
+}
+
+impl TimelineArgs {
+    /// What the timeline says, in words, or why it cannot be read (one line).
+    pub fn run(&self) -> Result<String, String> {
+        let timeline = crate::simulate::app::file::AppTimeline::load(&self.file, None)?;
+        if timeline.is_server_profile() {
+            return Err(format!(
+                "{} is a built-in profile of this server, not an application's timeline: `chaos-inference plan --profile {}` prints it",
+                self.file, self.file
+            ));
+        }
+        Ok(timeline.describe(self.seed, self.time_scale, self.repeats))
     }
 }
 

@@ -26,6 +26,13 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Timeline(args) => match args.run() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
         Command::Probe(args) => match probe::run(&args) {
             Ok(status) => {
                 println!("{status}");

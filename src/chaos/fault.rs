@@ -3,7 +3,7 @@
 //! file, `CHAOS_*` variable, admin route).
 //!
 //! Adding a fault type is an edit of this file and its tests, plus what the simulator's
-//! application model makes of it (`simulate/app.rs`): a variant in [`FaultKind`] (name, summary,
+//! application model makes of it (`simulate/timeline.rs`): a variant in [`FaultKind`] (name, summary,
 //! keys) and in [`Effect`] (built from its keys in [`Effect::from_keys`], limits in
 //! [`Effect::check`], text in [`Effect::describe`]), and what it switches while it holds in
 //! [`Effect::start`] and [`FaultKind::stop`], through the [`Switches`] the engine provides (a new

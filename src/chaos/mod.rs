@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod effects;
+pub mod endpoints;
 pub mod engine;
 pub mod fault;
 pub mod overload;

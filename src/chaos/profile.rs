@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::duration::DurationRange;
+use super::endpoints::{Endpoints, Resources};
 use super::fault::{Anchor, Effect, Fault, FaultKind, Invalid, Keys, Like, Missing, Timing, Value};
 
 /// A parsed, checked profile.
@@ -25,6 +26,11 @@ pub struct Profile {
     pub startup: Startup,
     pub shutdown: Shutdown,
     pub faults: Vec<Fault>,
+    /// A timeline file's `[endpoints]`: another application's ports and probe targets.
+    pub endpoints: Option<Endpoints>,
+    /// A timeline file's `[resources]`: its working set (a growth is among the faults, as a
+    /// leak from start).
+    pub resources: Option<Resources>,
 }
 
 /// The profile as written; faults are checked and typed afterwards.
@@ -43,6 +49,8 @@ struct RawProfile {
     shutdown: Shutdown,
     #[serde(default)]
     fault: Vec<RawFault>,
+    endpoints: Option<Endpoints>,
+    resources: Option<Resources>,
 }
 
 /// One `[[fault]]` table as written, each value with where it stands in the text.
@@ -196,6 +204,11 @@ pub struct Shutdown {
     /// Ignore SIGTERM, so only SIGKILL ends the process.
     #[serde(default)]
     pub ignore_sigterm: bool,
+    /// A timeline file's: how long after SIGTERM the process exits by itself.
+    pub exit_after: Option<DurationRange>,
+    /// A timeline file's: whether readiness fails the moment SIGTERM comes (default true, as
+    /// this server does), or only once the process stops accepting.
+    pub unready_on_sigterm: Option<bool>,
 }
 
 /// A built-in profile: its name and TOML text.
@@ -240,12 +253,31 @@ impl Profile {
                 None => message,
             }
         })?;
-        let faults = raw
+        let mut faults = raw
             .fault
             .iter()
             .enumerate()
             .map(|(i, table)| fault_from_table(i, table, text))
             .collect::<Result<Vec<_>, String>>()?;
+        if let Some(endpoints) = &raw.endpoints {
+            endpoints.check()?;
+        }
+        if let Some(resources) = &raw.resources {
+            resources.check()?;
+            // Memory that grows from the start is a leak from the start.
+            if let Some(growth) = resources.growth_mib_per_hour {
+                faults.push(Fault {
+                    timing: Timing {
+                        from: Anchor::Start,
+                        ..Timing::default()
+                    },
+                    effect: Effect::Leak {
+                        mib_per_second: growth / 3600.0,
+                        max_mib: None,
+                    },
+                });
+            }
+        }
         Ok(Profile {
             name: name.to_string(),
             description: raw.description,
@@ -254,7 +286,23 @@ impl Profile {
             startup: raw.startup,
             shutdown: raw.shutdown,
             faults,
+            endpoints: raw.endpoints,
+            resources: raw.resources,
         })
+    }
+
+    /// Whether it declares another application (a timeline file's `[endpoints]` or shutdown
+    /// keys): what `simulate` models, not what this server runs.
+    pub fn declares_another_app(&self) -> Option<&'static str> {
+        if self.endpoints.is_some() {
+            Some("[endpoints]")
+        } else if self.shutdown.exit_after.is_some() {
+            Some("shutdown.exit-after")
+        } else if self.shutdown.unready_on_sigterm.is_some() {
+            Some("shutdown.unready-on-sigterm")
+        } else {
+            None
+        }
     }
 
     /// A built-in name or a file path, as `CHAOS_PROFILE` takes it.

@@ -6,9 +6,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::app::Overrides;
+use super::app::file::AppTimeline;
 use super::cluster::{Action, Step, When};
 use super::findings::Severity;
-use super::manifest::{self, Kind};
+use super::manifest::{self, App, Kind};
 use super::{DRAWN_SCENARIOS, Options, offered, parse_step, render, simulate};
 use crate::chaos::overrides::parse_time_scale;
 use crate::config::parse_duration;
@@ -90,6 +91,12 @@ pub struct SimulateArgs {
     /// Scenarios drawn on top of the earliest and the latest.
     #[arg(long, default_value_t = DRAWN_SCENARIOS, value_name = "N")]
     pub scenarios: u64,
+    /// The timeline of a container that is not this server's: NAME is a container name or an
+    /// image repository without its tag (`gunicorn`, `ghcr.io/acme/api`'s `api`), FILE a
+    /// timeline file (`chaos-inference record` writes one) or a built-in profile. Repeatable;
+    /// wins over the pod template's `chaos-inference/timeline.<container>` annotation.
+    #[arg(long = "app", value_name = "NAME=FILE")]
+    pub apps: Vec<String>,
     /// Pass over files that are not Kubernetes manifests (not YAML, such as a Helm template, or
     /// no document with both `apiVersion` and `kind`) instead of refusing them: for hooks that
     /// hand over every staged YAML file.
@@ -105,6 +112,77 @@ fn is_kubernetes_yaml(text: &str) -> bool {
             .iter()
             .any(|d| d.value["apiVersion"].is_string() && d.value["kind"].is_string())
     })
+}
+
+/// Gives each container its timeline: `--app NAME=FILE` (by container name or image
+/// repository), else its pod template's `chaos-inference/timeline.<container>` annotation (a
+/// path relative to the manifest's folder, or a built-in profile). A file that cannot be read
+/// or checked is an error naming it (exit code 2).
+fn resolve_timelines(input: &mut manifest::Input, apps: &[String]) -> Result<(), String> {
+    let mut given = Vec::new();
+    for app in apps {
+        let Some((name, file)) = app
+            .split_once('=')
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+        else {
+            return Err(format!(
+                "--app {app}: expected NAME=FILE (a container name or image repository, and a timeline file or built-in profile)"
+            ));
+        };
+        let timeline = AppTimeline::load(file, None).map_err(|e| format!("--app {app}: {e}"))?;
+        given.push((name.to_string(), std::sync::Arc::new(timeline), false));
+    }
+    let mut loaded: Vec<(String, std::sync::Arc<AppTimeline>)> = Vec::new();
+    for workload in &mut input.workloads {
+        let base = (workload.origin.file != "-")
+            .then(|| {
+                std::path::Path::new(&workload.origin.file)
+                    .parent()
+                    .map(|p| p.to_path_buf())
+            })
+            .flatten();
+        for container in &mut workload.template.containers {
+            let by_flag = given.iter_mut().find(|(name, _, _)| {
+                *name == container.name || *name == container.image_repository()
+            });
+            if let Some((_, timeline, used)) = by_flag {
+                container.app = App::Timeline(std::sync::Arc::clone(timeline));
+                *used = true;
+                continue;
+            }
+            let Some(annotation) = &container.timeline_annotation else {
+                continue;
+            };
+            let key = format!(
+                "{}|{annotation}",
+                base.as_ref()
+                    .map_or(String::new(), |b| b.display().to_string())
+            );
+            let timeline = match loaded.iter().find(|(k, _)| *k == key) {
+                Some((_, t)) => std::sync::Arc::clone(t),
+                None => {
+                    let t = AppTimeline::load(annotation, base.as_deref()).map_err(|e| {
+                        format!(
+                            "{}: {}{}: {e}",
+                            workload.origin,
+                            manifest::TIMELINE_ANNOTATION,
+                            container.name
+                        )
+                    })?;
+                    let t = std::sync::Arc::new(t);
+                    loaded.push((key, std::sync::Arc::clone(&t)));
+                    t
+                }
+            };
+            container.app = App::Timeline(timeline);
+        }
+    }
+    if let Some((name, _, _)) = given.iter().find(|(_, _, used)| !used) {
+        return Err(format!(
+            "--app {name}=...: no container of the input is named `{name}` or runs an image of that repository"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `simulate`: the report text and the exit code, or the one line that says why the input
@@ -131,6 +209,7 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
     }
     let mut input = manifest::read(&sources).map_err(|e| e.to_string())?;
     input.ignored.extend(skipped);
+    resolve_timelines(&mut input, &args.apps)?;
     // A table says so in words; JSON stays a report (with no pods) for whatever reads it.
     if input.workloads.is_empty() && matches!(args.output, Output::Table) {
         return Ok((

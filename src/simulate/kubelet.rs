@@ -19,10 +19,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::app::{Ending, Exit, Life, Outcome, QueueView};
 use super::manifest::{Probe, RestartPolicy};
 pub use super::queue::Ms;
 use super::queue::{Clock, EventId};
+use super::timeline::{Ending, Exit, Outcome, QueueView, Timeline};
 
 /// The first back-off (`backOffPeriod` in `pkg/kubelet/kubelet.go`).
 pub const BACKOFF_INITIAL: Ms = 10_000;
@@ -238,7 +238,7 @@ pub struct Pod {
     pub name: String,
     pub created: Ms,
     spec: Arc<PodSpec>,
-    life: Arc<Life>,
+    life: Arc<Timeline>,
     pace: Pace,
     container: Container,
     pub restarts: u32,
@@ -261,7 +261,7 @@ impl Pod {
         name: String,
         now: Ms,
         spec: Arc<PodSpec>,
-        life: Arc<Life>,
+        life: Arc<Timeline>,
         pace: Pace,
         clock: &mut impl Clock<Wake>,
     ) -> Pod {
@@ -697,9 +697,9 @@ pub fn backoff_before_restart(k: u32) -> Ms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::app::{Interval, Life};
     use crate::simulate::manifest::Handler;
     use crate::simulate::queue::Queue;
+    use crate::simulate::timeline::{Interval, Timeline};
 
     fn probe(path: &str, period: u32, failure: u32) -> Probe {
         Probe {
@@ -715,8 +715,11 @@ mod tests {
         }
     }
 
-    fn healthy() -> Life {
-        let mut life = Life::config_error("unused");
+    fn healthy() -> Timeline {
+        let mut life = Timeline::config_error(
+            "unused",
+            &crate::simulate::app::Settings::defaults().shape(),
+        );
         life.exit = None;
         life.open = Duration::ZERO;
         life.loaded = Duration::from_secs(5);
@@ -732,7 +735,7 @@ mod tests {
     };
 
     /// Runs one pod alone until `until`, on the simulator's own queue.
-    fn run(spec: PodSpec, life: Life, until: Ms) -> Pod {
+    fn run(spec: PodSpec, life: Timeline, until: Ms) -> Pod {
         let mut queue = Queue::default();
         let mut pod = Pod::new(
             "p".into(),
@@ -754,7 +757,7 @@ mod tests {
     }
 
     /// A pod whose container started at 1 s, every event after it still queued.
-    fn started(spec: PodSpec, life: Life) -> (Pod, Queue<Wake>) {
+    fn started(spec: PodSpec, life: Timeline) -> (Pod, Queue<Wake>) {
         let mut queue = Queue::default();
         let mut pod = Pod::new(
             "p".into(),

@@ -14,10 +14,15 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
+use super::app::file::AppTimeline;
 use super::yaml::{self, Position, Positions};
+pub use crate::config::quantity;
 
 /// The annotation that names findings a manifest shows on purpose, comma-separated.
 pub const EXPECTED_FINDINGS: &str = "chaos-inference/expected-findings";
+/// The pod template annotation that gives a container its timeline:
+/// `chaos-inference/timeline.<container>: FILE` (relative to the manifest) or a built-in profile.
+pub const TIMELINE_ANNOTATION: &str = "chaos-inference/timeline.";
 
 /// Kubernetes API defaults (`pkg/apis/core/v1/defaults.go`, `pkg/apis/apps/v1/defaults.go`).
 pub mod defaults {
@@ -180,6 +185,13 @@ pub struct Template {
     pub containers: Vec<Container>,
 }
 
+impl Template {
+    /// The container the simulation models: the first with a timeline.
+    pub fn modelled(&self) -> Option<&Container> {
+        self.containers.iter().find(|c| c.modelled())
+    }
+}
+
 /// `restartPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -218,9 +230,40 @@ pub struct Container {
     /// A profile file `CHAOS_PROFILE` names inside a ConfigMap volume: the mount's content
     /// when the ConfigMap is in the input, `Err` with why not otherwise.
     pub mounted_profile: Option<Result<String, String>>,
+    /// The ports it declares: name (empty when none) and number.
+    pub ports: Vec<(String, u16)>,
+    /// A `preStop` hook that sleeps (`sleep: {seconds}` or an exec of `sleep N`): how long.
+    pub pre_stop_sleep: Option<u64>,
+    /// The pod template's `chaos-inference/timeline.<name>` annotation, as written.
+    pub timeline_annotation: Option<String>,
+    /// What is known of the application in it.
+    pub app: App,
+}
+
+/// What is known of the application in a container, and so whether it is modelled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum App {
+    /// This server (its image, running `serve`): its timeline comes from its environment.
+    Server,
+    /// A timeline from `chaos-inference/timeline.<container>` or `--app`.
+    Timeline(Arc<AppTimeline>),
+    /// Nothing: the container is not modelled.
+    Unknown,
 }
 
 impl Container {
+    /// Whether a timeline models it.
+    pub fn modelled(&self) -> bool {
+        !matches!(self.app, App::Unknown)
+    }
+
+    /// The image's repository without its registry or tag (`chaos-inference` of
+    /// `localhost/chaos-inference:v2`, `gunicorn` of `docker.io/library/gunicorn@sha256:...`).
+    pub fn image_repository(&self) -> &str {
+        let last = self.image.rsplit('/').next().unwrap_or(&self.image);
+        last.split(['@', ':']).next().unwrap_or(last)
+    }
+
     /// The image's tag (`v2` of `chaos-inference:v2`), `latest` when none.
     pub fn image_tag(&self) -> &str {
         let last = self.image.rsplit('/').next().unwrap_or(&self.image);
@@ -231,8 +274,7 @@ impl Container {
     /// The image is this project's (the repository's last part is `chaos-inference`) and the
     /// container runs its server (not, say, `probe`, as a `helm test` pod does).
     pub fn is_chaos_inference(&self) -> bool {
-        let last = self.image.rsplit('/').next().unwrap_or(&self.image);
-        let repository = last.split(['@', ':']).next().unwrap_or(last);
+        let repository = self.image_repository();
         let subcommand = self
             .argv
             .iter()
@@ -297,6 +339,7 @@ pub struct Input {
 pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
     let mut input = Input::default();
     let mut raw_workloads = Vec::new();
+    let mut hooks = Vec::new();
     for (file, text) in sources {
         let documents = yaml::documents(text).map_err(|e| InputError {
             file: file.clone(),
@@ -317,6 +360,9 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
             let kind = document.value["kind"].as_str().unwrap_or("").to_string();
             match kind.as_str() {
                 "Pod" | "ReplicaSet" | "Deployment" => {
+                    if document.value["metadata"]["annotations"]["helm.sh/hook"].is_string() {
+                        hooks.push((origin.file.clone(), origin.document));
+                    }
                     raw_workloads.push((origin, kind, document.value))
                 }
                 "ConfigMap" => {
@@ -357,7 +403,13 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                     replicas: 1,
                     strategy: Strategy::Recreate,
                     min_ready_seconds: 0,
-                    template: template(&origin, "spec", spec, &input.config_maps)?,
+                    template: template(
+                        &origin,
+                        "spec",
+                        spec,
+                        &annotations.clone().into_iter().collect(),
+                        &input.config_maps,
+                    )?,
                     expected_findings: expected(&annotations),
                     pod_labels: labels.into_iter().collect(),
                     origin,
@@ -373,6 +425,14 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                     .and_then(|t| t.metadata.as_ref())
                     .and_then(|m| m.labels.clone())
                     .unwrap_or_default();
+                let template_annotations: BTreeMap<String, String> = spec
+                    .template
+                    .as_ref()
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.annotations.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 let pod = spec
                     .template
                     .and_then(|t| t.spec)
@@ -384,7 +444,13 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                     strategy: Strategy::Recreate,
                     min_ready_seconds: u32::try_from(spec.min_ready_seconds.unwrap_or(0))
                         .unwrap_or(0),
-                    template: template(&origin, "spec.template.spec", pod, &input.config_maps)?,
+                    template: template(
+                        &origin,
+                        "spec.template.spec",
+                        pod,
+                        &template_annotations,
+                        &input.config_maps,
+                    )?,
                     expected_findings: expected(&annotations),
                     pod_labels: labels.into_iter().collect(),
                     origin,
@@ -402,6 +468,14 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                     .as_ref()
                     .and_then(|m| m.labels.clone())
                     .unwrap_or_default();
+                let template_annotations: BTreeMap<String, String> = spec
+                    .template
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.annotations.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 let pod = spec
                     .template
                     .spec
@@ -431,27 +505,28 @@ pub fn read(sources: &[(String, String)]) -> Result<Input, InputError> {
                     strategy,
                     min_ready_seconds: u32::try_from(spec.min_ready_seconds.unwrap_or(0))
                         .unwrap_or(0),
-                    template: template(&origin, "spec.template.spec", pod, &input.config_maps)?,
+                    template: template(
+                        &origin,
+                        "spec.template.spec",
+                        pod,
+                        &template_annotations,
+                        &input.config_maps,
+                    )?,
                     expected_findings: expected(&annotations),
                     pod_labels: labels.into_iter().collect(),
                     origin,
                 }
             }
         };
-        // Pods of this image that run no server (a `helm test` pod's `probe`) are clients.
-        if workload
-            .template
-            .containers
-            .iter()
-            .any(Container::is_chaos_inference)
-        {
-            input.workloads.push(workload);
-        } else {
+        // A Helm hook (a `helm test` pod) runs once, around a release, not as a workload.
+        if hooks.contains(&(workload.origin.file.clone(), workload.origin.document)) {
             input.ignored.push(format!(
-                "{} {} (runs no chaos-inference server)",
+                "{} {} (a Helm hook)",
                 workload.kind.as_str(),
                 workload.name
             ));
+        } else {
+            input.workloads.push(workload);
         }
     }
     Ok(input)
@@ -494,6 +569,7 @@ fn template(
     origin: &Origin,
     field: &str,
     spec: PodSpec,
+    annotations: &BTreeMap<String, String>,
     config_maps: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Result<Template, InputError> {
     let restart_policy = match spec.restart_policy.as_deref() {
@@ -584,6 +660,23 @@ fn template(
             )),
             _ => None,
         };
+        let pre_stop_sleep = c
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| {
+                h.sleep
+                    .as_ref()
+                    .map(|s| u64::try_from(s.seconds).unwrap_or(0))
+                    .or_else(|| {
+                        h.exec
+                            .as_ref()
+                            .and_then(|e| sleep_seconds(e.command.as_deref()?))
+                    })
+            });
+        let timeline_annotation = annotations
+            .get(&format!("{TIMELINE_ANNOTATION}{}", c.name))
+            .cloned();
         containers.push(Container {
             field: container_field.clone(),
             name: c.name.clone(),
@@ -602,7 +695,18 @@ fn template(
             memory_limit,
             cpu_limit,
             mounted_profile,
+            ports,
+            pre_stop_sleep,
+            timeline_annotation,
+            app: App::Unknown,
         });
+    }
+    // This server's containers are modelled by their environment; the others once a timeline
+    // is given (`resolve_timelines`).
+    for c in &mut containers {
+        if c.is_chaos_inference() {
+            c.app = App::Server;
+        }
     }
     Ok(Template {
         field: field.to_string(),
@@ -610,6 +714,16 @@ fn template(
         grace: Duration::from_secs(grace as u64),
         containers,
     })
+}
+
+/// The seconds a `preStop` exec command sleeps: `sleep N`, `/bin/sleep N` or a shell's
+/// `sh -c "sleep N"`.
+fn sleep_seconds(command: &[String]) -> Option<u64> {
+    let words: Vec<&str> = command.iter().flat_map(|a| a.split_whitespace()).collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "sleep" || w.ends_with("/sleep"))?;
+    words.get(at + 1)?.trim_end_matches(['s', ';']).parse().ok()
 }
 
 /// The content of the file at `path` when it lies in a ConfigMap volume of the input.
@@ -741,36 +855,6 @@ fn read_probe(
             "failureThreshold",
         )?,
     })
-}
-
-/// A Kubernetes quantity (`128Mi`, `500m`, `1.5`, `2e3`) as a number of units.
-pub fn quantity(text: &str) -> Result<f64, String> {
-    let text = text.trim();
-    let suffixes: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0 * 1024.0 * 1024.0),
-        ("Ti", 1024f64.powi(4)),
-        ("Pi", 1024f64.powi(5)),
-        ("Ei", 1024f64.powi(6)),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    let (number, factor) = suffixes
-        .iter()
-        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|n| (n, *factor)))
-        .unwrap_or((text, 1.0));
-    number
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite() && *x >= 0.0)
-        .map(|x| x * factor)
-        .ok_or_else(|| format!("expected a quantity such as 128Mi or 500m, got `{text}`"))
 }
 
 /// A replica count from `maxSurge`/`maxUnavailable`: a count, or a percentage of `replicas`

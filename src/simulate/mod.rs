@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod queue;
 pub mod render;
 pub mod steps;
+pub mod timeline;
 pub mod traffic;
 pub mod under_load;
 pub mod yaml;
@@ -363,21 +364,13 @@ fn pod_reports(input: &Input, traces: &[Trace], horizon: Duration) -> Vec<PodRep
                     .map(|r| ready_percent(&r.pod.record, horizon_ms)),
             );
             let workload = &input.workloads[first.workload];
-            let container = workload
-                .template
-                .containers
-                .iter()
-                .find(|c| c.is_chaos_inference());
+            let container = workload.template.modelled();
             PodReport {
                 name: name.clone(),
                 workload: workload.name.clone(),
                 image: container.map(|c| c.image.clone()).unwrap_or_default(),
-                profile: first
-                    .settings
-                    .profile
-                    .as_ref()
-                    .map_or_else(|e| format!("(exits 2: {e})"), |p| p.name.clone()),
-                seed: first.settings.seed,
+                profile: first.app.clone(),
+                seed: first.seed,
                 first_ready: Window::of(&ready_times),
                 ready_share: ready_times.len() as f64 / scenarios,
                 restarts: Range::of(runs.iter().map(|r| u64::from(r.pod.restarts))),

@@ -46,6 +46,12 @@ pub fn table(report: &Report) -> String {
         report.scenarios
     );
     let _ = writeln!(out);
+    if report.pods.is_empty() {
+        let _ = writeln!(
+            out,
+            "no pod is simulated: no container has a timeline (this server's image, the pod template's chaos-inference/timeline.<container> annotation or --app NAME=FILE); the findings below come from the manifests alone"
+        );
+    }
     let width = report
         .pods
         .iter()
@@ -53,11 +59,13 @@ pub fn table(report: &Report) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
-    let _ = writeln!(
-        out,
-        "{:<15} {:<width$}  READY  {:<18} RESTARTS",
-        "AT", "NAME", "STATUS"
-    );
+    if !report.pods.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<15} {:<width$}  READY  {:<18} RESTARTS",
+            "AT", "NAME", "STATUS"
+        );
+    }
     let mut lines: Vec<(&str, &Line)> = report
         .pods
         .iter()

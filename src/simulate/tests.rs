@@ -616,3 +616,76 @@ fn a_rollout_under_load_counts_the_pods_it_takes_out_of_the_service() {
     assert!(gap.earliest_s >= 15.0, "a new pod loads 15-20 s: {gap:?}");
     assert!(load.clients.timed_out.min > 0, "{:?}", load.clients);
 }
+
+#[test]
+fn the_manifest_alone_shows_a_missing_readiness_an_undeclared_port_and_a_short_grace() {
+    let text = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+      - name: api
+        image: gunicorn:22
+        ports: [{name: http, containerPort: 8000}]
+        livenessProbe: {httpGet: {path: /healthz, port: 8080}}
+        lifecycle: {preStop: {exec: {command: [sh, -c, sleep 15]}}}
+      - name: sidecar
+        image: envoy:1.30
+        lifecycle: {preStop: {sleep: {seconds: 5}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: api}
+  ports: [{port: 80, targetPort: http}]
+";
+    let input = manifest::read(&[("api.yaml".into(), text.into())]).unwrap();
+    let containers = &input.workloads[0].template.containers;
+    assert_eq!(containers[0].pre_stop_sleep, Some(15), "sh -c \"sleep 15\"");
+    assert_eq!(
+        containers[1].pre_stop_sleep,
+        Some(5),
+        "sleep: {{seconds: 5}}"
+    );
+    let report = simulate(&input, &options(Vec::new()));
+    let found: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.rule.id(), f.container.as_str()))
+        .collect();
+    assert!(
+        found.contains(&("no-readiness-behind-service", "api")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("probe-port-undeclared", "api")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("grace-shorter-than-prestop", "api")),
+        "{found:?}"
+    );
+    assert!(found.contains(&("no-timeline", "")), "{found:?}");
+    // The sidecar declares no port: no readiness finding for it; its 5 s sleep fits the 10 s.
+    assert!(!found.iter().any(|(_, c)| *c == "sidecar"), "{found:?}");
+    let undeclared = report
+        .findings
+        .iter()
+        .find(|f| f.rule == Rule::ProbePortUndeclared)
+        .unwrap();
+    assert_eq!(
+        undeclared.location.field,
+        "spec.template.spec.containers[0].livenessProbe"
+    );
+    assert!(
+        undeclared.message.contains("port 8080"),
+        "{}",
+        undeclared.message
+    );
+}

@@ -148,9 +148,7 @@ pub fn report(
     let liveness = members.iter().find_map(|&i| {
         input.workloads[i]
             .template
-            .containers
-            .iter()
-            .find(|c| c.is_chaos_inference())
+            .modelled()
             .and_then(|c| c.liveness.clone())
     });
     let at_full_strength = offered

@@ -14,4 +14,5 @@ mod routes;
 mod simulate_parity;
 mod slow_model;
 mod status_page;
+mod timelines;
 mod timing;

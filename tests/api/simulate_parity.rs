@@ -12,8 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use chaos_inference::simulate::app::{Life, Outcome, Overrides, Settings, WORKING_SET};
+use chaos_inference::simulate::app::{Overrides, Settings, WORKING_SET};
 use chaos_inference::simulate::manifest::{self, Handler};
+use chaos_inference::simulate::timeline::{Outcome, Timeline};
 use serde_json::Value;
 
 use crate::helpers::Spawn;
@@ -58,7 +59,7 @@ async fn get_paths() -> Vec<String> {
 }
 
 /// What `simulate` predicts a container running `profile` answers: its timeline.
-fn predicted(profile: &str) -> Life {
+fn predicted(profile: &str) -> Timeline {
     let yaml = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: chaos-inference:v1\n    env:\n    - {{name: CHAOS_PROFILE, value: {profile}}}\n    - {{name: CHAOS_SEED, value: \"{SEED}\"}}\n    - {{name: CHAOS_TIME_SCALE, value: \"{SCALE}\"}}\n"
     );
@@ -67,9 +68,9 @@ fn predicted(profile: &str) -> Life {
     let settings = Settings::of(container, Some("p"), &Overrides::default());
     assert_eq!(settings.seed, Some(SEED));
     let plan = settings.plan(SEED).unwrap();
-    Life::of(
+    Timeline::of(
         &plan,
-        &settings,
+        &settings.shape(),
         None,
         WORKING_SET.0,
         Duration::from_secs(3600),
@@ -77,7 +78,7 @@ fn predicted(profile: &str) -> Life {
 }
 
 /// The status `life` predicts for a GET of `path` at `t` into the run.
-fn predicted_status(life: &Life, path: &str, t: Duration) -> Option<u16> {
+fn predicted_status(life: &Timeline, path: &str, t: Duration) -> Option<u16> {
     let handler = Handler::Http {
         path: path.into(),
         port: life.http_port,

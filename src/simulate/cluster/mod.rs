@@ -19,15 +19,16 @@ mod traffic;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::app::{Life, Overrides, QueueView, Settings};
+use super::app::Overrides;
 use super::kubelet::{Ms, Pod, Wake};
 use super::manifest::{Template, Workload};
 use super::queue::{Clock, Queue, Scoped};
 use super::steps::Steps;
 pub use super::steps::{Action, Step, When};
+use super::timeline::{QueueView, Timeline};
 use super::traffic::Offered;
 use crate::chaos::plan::mix;
 pub use pods::{Scenario, slack};
@@ -52,8 +53,11 @@ pub struct PodTrace {
     pub set: usize,
     /// The template revision it runs (0 for the manifest as given).
     pub revision: usize,
-    pub life: Arc<Life>,
-    pub settings: Arc<Settings>,
+    pub life: Arc<Timeline>,
+    /// What runs in it: the profile's name, or the timeline file's.
+    pub app: String,
+    /// The seed of its draws, when its name fixes it.
+    pub seed: Option<u64>,
 }
 
 /// A workload's ReplicaSets over time.
@@ -113,6 +117,9 @@ pub struct Cluster<'a> {
     now: Ms,
     queue: Queue<Item>,
     rng: ChaCha8Rng,
+    /// Where in a declared latency range each probe answers: a stream of its own, so the other
+    /// draws stay where they were.
+    probe_rng: ChaCha8Rng,
     pods: Vec<PodTrace>,
     states: Vec<WorkloadState>,
     traces: Vec<WorkloadTrace>,
@@ -141,6 +148,7 @@ impl<'a> Cluster<'a> {
             now: 0,
             queue: Queue::default(),
             rng: ChaCha8Rng::seed_from_u64(mix(seed, 0x5157)),
+            probe_rng: ChaCha8Rng::seed_from_u64(mix(seed, 0x9B0BE)),
             pods: Vec::new(),
             states: Vec::new(),
             traces: Vec::new(),
@@ -185,7 +193,14 @@ impl<'a> Cluster<'a> {
             match item {
                 Item::Pod(index, wake) => {
                     let before = self.before(index);
-                    let view = self.queue_view(index);
+                    let mut view = self.queue_view(index);
+                    // A slow answer comes sooner to a timeout: the earliest scenario takes the
+                    // slow end of a declared latency, the latest the fast end.
+                    view.draw = match self.scenario {
+                        Scenario::Earliest => 1.0,
+                        Scenario::Latest => 0.0,
+                        Scenario::Drawn(_) => self.probe_rng.random::<f64>(),
+                    };
                     self.wake_pod(index, wake, &view);
                     let pod = &self.pods[index].pod;
                     if (before.ready, before.gone) != (pod.ready(), pod.gone()) {
@@ -268,11 +283,7 @@ impl<'a> Cluster<'a> {
                         .last()
                         .cloned()
                         .unwrap_or_else(|| state.workload.template.clone());
-                    for c in template
-                        .containers
-                        .iter_mut()
-                        .filter(|c| c.is_chaos_inference())
-                    {
+                    for c in template.containers.iter_mut().filter(|c| c.modelled()) {
                         let repository =
                             c.image.rsplit_once(':').map_or(c.image.as_str(), |(r, t)| {
                                 if t.contains('/') { c.image.as_str() } else { r }

@@ -7,11 +7,14 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::{Cluster, Item, PodTrace};
+use crate::chaos::duration::scale;
 use crate::chaos::plan::{Draw, Plan, mix};
-use crate::simulate::app::{Life, Settings, WORKING_SET};
+use crate::simulate::app::{Settings, WORKING_SET};
 use crate::simulate::kubelet::{Ms, Pace, Pod, PodSpec, ProbeKind};
+use crate::simulate::manifest::App;
 use crate::simulate::manifest::Kind;
 use crate::simulate::queue::Scoped;
+use crate::simulate::timeline::Timeline;
 
 /// The unknowns one run takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +53,22 @@ impl Cluster<'_> {
         }
     }
 
+    /// A duration in `low..=high`: low in the earliest scenario, high in the latest.
+    fn pick_duration(&mut self, low: Duration, high: Duration) -> Duration {
+        let ms = self.pick((low.as_millis() as Ms, high.as_millis() as Ms));
+        Duration::from_millis(ms)
+    }
+
+    /// A memory size in `low..=high`: the earliest scenario takes the high end (a limit is
+    /// reached sooner), the latest the low end.
+    fn pick_bytes(&mut self, low: u64, high: u64) -> u64 {
+        match self.scenario {
+            Scenario::Earliest => high,
+            Scenario::Latest => low,
+            Scenario::Drawn(_) => self.rng.random_range(low..=high),
+        }
+    }
+
     /// A new pod of workload `w`'s ReplicaSet `set`, on template `revision`.
     pub(super) fn create_pod(&mut self, w: usize, set: usize, revision: usize, name: String) {
         let template = self.states[w].templates[revision].clone();
@@ -57,38 +76,77 @@ impl Cluster<'_> {
         let index = self.pods.len();
         // A pod's name is known in advance only when the manifest gives it.
         let known_name = (kind == Kind::Pod).then_some(name.as_str());
-        // Workloads without a chaos-inference container are not simulated (`simulate::run`).
-        let Some(container) = template.containers.iter().find(|c| c.is_chaos_inference()) else {
+        // A pod whose containers have no timeline is not simulated.
+        let Some(container) = template.modelled() else {
             return;
         };
-        let settings = Settings::of(container, known_name, self.overrides);
-        let working_set = match self.scenario {
-            Scenario::Earliest => WORKING_SET.1,
-            Scenario::Latest => WORKING_SET.0,
-            Scenario::Drawn(_) => self.rng.random_range(WORKING_SET.0..=WORKING_SET.1),
-        };
-        let draw_seed = settings.seed.unwrap_or_else(|| {
-            let base = match self.scenario {
+        let unknown_seed = |scenario: Scenario| {
+            let base = match scenario {
                 Scenario::Drawn(seed) => seed,
                 Scenario::Earliest => 11,
                 Scenario::Latest => 12,
             };
             mix(base, index as u64 + 1)
-        });
-        let draw = match (settings.seed.is_some(), self.scenario) {
-            (true, _) | (false, Scenario::Drawn(_)) => Draw::Seed(draw_seed),
-            (false, Scenario::Earliest) => Draw::Lowest(draw_seed),
-            (false, Scenario::Latest) => Draw::Highest(draw_seed),
         };
-        let life = match &settings.profile {
-            Ok(profile) => Life::of(
-                &Plan::drawn(profile, draw, settings.time_scale),
-                &settings,
-                container.memory_limit,
-                working_set,
-                Duration::from_millis(self.horizon),
-            ),
-            Err(message) => Life::config_error(message),
+        let horizon = Duration::from_millis(self.horizon);
+        let (life, app, seed) = match &container.app {
+            App::Timeline(timeline) if !timeline.is_server_profile() => {
+                // Another application: nothing seeds its draws, so every one is covered.
+                let seed = unknown_seed(self.scenario);
+                let draw = match self.scenario {
+                    Scenario::Drawn(_) => Draw::Seed(seed),
+                    Scenario::Earliest => Draw::Lowest(seed),
+                    Scenario::Latest => Draw::Highest(seed),
+                };
+                let time_scale = self.overrides.time_scale.unwrap_or(1.0);
+                let exit_after = timeline
+                    .profile
+                    .shutdown
+                    .exit_after
+                    .map_or(Duration::ZERO, |r| self.pick_duration(r.low, r.high));
+                let working_set = timeline
+                    .working_set()
+                    .map_or(0, |r| self.pick_bytes(r.low, r.high));
+                let life = Timeline::of(
+                    &Plan::drawn(&timeline.profile, draw, time_scale),
+                    &timeline.shape(scale(exit_after, time_scale)),
+                    container.memory_limit,
+                    working_set,
+                    horizon,
+                );
+                (life, format!("timeline {}", timeline.source), None)
+            }
+            App::Timeline(_) | App::Server | App::Unknown => {
+                let mut settings = Settings::of(container, known_name, self.overrides);
+                if let App::Timeline(timeline) = &container.app {
+                    // A built-in profile named as the timeline: the server with that profile.
+                    settings.profile = Ok(timeline.profile.clone());
+                }
+                let working_set = self.pick_bytes(WORKING_SET.0, WORKING_SET.1);
+                let draw_seed = settings.seed.unwrap_or_else(|| unknown_seed(self.scenario));
+                let draw = match (settings.seed.is_some(), self.scenario) {
+                    (true, _) | (false, Scenario::Drawn(_)) => Draw::Seed(draw_seed),
+                    (false, Scenario::Earliest) => Draw::Lowest(draw_seed),
+                    (false, Scenario::Latest) => Draw::Highest(draw_seed),
+                };
+                let (life, app) = match &settings.profile {
+                    Ok(profile) => (
+                        Timeline::of(
+                            &Plan::drawn(profile, draw, settings.time_scale),
+                            &settings.shape(),
+                            container.memory_limit,
+                            working_set,
+                            horizon,
+                        ),
+                        profile.name.clone(),
+                    ),
+                    Err(message) => (
+                        Timeline::config_error(message, &settings.shape()),
+                        format!("(exits 2: {message})"),
+                    ),
+                };
+                (life, app, settings.seed)
+            }
         };
         let spec = PodSpec {
             container: container.name.clone(),
@@ -117,13 +175,14 @@ impl Cluster<'_> {
             set,
             revision,
             life,
-            settings: Arc::new(settings),
+            app,
+            seed,
         });
         self.pod_changed(index);
     }
 
     /// The cluster's pace for a new pod.
-    fn pace(&mut self, spec: &PodSpec, life: &Life) -> Pace {
+    fn pace(&mut self, spec: &PodSpec, life: &Timeline) -> Pace {
         let start = self.pick(slack::START);
         // The probes' phases: in the earliest run every probe ticks the moment its answer first
         // changes (liveness when it first fails, startup and readiness when the model has

@@ -26,9 +26,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{Cluster, Item, Scenario};
 use crate::chaos::plan::mix;
-use crate::simulate::app::QueueView;
 use crate::simulate::kubelet::{Ms, ProbeKind, Reason, Seen};
 use crate::simulate::queue::Clock;
+use crate::simulate::timeline::QueueView;
 use crate::simulate::traffic::{Door, Offered, Outcomes, PodQueue, SPREAD_SIGMAS, split_scv};
 
 /// How long the endpoints take to follow a pod's readiness.
@@ -308,6 +308,7 @@ impl Cluster<'_> {
             wait: Duration::from_secs_f64(queue.wait(sigmas, draw)),
             backlog: Duration::from_secs_f64(queue.backlog()),
             full: queue.full(),
+            draw: 0.0,
         }
     }
 

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::super::app::Settings;
 use super::super::kubelet::Ms;
 use super::super::manifest::Handler;
+use super::super::timeline::Shape;
 use super::super::under_load::LoadReport;
 use super::{Context, Rule};
 use crate::chaos::duration::show;
@@ -34,13 +34,13 @@ fn seconds_text(ms: Ms) -> String {
     show(std::time::Duration::from_millis(ms))
 }
 
-pub(super) fn rules(cx: &mut Context<'_>, report: &LoadReport, settings: &Settings) {
+pub(super) fn rules(cx: &mut Context<'_>, report: &LoadReport, shape: &Shape) {
     let container = cx.container;
     let per_scenario = kills(cx);
     let scenarios = per_scenario.len().max(1) as f64;
     let with_kills = per_scenario.iter().filter(|k| !k.is_empty()).count();
     let rate = report.offered.iter().map(|r| r.rate).fold(0.0f64, f64::max);
-    let port = settings.http_port;
+    let port = shape.http_port;
     let readiness_budget = container
         .readiness
         .as_ref()

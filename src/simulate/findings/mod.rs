@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::app::{INFERENCE_SERVICE, Life, Overrides, Settings, WORKING_SET, checks_readiness};
+use super::app::{Overrides, Settings, WORKING_SET};
 use super::cluster::{Action, Cluster, Scenario, Step, Trace, When};
 use super::kubelet::{Ms, ProbeKind, Reason, Seen};
+use super::manifest::App;
 use super::manifest::{Container, Handler, Input, Kind, Workload};
+use super::timeline::{Check, Endpoint, INFERENCE_SERVICE, Routes, Shape, Timeline};
 use super::under_load::LoadReport;
 use super::{Options, PodReport, rollout_run};
 
 mod load;
+mod manifest_rules;
 use crate::chaos::duration::show;
 use crate::chaos::plan::mix;
 
@@ -85,9 +88,9 @@ rules! {
     ProbePortClosed "probe-port-closed" Error
         "a probe dials a port (or protocol) the server does not listen on: it never passes";
     LivenessKillsDuringLoad "liveness-kills-during-load" Error
-        "the liveness probe kills the container before the model has loaded";
+        "the liveness probe kills the container before it has loaded (its model, its start-up)";
     StartupBudgetTooShort "startup-budget-too-short" Error
-        "the startup probe gives up before the model has loaded";
+        "the startup probe gives up before the container has loaded";
     ReadinessNeverPasses "readiness-never-passes" Error
         "the pod never becomes Ready within the horizon";
     RolloutZeroReady "rollout-zero-ready" Error
@@ -122,6 +125,14 @@ rules! {
         "a full queue sheds the liveness probe, which kills a pod that was only busy";
     ReadinessNotShedding "readiness-not-shedding" Warning
         "readiness is as tolerant as liveness: an overloaded pod keeps its traffic until it is killed";
+    NoReadinessBehindService "no-readiness-behind-service" Warning
+        "a Service sends traffic to the pods, and a container that listens has no readiness probe";
+    ProbePortUndeclared "probe-port-undeclared" Warning
+        "a probe dials a port the container does not declare";
+    GraceShorterThanPreStop "grace-shorter-than-prestop" Warning
+        "terminationGracePeriodSeconds is not longer than the container's preStop sleep";
+    NoTimeline "no-timeline" Info
+        "no container of the workload has a timeline, so what the kubelet does with it is not predicted";
     ExpectedFindingMissing "expected-finding-missing" Error
         "the manifest's expected-findings annotation names a finding that does not appear";
 }
@@ -215,7 +226,7 @@ struct Context<'a> {
     index: usize,
     container: &'a Container,
     /// Every run of this workload's pods, over every scenario.
-    lives: Vec<&'a Life>,
+    lives: Vec<&'a Timeline>,
     traces: &'a [Trace],
     out: Vec<Finding>,
 }
@@ -290,6 +301,14 @@ impl Context<'_> {
     }
 }
 
+/// What loads: this server's model, or a declared application.
+fn loading_what(shape: &Shape) -> &'static str {
+    match shape.routes {
+        Routes::Server { .. } => "the model",
+        Routes::Declared(_) => "the application",
+    }
+}
+
 fn seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -304,13 +323,9 @@ pub fn all(
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (index, workload) in input.workloads.iter().enumerate() {
-        for container in workload
-            .template
-            .containers
-            .iter()
-            .filter(|c| c.is_chaos_inference())
-        {
-            let lives: Vec<&Life> = traces
+        let selected = input.services.iter().any(|s| s.selects(workload));
+        for container in &workload.template.containers {
+            let lives: Vec<&Timeline> = traces
                 .iter()
                 .flat_map(|t| t.pods.iter())
                 .filter(|p| p.workload == index && p.revision == 0)
@@ -324,32 +339,63 @@ pub fn all(
                 traces,
                 out: Vec::new(),
             };
-            let settings = Settings::of(
-                container,
-                (workload.kind == Kind::Pod).then_some(workload.name.as_str()),
-                &options.overrides,
-            );
-            if let Err(message) = &settings.profile {
-                cx.add(
-                    Rule::ProfileUnavailable,
-                    cx.field("env"),
-                    format!("the server exits with code 2 at every start, then CrashLoopBackOff: {message}"),
-                    "use a profile built into the image (CHAOS_PROFILE=v2, or no CHAOS_PROFILE and the image tag decides), or apply the ConfigMap together with the pod".into(),
-                );
-            } else {
-                probes(&mut cx, &settings);
-                memory_and_cpu(&mut cx, options.horizon);
-                readiness(&mut cx, pods, &settings);
-                shutdown(&mut cx, &settings);
+            // The first modelled container is the one simulated (`Template::modelled`).
+            let simulated = workload
+                .template
+                .modelled()
+                .is_some_and(|m| m.name == container.name);
+            let mut working_set = Some(WORKING_SET);
+            let shape = match &container.app {
+                _ if !simulated => None,
+                App::Timeline(timeline) if !timeline.is_server_profile() => {
+                    let exit_after = timeline
+                        .profile
+                        .shutdown
+                        .exit_after
+                        .map_or(Duration::ZERO, |r| r.high);
+                    working_set = timeline.working_set().map(|r| (r.low, r.high));
+                    Some(timeline.shape(exit_after))
+                }
+                App::Timeline(_) => Some(Settings::defaults().shape()),
+                App::Server | App::Unknown => {
+                    let settings = Settings::of(
+                        container,
+                        (workload.kind == Kind::Pod).then_some(workload.name.as_str()),
+                        &options.overrides,
+                    );
+                    match &settings.profile {
+                        Err(message) => {
+                            cx.add(
+                                Rule::ProfileUnavailable,
+                                cx.field("env"),
+                                format!("the server exits with code 2 at every start, then CrashLoopBackOff: {message}"),
+                                "use a profile built into the image (CHAOS_PROFILE=v2, or no CHAOS_PROFILE and the image tag decides), or apply the ConfigMap together with the pod".into(),
+                            );
+                            None
+                        }
+                        Ok(_) => Some(settings.shape()),
+                    }
+                }
+            };
+            if let Some(shape) = &shape {
+                probes(&mut cx, shape);
+                memory_and_cpu(&mut cx, options.horizon, working_set);
+                readiness(&mut cx, pods, shape);
+                shutdown(&mut cx, shape);
                 if let Some(report) = under_load
                     && report.workloads.contains(&workload.name)
                 {
-                    load::rules(&mut cx, report, &settings);
+                    load::rules(&mut cx, report, shape);
                 }
             }
+            manifest_rules::rules(&mut cx, selected);
             findings.append(&mut cx.out);
         }
+        if workload.template.modelled().is_none() {
+            findings.push(manifest_rules::no_timeline(workload));
+        }
         if workload.kind == Kind::Deployment
+            && workload.template.modelled().is_some()
             && let Some(finding) = next_rollout(
                 workload,
                 &Overrides {
@@ -404,19 +450,7 @@ pub fn all(
     findings
 }
 
-/// The port a probe dials, when the server does not listen there (or not with that protocol).
-fn closed_port(handler: &Handler, settings: &Settings) -> Option<u16> {
-    match handler {
-        Handler::Http { port, .. } => (*port != settings.http_port).then_some(*port),
-        Handler::Grpc { port, .. } => (Some(*port) != settings.grpc_port).then_some(*port),
-        Handler::Tcp { port } => {
-            (*port != settings.http_port && Some(*port) != settings.grpc_port).then_some(*port)
-        }
-        Handler::Exec { .. } => None,
-    }
-}
-
-fn probes(cx: &mut Context<'_>, settings: &Settings) {
+fn probes(cx: &mut Context<'_>, shape: &Shape) {
     let container = cx.container;
     let load = cx.longest_load();
     for (kind, probe) in [
@@ -425,13 +459,12 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         ("readiness", &container.readiness),
     ] {
         let Some(probe) = probe else { continue };
-        if let Some(port) = closed_port(&probe.handler, settings) {
-            let listening = match settings.grpc_port {
-                Some(grpc) => format!("HTTP on {}, gRPC on {grpc}", settings.http_port),
-                None => format!(
-                    "HTTP on {} (GRPC_BIND is empty: no gRPC)",
-                    settings.http_port
-                ),
+        if let Some(port) = shape.closed_port(&probe.handler) {
+            let listening = match (shape.grpc_port, &shape.routes) {
+                (None, Routes::Server { .. }) => {
+                    format!("HTTP on {} (GRPC_BIND is empty: no gRPC)", shape.http_port)
+                }
+                _ => shape.listening(),
             };
             cx.add(
                 Rule::ProbePortClosed,
@@ -445,13 +478,17 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         }
     }
     if let Some(liveness) = &container.liveness
-        && closed_port(&liveness.handler, settings).is_none()
+        && shape.closed_port(&liveness.handler).is_none()
         && cx.kills_during_load(ProbeKind::Liveness) > 0
     {
         let fix = if container.startup.is_none() {
             let period = 5;
+            let target = shape
+                .endpoint_for(Check::Startup)
+                .or_else(|| shape.endpoint_for(Check::Readiness))
+                .map_or("tcpSocket".to_string(), |e| format!("httpGet {e}"));
             format!(
-                "add a startupProbe (httpGet /startupz, periodSeconds: {period}, failureThreshold: {}) so liveness waits for the load, or raise livenessProbe.failureThreshold to {}",
+                "add a startupProbe ({target}, periodSeconds: {period}, failureThreshold: {}) so liveness waits for the load, or raise livenessProbe.failureThreshold to {}",
                 (seconds(load) + 10).div_ceil(period),
                 (seconds(load) + 10).div_ceil(u64::from(liveness.period)) + 1
             )
@@ -465,8 +502,9 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             Rule::LivenessKillsDuringLoad,
             cx.field("livenessProbe"),
             format!(
-                "the liveness probe gives up after {}s but the model takes up to {}s to load (liveness fails meanwhile): killed and restarted again and again",
+                "the liveness probe gives up after {}s but {} takes up to {}s to load (liveness fails meanwhile): killed and restarted again and again",
                 liveness.budget().as_secs(),
+                loading_what(shape),
                 seconds(load)
             ),
             fix,
@@ -479,8 +517,9 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             Rule::StartupBudgetTooShort,
             cx.field("startupProbe.failureThreshold"),
             format!(
-                "the startup probe gives up after {}s but the model takes up to {}s to load: killed before it starts",
+                "the startup probe gives up after {}s but {} takes up to {}s to load: killed before it starts",
                 startup.budget().as_secs(),
+                loading_what(shape),
                 seconds(load)
             ),
             format!(
@@ -494,21 +533,31 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
             .readiness
             .as_ref()
             .is_some_and(|r| r.handler == liveness.handler)
-            || checks_readiness(&liveness.handler))
+            || shape.check_of(&liveness.handler) == Some(Check::Readiness))
     {
-        let fix = match (&liveness.handler, settings.grpc_port) {
-            (Handler::Grpc { .. }, Some(port)) => format!(
+        let calls_readiness = shape.check_of(&liveness.handler) == Some(Check::Readiness);
+        let fix = match (&liveness.handler, shape.grpc_port, &shape.routes) {
+            (Handler::Grpc { .. }, Some(port), Routes::Server { .. }) => format!(
                 "give the liveness probe service \"\" (follows /livez) and the readiness probe service \"{INFERENCE_SERVICE}\" (port {port})"
             ),
-            _ => format!(
-                "probe /livez for liveness and /readyz for readiness (port {})",
-                settings.http_port
-            ),
+            _ => match (
+                shape.endpoint_for(Check::Liveness),
+                shape.endpoint_for(Check::Readiness),
+            ) {
+                (Some(live), Some(ready)) if live != ready => format!(
+                    "probe {live} for liveness and {ready} for readiness (port {})",
+                    shape.http_port
+                ),
+                _ => format!(
+                    "give liveness a check of its own (a tcpSocket on port {}), or readiness one that fails sooner (periodSeconds x failureThreshold well below liveness's)",
+                    shape.http_port
+                ),
+            },
         };
         cx.add(
             Rule::LivenessSameAsReadiness,
             cx.field("livenessProbe"),
-            if checks_readiness(&liveness.handler) {
+            if calls_readiness {
                 format!(
                     "liveness calls {}, a readiness check: whenever the server is unready (loading, an unready window, draining) liveness fails too and restarts it",
                     liveness.handler.describe()
@@ -530,6 +579,7 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
     ] {
         let Some(probe) = probe else { continue };
         if let Handler::Http { path, .. } = &probe.handler
+            && matches!(shape.routes, Routes::Server { .. })
             && (path == "/predict" || path.ends_with("/infer"))
             && let Some(p99) = p99
             && p99 >= Duration::from_secs(u64::from(probe.timeout))
@@ -545,16 +595,29 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
                 "probe /livez or /readyz, which injected latency never delays".into(),
             );
         }
-        if let Handler::Exec { command } = &probe.handler
-            && !command.iter().any(|c| c == "probe")
-        {
-            cx.add(
-                Rule::ExecNotModelled,
-                cx.field(&format!("{field}.exec")),
-                format!("the exec probe `{}` is assumed to pass", command.join(" ")),
-                "use `chaos-inference probe livez|readyz|startupz`, whose result is predicted"
-                    .into(),
-            );
+        if let Handler::Exec { command } = &probe.handler {
+            let (known, fix) = match &shape.routes {
+                Routes::Server { .. } => (
+                    command.iter().any(|c| c == "probe"),
+                    "use `chaos-inference probe livez|readyz|startupz`, whose result is predicted"
+                        .to_string(),
+                ),
+                Routes::Declared(routes) => (
+                    routes.follows(&Endpoint::Exec(command.join(" "))).is_some(),
+                    format!(
+                        "declare it in the timeline's [endpoints] (e.g. liveness = [\"exec:{}\"])",
+                        command.join(" ")
+                    ),
+                ),
+            };
+            if !known {
+                cx.add(
+                    Rule::ExecNotModelled,
+                    cx.field(&format!("{field}.exec")),
+                    format!("the exec probe `{}` is assumed to pass", command.join(" ")),
+                    fix,
+                );
+            }
         }
     }
     if container.liveness.is_none()
@@ -571,30 +634,33 @@ fn probes(cx: &mut Context<'_>, settings: &Settings) {
         cx.add(
             Rule::NoLivenessForHang,
             cx.field(""),
-            format!("the profile {what}, and with no liveness probe nothing restarts it"),
-            format!(
-                "add a livenessProbe on /livez (port {})",
-                settings.http_port
-            ),
+            format!("the timeline {what}, and with no liveness probe nothing restarts it"),
+            match shape.endpoint_for(Check::Liveness) {
+                Some(e) => format!("add a livenessProbe on {e} (port {})", shape.http_port),
+                None => format!(
+                    "add a livenessProbe (tcpSocket on port {})",
+                    shape.http_port
+                ),
+            },
         );
     }
 }
 
-fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
+fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration, working_set: Option<(u64, u64)>) {
     let container = cx.container;
-    if let Some(limit) = container.memory_limit
-        && limit < WORKING_SET.1
+    if let (Some(limit), Some((low, high))) = (container.memory_limit, working_set)
+        && limit < high
     {
         cx.add(
             Rule::MemoryBelowWorkingSet,
             cx.field("resources.limits.memory"),
             format!(
-                "the memory limit of {} MiB is below the {}-{} MiB the server holds when idle: OOMKilled at start",
+                "the memory limit of {} MiB is below the {}-{} MiB the application holds when idle: OOMKilled at start",
                 limit >> 20,
-                WORKING_SET.0 >> 20,
-                WORKING_SET.1 >> 20
+                low >> 20,
+                high >> 20
             ),
-            format!("set resources.limits.memory to at least {}Mi", (WORKING_SET.1 >> 20) + 32),
+            format!("set resources.limits.memory to at least {}Mi", (high >> 20) + 32),
         );
     }
     let ooms: Vec<Duration> = cx
@@ -635,7 +701,7 @@ fn memory_and_cpu(cx: &mut Context<'_>, horizon: Duration) {
     }
 }
 
-fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
+fn readiness(cx: &mut Context<'_>, pods: &[PodReport], shape: &Shape) {
     let container = cx.container;
     let name = cx.workload.name.clone();
     if container.readiness.is_some()
@@ -644,13 +710,16 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
             .filter(|p| p.workload == name)
             .any(|p| p.ready_share == 0.0 && p.restarts.max == 0)
     {
+        let ready = shape
+            .endpoint_for(Check::Readiness)
+            .unwrap_or_else(|| "its readiness endpoint".into());
         let fix = match container.readiness.as_ref().map(|r| &r.handler) {
-            Some(Handler::Http { path, .. }) if path != "/readyz" => {
-                "probe /readyz for readiness".to_string()
+            Some(Handler::Http { path, .. }) if *path != ready => {
+                format!("probe {ready} for readiness")
             }
             _ => format!(
-                "check the readiness probe's path and port against the server's (/readyz on {})",
-                settings.http_port
+                "check the readiness probe's path and port against the application's ({ready} on {})",
+                shape.http_port
             ),
         };
         cx.add(
@@ -666,10 +735,13 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
             Rule::ReadyBeforeLoaded,
             cx.field(""),
             format!(
-                "with no readiness probe the pod is Ready as soon as it runs, up to {}s before the model has loaded: requests get 503",
+                "with no readiness probe the pod is Ready as soon as it runs, up to {}s before it has loaded: requests fail meanwhile",
                 seconds(load)
             ),
-            "add a readinessProbe on /readyz".into(),
+            match shape.endpoint_for(Check::Readiness) {
+                Some(e) => format!("add a readinessProbe on {e}"),
+                None => "add a readinessProbe that passes once it has loaded".into(),
+            },
         );
     }
     if let Some(readiness) = &container.readiness {
@@ -701,15 +773,19 @@ fn readiness(cx: &mut Context<'_>, pods: &[PodReport], settings: &Settings) {
     }
 }
 
-fn shutdown(cx: &mut Context<'_>, settings: &Settings) {
-    let needed = settings.shutdown_delay + settings.drain_timeout;
+fn shutdown(cx: &mut Context<'_>, shape: &Shape) {
+    let needed = shape.shutdown_delay + shape.drain_timeout;
     let grace = cx.workload.template.grace;
+    let what = match shape.routes {
+        Routes::Server { .. } => "SHUTDOWN_DELAY + DRAIN_TIMEOUT",
+        Routes::Declared(_) => "the time its timeline takes to exit after SIGTERM",
+    };
     if grace < needed {
         cx.add(
             Rule::GraceShorterThanDrain,
             format!("{}.terminationGracePeriodSeconds", cx.workload.template.field),
             format!(
-                "terminationGracePeriodSeconds {} is shorter than SHUTDOWN_DELAY + DRAIN_TIMEOUT ({}): SIGKILL can cut requests still draining",
+                "terminationGracePeriodSeconds {} is shorter than {what} ({}): SIGKILL can cut requests still draining",
                 grace.as_secs(),
                 show(needed)
             ),
