@@ -310,22 +310,27 @@ def overload_run(browser, binary, log):
             except OSError:
                 return 0
 
-        # 12 predictions (3.6 s of work); the probe goes once the server counts 6 of them waiting,
-        # so it is behind at least 6 x 300 ms whatever order the threads' requests arrive in.
-        # Bounded in count and time.
-        predictions = [threading.Thread(target=predict) for _ in range(12)]
+        # 30 predictions (9 s of work); the probe goes once the server counts 6 of them waiting,
+        # so it is behind at least 6 x 300 ms whatever order the threads' requests arrive in. The
+        # queue holds 6 or more for about 7 s, long enough to be seen by a slow poll on a busy
+        # machine (with 12 it held them for 1.5 s, and a CI run missed it and probed an empty
+        # queue). Bounded in count and time.
+        predictions = [threading.Thread(target=predict) for _ in range(30)]
         for w in predictions:
             w.start()
         deadline = time.monotonic() + 20
-        while queued() < 6 and time.monotonic() < deadline:
+        seen = 0
+        while seen < 6 and time.monotonic() < deadline:
+            seen = queued()
             time.sleep(0.02)
+        check("overload: 6 or more predictions seen waiting before the probe is sent", seen >= 6, str(seen))
         workers = predictions + [threading.Thread(target=probe)]
         workers[-1].start()
         waiting = tab.wait("Number((document.getElementById('overload-waiting') || {}).textContent || 0) >= 1 && "
                            "document.getElementById('overload-waiting').textContent", 10, "overload queue")
         check("overload: the page shows requests waiting for the worker", waiting, str(waiting))
         for w in workers:
-            w.join(40)
+            w.join(60)
         shown = tab.wait("(document.getElementById('overload-probe-wait') || {}).textContent !== undefined && "
                          "document.getElementById('overload-probe-wait').textContent !== '–' && "
                          "document.getElementById('overload-probe-wait').textContent", 10, "probe wait")
