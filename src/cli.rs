@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `probe`, `profiles`, `plan`, `timeline`,
+//! The command line: `serve` (the default), `probe`, `profiles`, `plan`, `timeline`, `record`,
 //! `simulate`, `load`.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -36,6 +36,10 @@ pub enum Command {
     /// Check an application's timeline file and print what it will do (as `plan` does for a
     /// profile): its ports, what each probe target follows, its start-up, faults and shutdown.
     Timeline(Box<TimelineArgs>),
+    /// Measure an application's timeline from outside: start its command several times, poll
+    /// its port, probe paths and gRPC health services every 20 ms, and write a timeline file
+    /// whose ranges cover every run (for `simulate --app`).
+    Record(Box<crate::record::RecordArgs>),
     /// Predict what Kubernetes will do with manifests, and find what is wrong with their probes,
     /// limits and strategies (exit 0 clean, 1 findings, 2 unreadable input).
     Simulate(Box<SimulateArgs>),

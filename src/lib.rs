@@ -17,6 +17,7 @@ pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod probe;
+pub mod record;
 pub mod simulate;
 pub mod startup;
 pub(crate) mod stats;

@@ -247,6 +247,9 @@ pub struct Summary {
     /// The requests sent in the last second before this line (progress lines only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_second: Option<Window>,
+    /// Every request of the run: outcomes and p50/p99 (the final line only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<Window>,
 }
 
 /// The requests sent in one stretch of time: how many, how they ended and how long the
@@ -362,6 +365,7 @@ impl Tally {
             last_failure_s: last_failure.map(round),
             done,
             last_second: None,
+            total: done.then(|| self.window(f64::NEG_INFINITY, f64::INFINITY)),
         }
     }
 }
@@ -538,10 +542,10 @@ pub fn validate(args: &LoadArgs) -> Result<(Target, Rates), String> {
     Ok((target, rates))
 }
 
-/// Runs the load; returns the final summary.
+/// Runs the load as the `load` command does: SIGTERM or SIGINT ends it early, and a line is
+/// printed each second and at the end. Returns the final summary.
 pub fn run(args: &LoadArgs) -> Result<Summary, String> {
-    let (target, rates) = validate(args)?;
-    let target = Arc::new(target);
+    validate(args)?;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(
@@ -553,6 +557,18 @@ pub fn run(args: &LoadArgs) -> Result<Summary, String> {
             on_terminate as *const () as libc::sighandler_t,
         );
     }
+    let output = args.output;
+    run_with(args, &|summary: &Summary| match output {
+        LoadOutput::Text => println!("{}", summary.text()),
+        LoadOutput::Json => println!("{}", serde_json::to_string(summary).unwrap_or_default()),
+    })
+}
+
+/// Runs the load, handing each second's summary and the last to `print`; for callers of their
+/// own (`record`), which keep their own signal handling.
+pub fn run_with(args: &LoadArgs, print: &dyn Fn(&Summary)) -> Result<Summary, String> {
+    let (target, rates) = validate(args)?;
+    let target = Arc::new(target);
     let (method, body): (&str, Arc<Vec<u8>>) = if args.get {
         ("GET", Arc::new(Vec::new()))
     } else {
@@ -563,10 +579,6 @@ pub fn run(args: &LoadArgs) -> Result<Summary, String> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let print = |summary: &Summary| match args.output {
-        LoadOutput::Text => println!("{}", summary.text()),
-        LoadOutput::Json => println!("{}", serde_json::to_string(summary).unwrap_or_default()),
-    };
     let mut next_report = Duration::from_secs(1);
     // A progress line once a second: the totals, and the requests sent in the second before.
     let report = |next_report: &mut Duration| {

@@ -33,6 +33,16 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Record(args) => match chaos_inference::record::run(&args) {
+            Ok(text) => {
+                match &args.out {
+                    Some(out) => eprintln!("record: wrote {out}"),
+                    None => print!("{text}"),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_error(&e),
+        },
         Command::Probe(args) => match probe::run(&args) {
             Ok(status) => {
                 println!("{status}");

@@ -89,7 +89,7 @@ pub fn run(args: &ProbeArgs) -> Result<String, String> {
 }
 
 /// `grpc.health.v1.Health/Check` for `service`, within `timeout` from connecting to the answer.
-fn grpc(target: &str, service: &str, timeout: Duration) -> Result<String, String> {
+pub(crate) fn grpc(target: &str, service: &str, timeout: Duration) -> Result<String, String> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;

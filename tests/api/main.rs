@@ -10,6 +10,7 @@ mod lifecycle;
 mod load;
 mod manifests;
 mod overload;
+mod record;
 mod routes;
 mod simulate_parity;
 mod slow_model;

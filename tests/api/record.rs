@@ -1,0 +1,231 @@
+//! `chaos-inference record` against real processes: this server with a known start-up and
+//! shutdown, and Python's `http.server`; its timelines read back by `timeline` and `simulate`.
+
+use crate::helpers::{BIN, free_port, run_cli};
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The low and high end, in ms, of `key = "Xms..Yms"` (or `"Xms"`) in a timeline.
+fn range_ms(text: &str, key: &str) -> (f64, f64) {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+    let value = line.split('"').nth(1).unwrap();
+    let ms = |v: &str| v.trim_end_matches("ms").parse::<f64>().unwrap();
+    match value.split_once("..") {
+        Some((a, b)) => (ms(a), ms(b)),
+        None => (ms(value), ms(value)),
+    }
+}
+
+#[test]
+fn the_servers_own_start_up_and_shutdown_are_measured_within_their_windows() {
+    // A 1.5 s load, readiness failing at SIGTERM, then 600 ms of shutdown delay.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("server.toml");
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let (code, _, stderr) = run_cli(
+        &[
+            "record",
+            "--runs",
+            "2",
+            "--port",
+            &port.to_string(),
+            "--path",
+            "readiness=/readyz",
+            "--path",
+            "liveness=/livez",
+            "--sigterm",
+            "--out",
+            out.to_str().unwrap(),
+            "--",
+            BIN,
+        ],
+        &[
+            ("BIND", bind.as_str()),
+            ("GRPC_BIND", ""),
+            ("CHAOS_STARTUP_DELAY", "1500ms"),
+            ("SHUTDOWN_DELAY", "600ms"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = read(&out);
+    // The load delay is 1.5 s and the model's own load a few tens of ms; a busy machine only
+    // makes it later.
+    let (low, high) = range_ms(&text, "load-delay");
+    assert!(
+        low <= 1500.0 + 20.0 && high >= 1500.0,
+        "{low}..{high}\n{text}"
+    );
+    // Readiness fails the moment SIGTERM comes; the process exits after the shutdown delay.
+    assert!(text.contains("unready-on-sigterm = true"), "{text}");
+    let (low, high) = range_ms(&text, "exit-after");
+    assert!(low <= 650.0 && high >= 600.0, "{low}..{high}\n{text}");
+    assert!(text.contains("live-while-loading = true"), "{text}");
+    assert!(text.contains(&format!("http-port = {port}")), "{text}");
+    assert!(text.contains("working-set = "), "{text}");
+    // It reads back.
+    let (code, shown, stderr) = run_cli(&["timeline", out.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(shown.contains("/readyz follows readiness"), "{shown}");
+}
+
+#[test]
+fn an_ordinary_http_server_is_recorded_and_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.toml");
+    let port = free_port().to_string();
+    let (code, _, stderr) = run_cli(
+        &[
+            "record",
+            "--runs",
+            "3",
+            "--port",
+            &port,
+            "--path",
+            "/",
+            "--out",
+            out.to_str().unwrap(),
+            "--",
+            "python3",
+            "-m",
+            "http.server",
+            &port,
+            "--bind",
+            "127.0.0.1",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = read(&out);
+    assert_eq!(text.matches("#   run ").count(), 3, "{text}");
+    let (code, _, stderr) = run_cli(&["timeline", out.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A Deployment of it, simulated from the recording: Ready within a few seconds.
+    let manifest = dir.path().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: python:3.11
+        readinessProbe: {{httpGet: {{path: /, port: {port}}}, periodSeconds: 2}}
+"
+        ),
+    )
+    .unwrap();
+    let app = format!("web={}", out.display());
+    let (code, stdout, stderr) = run_cli(
+        &[
+            "simulate",
+            manifest.to_str().unwrap(),
+            "--app",
+            &app,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let ready = &report["pods"][0]["first_ready"];
+    assert!(
+        ready["latest_s"].as_f64().unwrap() < 4.0 + 2.0 + 1.0,
+        "{ready}"
+    );
+}
+
+#[test]
+fn what_cannot_be_recorded_exits_2_with_one_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.toml");
+    let port = free_port().to_string();
+    let out_s = out.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "--port",
+                &port[..],
+                "--out",
+                out_s,
+                "--",
+                "/no/such/command",
+            ],
+            "cannot start",
+        ),
+        (
+            vec![
+                "--port",
+                &port[..],
+                "--timeout",
+                "1s",
+                "--out",
+                out_s,
+                "--",
+                "sleep",
+                "30",
+            ],
+            "never opened within --timeout 1s",
+        ),
+        (
+            vec![
+                "--port",
+                &port[..],
+                "--path",
+                "/nope",
+                "--timeout",
+                "2s",
+                "--out",
+                out_s,
+                "--",
+                "python3",
+                "-m",
+                "http.server",
+                &port[..],
+                "--bind",
+                "127.0.0.1",
+            ],
+            "/nope never answered 2xx/3xx",
+        ),
+        (vec!["--path", "/", "--", "true"], "--port"),
+        (vec!["--port", &port[..]], "give the command after `--`"),
+        (
+            vec![
+                "--port",
+                &port[..],
+                "--path",
+                "/",
+                "--path",
+                "liveness=/",
+                "--",
+                "true",
+            ],
+            "an endpoint follows one check",
+        ),
+        (
+            vec!["--port", &port[..], "--", "sh", "-c", "exit 3"],
+            "exited with 3",
+        ),
+    ] {
+        let mut all = vec!["record", "--runs", "1"];
+        all.extend(args.iter().copied());
+        let (code, _, stderr) = run_cli(&all, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        let last = stderr.trim().lines().last().unwrap_or("");
+        assert!(last.contains(needle), "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?}: a file was written");
+    }
+}
