@@ -19,6 +19,7 @@ pub mod model;
 pub mod probe;
 pub mod record;
 pub mod simulate;
+pub mod stand_in;
 pub mod startup;
 pub(crate) mod stats;
 pub mod telemetry;

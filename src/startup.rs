@@ -22,6 +22,7 @@ use crate::http::{self, AppState, Limits, ServerOptions};
 use crate::metrics::Metrics;
 use crate::model::runtime;
 use crate::model::{LoadOptions, ModelSource, ServedModel};
+use crate::stand_in::StandIn;
 use crate::stats::Stats;
 
 /// Exit code for invalid configuration.
@@ -36,6 +37,8 @@ pub struct ConfigError(pub String);
 pub struct Prepared {
     args: ServeArgs,
     plan: Plan,
+    /// What it replays of another application, when the profile is a timeline file.
+    stand_in: Option<Arc<StandIn>>,
     environment: Arc<ort::environment::Environment>,
     source: ModelSource,
 }
@@ -50,6 +53,25 @@ pub fn prepare(mut args: ServeArgs) -> Result<Prepared, ConfigError> {
         seed::resolve(args.chaos.seed),
         args.chaos.time_scale,
     );
+    let stand_in = StandIn::of(&profile, plan.seed, plan.time_scale).map(Arc::new);
+    if let Some(stand_in) = &stand_in {
+        // The application's ports, unless BIND or GRPC_BIND were given.
+        let given = |variable: &str, flag: &str| {
+            std::env::var_os(variable).is_some()
+                || std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        let (http, grpc) = stand_in.addresses(
+            args.bind,
+            args.grpc_bind.0,
+            (given("BIND", "--bind"), given("GRPC_BIND", "--grpc-bind")),
+        );
+        args.bind = http;
+        args.grpc_bind.0 = grpc;
+        // It exits the recorded time after SIGTERM.
+        if let Some(after) = plan.exit_after {
+            args.shutdown_delay = after;
+        }
+    }
     let library = runtime::discover(args.ort_dylib_path.as_deref()).map_err(ConfigError)?;
     let environment = runtime::init_environment(&library.path).map_err(ConfigError)?;
     tracing::info!(path = %library.path.display(), found = library.how, "ONNX Runtime loaded");
@@ -60,6 +82,7 @@ pub fn prepare(mut args: ServeArgs) -> Result<Prepared, ConfigError> {
     Ok(Prepared {
         args,
         plan,
+        stand_in,
         environment: Arc::new(environment),
         source,
     })
@@ -70,6 +93,7 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
     let Prepared {
         args,
         plan,
+        stand_in,
         environment,
         source,
     } = prepared;
@@ -124,6 +148,7 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         admin_token: args.admin_token.clone(),
         stats,
         openapi: Arc::new(OnceLock::new()),
+        stand_in: stand_in.clone(),
     };
     let options = ServerOptions {
         workers: args.http_workers(),
@@ -138,7 +163,26 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         model_name: args.model_name.clone(),
         chaos: Arc::clone(&chaos),
         max_tensor_elements: args.max_tensor_elements as usize,
+        stand_in: stand_in.clone(),
     };
+    if let Some(stand_in) = &stand_in {
+        tracing::info!(
+            application = %stand_in.description,
+            paths = ?stand_in.paths.iter().map(|(p, c, _)| format!("{p} {c:?}")).collect::<Vec<_>>(),
+            grpc = ?stand_in.grpc,
+            working_set = stand_in.working_set,
+            "standing in for another application"
+        );
+        if !stand_in.exec.is_empty() {
+            tracing::warn!(
+                commands = ?stand_in.exec,
+                "the timeline's exec probes run commands of the application, which a stand-in cannot answer for"
+            );
+        }
+        if let Some(bytes) = stand_in.working_set {
+            hold_working_set(bytes);
+        }
+    }
     let server = http::server(state, options, listener)?;
     let handle = server.handle();
     let mut server = tokio::spawn(server);
@@ -279,5 +323,25 @@ async fn load_model(
             tracing::error!(error = %panic, "model load panicked");
             std::process::exit(1);
         }
+    }
+}
+
+/// Holds memory until the process holds `bytes` in all, as the application it stands in for
+/// does: allocated and written (so it is resident), kept for the life of the process.
+fn hold_working_set(bytes: u64) {
+    let resident = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024);
+    let more = bytes.saturating_sub(resident) as usize;
+    if more > 0 {
+        let held = vec![1u8; more];
+        tracing::info!(bytes = more, "holding the application's working set");
+        // Deliberately kept: the process holds this memory until it exits.
+        std::mem::forget(held);
     }
 }

@@ -171,6 +171,15 @@ impl ChaosEngine {
         &self.plan
     }
 
+    /// A draw within `range`, from the per-request stream (a stand-in's latency).
+    pub fn draw(&self, range: &crate::chaos::duration::DurationRange) -> std::time::Duration {
+        let mut rng = self
+            .request_rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        range.sample(&mut *rng)
+    }
+
     /// Starts one timer task per schedule.
     pub fn start(self: &Arc<Self>) {
         for index in 0..self.plan.schedules.len() {
@@ -231,7 +240,10 @@ impl ChaosEngine {
             );
             return Sigterm::Hung;
         }
-        self.health.set_draining();
+        // A timeline may say its application keeps passing readiness until it exits.
+        if self.plan.unready_on_sigterm {
+            self.health.set_draining();
+        }
         Sigterm::Drain
     }
 

@@ -146,12 +146,6 @@ impl ChaosArgs {
     /// included. Errors name the variable.
     pub fn resolve(&self) -> Result<Profile, String> {
         let mut profile = Profile::load(&self.profile)?;
-        if let Some(key) = profile.declares_another_app() {
-            return Err(format!(
-                "CHAOS_PROFILE={}: {key} describes another application's timeline, for `chaos-inference simulate --app` and `chaos-inference timeline`; the server does not replay one",
-                self.profile
-            ));
-        }
         self.apply(&mut profile)?;
         apply_overload(&mut profile, &|name| std::env::var(name).ok())?;
         Ok(profile)

@@ -76,6 +76,10 @@ pub struct Plan {
     /// Port open, model loading, for at least this long.
     pub load_delay: Duration,
     pub ignore_sigterm: bool,
+    /// A timeline's: after SIGTERM, how long until it exits by itself.
+    pub exit_after: Option<Duration>,
+    /// Whether readiness fails the moment SIGTERM comes (a timeline may say it does not).
+    pub unready_on_sigterm: bool,
     /// `/livez` passes during the load.
     pub live_while_loading: bool,
     pub schedules: Vec<Schedule>,
@@ -92,6 +96,7 @@ pub fn mix(seed: u64, salt: u64) -> u64 {
 /// Stream numbers: startup draws use these, fault `i` uses `FAULT_STREAMS + i`.
 const BIND_STREAM: u64 = 1;
 const LOAD_STREAM: u64 = 2;
+const EXIT_STREAM: u64 = 3;
 const FAULT_STREAMS: u64 = 1000;
 
 /// How a plan's ranges are drawn.
@@ -164,6 +169,11 @@ impl Plan {
             bind_delay: draw_once(profile.startup.bind_delay, BIND_STREAM),
             load_delay: draw_once(profile.startup.load_delay, LOAD_STREAM),
             ignore_sigterm: profile.shutdown.ignore_sigterm,
+            exit_after: profile
+                .shutdown
+                .exit_after
+                .map(|r| draw_once(Some(r), EXIT_STREAM)),
+            unready_on_sigterm: profile.shutdown.unready_on_sigterm.unwrap_or(true),
             live_while_loading: profile.startup.live_while_loading.unwrap_or(true),
             schedules,
         }
@@ -221,7 +231,16 @@ impl Plan {
         } else {
             let _ = writeln!(
                 out,
-                "on SIGTERM           readiness fails, in-flight requests finish, exit 0"
+                "on SIGTERM           {}, {}",
+                if self.unready_on_sigterm {
+                    "readiness fails"
+                } else {
+                    "readiness keeps passing"
+                },
+                match self.exit_after {
+                    Some(after) => format!("exit 0 after {}", show(after)),
+                    None => "in-flight requests finish, exit 0".into(),
+                }
             );
         }
         out

@@ -291,20 +291,6 @@ impl Profile {
         })
     }
 
-    /// Whether it declares another application (a timeline file's `[endpoints]` or shutdown
-    /// keys): what `simulate` models, not what this server runs.
-    pub fn declares_another_app(&self) -> Option<&'static str> {
-        if self.endpoints.is_some() {
-            Some("[endpoints]")
-        } else if self.shutdown.exit_after.is_some() {
-            Some("shutdown.exit-after")
-        } else if self.shutdown.unready_on_sigterm.is_some() {
-            Some("shutdown.unready-on-sigterm")
-        } else {
-            None
-        }
-    }
-
     /// A built-in name or a file path, as `CHAOS_PROFILE` takes it.
     pub fn load(name_or_path: &str) -> Result<Self, String> {
         if let Some(builtin) = BUILTINS.iter().find(|b| b.name == name_or_path) {

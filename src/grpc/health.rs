@@ -35,8 +35,12 @@ pub const CHECK_METHOD: &str = "/grpc.health.v1.Health/Check";
 
 /// The status of `service` now; `None` for a service this server does not have.
 fn status(state: &GrpcState, service: &str) -> Option<ServingStatus> {
-    let (_, check) = SERVICES.iter().find(|(name, _)| *name == service)?;
-    let ok = state.health.check(*check).is_ok();
+    // A stand-in answers its application's services (and only those).
+    let check = match &state.stand_in {
+        Some(stand_in) => stand_in.grpc_service(service)?,
+        None => Some(SERVICES.iter().find(|(name, _)| *name == service)?.1),
+    };
+    let ok = check.is_none_or(|check| state.health.check(check).is_ok());
     Some(if ok {
         ServingStatus::Serving
     } else {

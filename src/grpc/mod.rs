@@ -43,6 +43,8 @@ pub struct GrpcState {
     pub model_name: String,
     pub chaos: Arc<ChaosEngine>,
     pub max_tensor_elements: usize,
+    /// What it replays of another application: its gRPC health services.
+    pub stand_in: Option<Arc<crate::stand_in::StandIn>>,
 }
 
 impl GrpcState {

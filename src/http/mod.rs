@@ -44,6 +44,8 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     /// The OpenAPI document for the served model, built on first request after the load.
     pub openapi: Arc<OnceLock<String>>,
+    /// What it replays of another application (`CHAOS_PROFILE` a timeline file).
+    pub stand_in: Option<Arc<crate::stand_in::StandIn>>,
 }
 
 impl AppState {
@@ -97,10 +99,16 @@ pub fn server(
         let metrics = data.metrics.clone();
         let health = Arc::clone(&data.health);
         let max_header_bytes = data.limits.max_header_bytes;
+        let stand_in = data.stand_in.clone();
         App::new()
             .app_data(data.clone())
             .wrap_fn(move |req, srv| middleware::measure(&metrics, req, srv))
             .wrap_fn(move |req, srv| middleware::guard(&health, max_header_bytes, req, srv))
+            .configure(|cfg| {
+                if let Some(stand_in) = &stand_in {
+                    crate::stand_in::configure(cfg, stand_in);
+                }
+            })
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })

@@ -344,7 +344,8 @@ impl Timeline {
             hang: None,
             exit: None,
             ignore_sigterm: plan.ignore_sigterm,
-            shutdown_delay: shape.shutdown_delay,
+            // A timeline's own exit after SIGTERM replaces the server's shutdown delay.
+            shutdown_delay: plan.exit_after.unwrap_or(shape.shutdown_delay),
             drain_timeout: shape.drain_timeout,
             overload: Vec::new(),
             latency_p99: None,
@@ -353,7 +354,7 @@ impl Timeline {
             http_port: shape.http_port,
             grpc_port: shape.grpc_port,
             routes: shape.routes.clone(),
-            unready_on_sigterm: shape.unready_on_sigterm,
+            unready_on_sigterm: plan.unready_on_sigterm && shape.unready_on_sigterm,
         };
         let mut exits: Vec<(Duration, Exit)> = Vec::new();
         let mut leaked = 0.0f64;

@@ -53,6 +53,7 @@ pub struct Spawn {
     env: Vec<(String, String)>,
     bind: String,
     limit_address_space: Option<u64>,
+    unset: Vec<String>,
 }
 
 impl Default for Spawn {
@@ -61,6 +62,7 @@ impl Default for Spawn {
             env: Vec::new(),
             bind: "127.0.0.1:0".into(),
             limit_address_space: None,
+            unset: Vec::new(),
         }
     }
 }
@@ -74,6 +76,12 @@ impl Spawn {
     pub fn profile(self, name: &str, time_scale: f64) -> Self {
         self.env("CHAOS_PROFILE", name)
             .env("CHAOS_TIME_SCALE", time_scale.to_string())
+    }
+
+    /// Leaves `key` unset, though the harness sets it by default (`BIND`, `GRPC_BIND`, ...).
+    pub fn without(mut self, key: &str) -> Self {
+        self.unset.push(key.into());
+        self
     }
 
     /// A fixed address, for tests that must know the port before it opens.
@@ -116,6 +124,9 @@ impl Spawn {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for key in &self.unset {
+            command.env_remove(key);
+        }
         if let Some(limit) = self.limit_address_space {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.

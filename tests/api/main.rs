@@ -14,6 +14,7 @@ mod record;
 mod routes;
 mod simulate_parity;
 mod slow_model;
+mod stand_in;
 mod status_page;
 mod timelines;
 mod timing;

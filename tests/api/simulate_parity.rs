@@ -112,6 +112,11 @@ async fn clock(server: &crate::helpers::TestServer) -> Option<(Duration, Option<
 async fn holds(profile: &str, watch: Duration) -> usize {
     let paths = get_paths().await;
     let life = predicted(profile);
+    holds_on(profile, &paths, life, watch).await
+}
+
+/// Holds the samples of `paths` of the server running `profile` to `life`.
+async fn holds_on(profile: &str, paths: &[String], life: Timeline, watch: Duration) -> usize {
     let server = Spawn::default()
         .profile(profile, SCALE)
         .env("CHAOS_SEED", SEED.to_string())
@@ -119,7 +124,7 @@ async fn holds(profile: &str, watch: Duration) -> usize {
     let deadline = Instant::now() + watch;
     let mut samples = Vec::new();
     'run: while Instant::now() < deadline {
-        for path in &paths {
+        for path in paths {
             let Some((before, _)) = clock(&server).await else {
                 break 'run;
             };
@@ -211,5 +216,55 @@ async fn flapping_readiness_answers_as_predicted_through_its_windows() {
 #[tokio::test]
 async fn unhealthy_liveness_answers_as_predicted() {
     let compared = holds("unhealthy", Duration::from_secs(5)).await;
+    assert!(compared >= 40, "only {compared} samples");
+}
+
+/// A stand-in: the server replaying another application's timeline file answers that
+/// application's paths as `simulate` predicts the application does (its own routes stay the
+/// server's, and are not what the timeline models).
+#[tokio::test]
+async fn a_stand_in_answers_its_applications_paths_as_predicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.toml");
+    // At the 0.05 time scale: loaded after 1 s (liveness failing meanwhile), then unready for
+    // 0.5 s in every 1.5 s from 1 s after ready.
+    std::fs::write(
+        &file,
+        "description = \"an application\"
+[startup]
+load-delay = \"20s\"
+live-while-loading = false
+[endpoints]
+http-port = 8080
+liveness = [\"/health/live\"]
+readiness = [\"/health/ready\", \"/readyz\"]
+always = [\"/\"]
+[[fault]]
+type = \"unready\"
+after = \"20s\"
+for = \"10s\"
+every = \"30s\"
+",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let mut settings = Settings::defaults();
+    settings.profile = Ok(chaos_inference::chaos::profile::Profile::load(path).unwrap());
+    settings.seed = Some(SEED);
+    settings.time_scale = SCALE;
+    // The server listens where the test says (BIND given), as the prediction is told.
+    settings.ports_given = (true, true);
+    let plan = settings.plan(SEED).unwrap();
+    let life = Timeline::of(
+        &plan,
+        &settings.shape(),
+        None,
+        WORKING_SET.0,
+        Duration::from_secs(3600),
+    );
+    let paths: Vec<String> = ["/health/live", "/health/ready", "/readyz", "/", "/nope"]
+        .map(String::from)
+        .to_vec();
+    let compared = holds_on(path, &paths, life, Duration::from_secs(5)).await;
     assert!(compared >= 40, "only {compared} samples");
 }

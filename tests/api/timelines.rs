@@ -180,13 +180,6 @@ fn timeline_checks_a_file_and_prints_what_it_will_do() {
         stderr.contains("chaos-inference plan --profile v2"),
         "{stderr}"
     );
-    // The server refuses to run another application's timeline as its profile.
-    let (code, _, stderr) = run_cli(&[], &[("CHAOS_PROFILE", java.as_str())]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("[endpoints] describes another application's timeline"),
-        "{stderr}"
-    );
 }
 
 #[test]

@@ -164,10 +164,10 @@ impl AppTimeline {
         self.profile.resources.as_ref().and_then(|r| r.working_set)
     }
 
-    /// Its shape: where it listens, what each probe target follows, how it shuts down
-    /// (`exit_after` drawn from `shutdown.exit-after` by the caller). A built-in profile's is
-    /// the server's with no environment: port 8000, gRPC 8001, its own routes.
-    pub fn shape(&self, exit_after: Duration) -> Shape {
+    /// Its shape: where it listens and what each probe target follows (its shutdown is the
+    /// plan's: `exit-after`, `unready-on-sigterm`). A built-in profile's is the server's with no
+    /// environment: port 8000, gRPC 8001, its own routes.
+    pub fn shape(&self) -> Shape {
         let Some(endpoints) = &self.profile.endpoints else {
             return Settings::defaults().shape();
         };
@@ -191,10 +191,10 @@ impl AppTimeline {
                     .map(|(e, l)| (e.clone(), *l))
                     .collect(),
             }),
-            // It exits on its own this long after SIGTERM; no drain of a queue beyond that.
-            shutdown_delay: exit_after,
+            // It exits by itself `exit-after` after SIGTERM (the plan's); no drain beyond that.
+            shutdown_delay: Duration::ZERO,
             drain_timeout: Duration::ZERO,
-            unready_on_sigterm: self.profile.shutdown.unready_on_sigterm.unwrap_or(true),
+            unready_on_sigterm: true,
             load_overhead: Duration::ZERO,
         }
     }
@@ -229,7 +229,7 @@ growth-mib-per-hour = 20
     fn a_timeline_file_is_a_profile_with_endpoints_and_resources() {
         let t = AppTimeline::parse("java.toml", JAVA).unwrap();
         assert!(!t.is_server_profile());
-        let shape = t.shape(Duration::from_secs(3));
+        let shape = t.shape();
         assert_eq!((shape.http_port, shape.grpc_port), (8080, None));
         let Routes::Declared(routes) = &shape.routes else {
             panic!("{:?}", shape.routes)
@@ -240,7 +240,9 @@ growth-mib-per-hour = 20
         );
         assert_eq!(routes.follows(&Endpoint::Path("/".into())), Some(None));
         assert_eq!(routes.follows(&Endpoint::Path("/nope".into())), None);
-        assert!(!shape.unready_on_sigterm);
+        let plan = Plan::drawn(&t.profile, Draw::Highest(1), 1.0);
+        assert!(!plan.unready_on_sigterm);
+        assert_eq!(plan.exit_after, Some(Duration::from_secs(4)));
         assert_eq!(t.working_set().unwrap().low, 300 << 20);
         // The growth is a leak from the start: 20 MiB an hour.
         assert!(t.profile.faults.iter().any(|f| matches!(
@@ -280,7 +282,7 @@ growth-mib-per-hour = 20
     fn a_built_in_profile_is_the_server_with_that_profile() {
         let t = AppTimeline::load("v2", None).unwrap();
         assert!(t.is_server_profile());
-        let shape = t.shape(Duration::ZERO);
+        let shape = t.shape();
         assert_eq!(shape.http_port, 8000);
         assert!(matches!(shape.routes, Routes::Server { .. }));
     }

@@ -64,6 +64,9 @@ pub struct Settings {
     pub grpc_port: Option<u16>,
     pub model_name: String,
     pub model_version: Option<String>,
+    /// Whether `BIND` and `GRPC_BIND` were given (a stand-in otherwise takes its application's
+    /// ports).
+    pub ports_given: (bool, bool),
     /// The CHAOS_* overrides, to apply to the profile.
     chaos: Option<ChaosArgs>,
 }
@@ -95,12 +98,14 @@ impl Settings {
                     parse_duration(&d).map_err(|e| format!("DRAIN_TIMEOUT: {e}"))?;
             }
             if let Some(bind) = env("BIND") {
+                settings.ports_given.0 = true;
                 settings.http_port = bind
                     .parse::<std::net::SocketAddr>()
                     .map_err(|_| format!("BIND: expected HOST:PORT, got `{bind}`"))?
                     .port();
             }
             if let Some(bind) = env("GRPC_BIND") {
+                settings.ports_given.1 = true;
                 settings.grpc_port = if bind.is_empty() {
                     None
                 } else {
@@ -207,12 +212,33 @@ impl Settings {
             grpc_port: Some(GRPC_PORT),
             model_name: DEFAULT_MODEL_NAME.into(),
             model_version: Some(BUILT_IN_MODEL_VERSION.into()),
+            ports_given: (false, false),
             chaos: None,
         }
     }
 
-    /// The server's shape: its ports, its own routes for its model, its shutdown.
+    /// The server's shape: its ports, its own routes for its model, its shutdown; or, with a
+    /// timeline file as its profile, the application it stands in for (its ports unless `BIND`
+    /// or `GRPC_BIND` say otherwise, its endpoints), as `stand_in` replays it.
     pub fn shape(&self) -> Shape {
+        if let Ok(profile) = &self.profile
+            && profile.endpoints.is_some()
+        {
+            let timeline = file::AppTimeline {
+                source: profile.name.clone(),
+                profile: profile.clone(),
+            };
+            let mut shape = timeline.shape();
+            if self.ports_given.0 {
+                shape.http_port = self.http_port;
+            }
+            if self.ports_given.1 {
+                shape.grpc_port = self.grpc_port;
+            }
+            shape.drain_timeout = self.drain_timeout;
+            shape.load_overhead = MODEL_LOAD;
+            return shape;
+        }
         Shape {
             http_port: self.http_port,
             grpc_port: self.grpc_port,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::{Cluster, Item, PodTrace};
-use crate::chaos::duration::scale;
 use crate::chaos::plan::{Draw, Plan, mix};
 use crate::simulate::app::{Settings, WORKING_SET};
 use crate::simulate::kubelet::{Ms, Pace, Pod, PodSpec, ProbeKind};
@@ -53,12 +52,6 @@ impl Cluster<'_> {
         }
     }
 
-    /// A duration in `low..=high`: low in the earliest scenario, high in the latest.
-    fn pick_duration(&mut self, low: Duration, high: Duration) -> Duration {
-        let ms = self.pick((low.as_millis() as Ms, high.as_millis() as Ms));
-        Duration::from_millis(ms)
-    }
-
     /// A memory size in `low..=high`: the earliest scenario takes the high end (a limit is
     /// reached sooner), the latest the low end.
     fn pick_bytes(&mut self, low: u64, high: u64) -> u64 {
@@ -99,17 +92,12 @@ impl Cluster<'_> {
                     Scenario::Latest => Draw::Highest(seed),
                 };
                 let time_scale = self.overrides.time_scale.unwrap_or(1.0);
-                let exit_after = timeline
-                    .profile
-                    .shutdown
-                    .exit_after
-                    .map_or(Duration::ZERO, |r| self.pick_duration(r.low, r.high));
                 let working_set = timeline
                     .working_set()
                     .map_or(0, |r| self.pick_bytes(r.low, r.high));
                 let life = Timeline::of(
                     &Plan::drawn(&timeline.profile, draw, time_scale),
-                    &timeline.shape(scale(exit_after, time_scale)),
+                    &timeline.shape(),
                     container.memory_limit,
                     working_set,
                     horizon,

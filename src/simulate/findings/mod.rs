@@ -348,13 +348,15 @@ pub fn all(
             let shape = match &container.app {
                 _ if !simulated => None,
                 App::Timeline(timeline) if !timeline.is_server_profile() => {
-                    let exit_after = timeline
+                    working_set = timeline.working_set().map(|r| (r.low, r.high));
+                    let mut shape = timeline.shape();
+                    // What the grace period must cover: the latest exit after SIGTERM.
+                    shape.shutdown_delay = timeline
                         .profile
                         .shutdown
                         .exit_after
                         .map_or(Duration::ZERO, |r| r.high);
-                    working_set = timeline.working_set().map(|r| (r.low, r.high));
-                    Some(timeline.shape(exit_after))
+                    Some(shape)
                 }
                 App::Timeline(_) => Some(Settings::defaults().shape()),
                 App::Server | App::Unknown => {
