@@ -339,9 +339,10 @@ fn hold_working_set(bytes: u64) {
         .map_or(0, |kib| kib * 1024);
     let more = bytes.saturating_sub(resident) as usize;
     if more > 0 {
-        let held = vec![1u8; more];
+        // Deliberately leaked: the process holds this memory until it exits. `black_box`
+        // keeps an optimised build from eliding an allocation nothing reads.
+        let held: &'static mut [u8] = Box::leak(vec![1u8; more].into_boxed_slice());
+        std::hint::black_box(&held);
         tracing::info!(bytes = more, "holding the application's working set");
-        // Deliberately kept: the process holds this memory until it exits.
-        std::mem::forget(held);
     }
 }

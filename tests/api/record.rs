@@ -141,10 +141,14 @@ spec:
     );
     assert_eq!(code, Some(0), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // Ready no later than the slowest recorded start (port, then path) plus a readiness period
+    // (2 s) and the cluster's pace (up to 4 s to start a container): how fast Python starts
+    // depends on how busy the machine is, so the bound comes from the recording.
+    let slowest = (range_ms(&text, "bind-delay").1 + range_ms(&text, "load-delay").1) / 1000.0;
     let ready = &report["pods"][0]["first_ready"];
     assert!(
-        ready["latest_s"].as_f64().unwrap() < 4.0 + 2.0 + 1.0,
-        "{ready}"
+        ready["latest_s"].as_f64().unwrap() <= slowest + 2.0 + 4.0 + 0.5,
+        "{ready} (slowest recorded start {slowest} s)"
     );
 }
 
@@ -186,8 +190,9 @@ fn what_cannot_be_recorded_exits_2_with_one_line_and_writes_nothing() {
                 &port[..],
                 "--path",
                 "/nope",
+                // Long enough for Python to open its port on a busy machine.
                 "--timeout",
-                "2s",
+                "10s",
                 "--out",
                 out_s,
                 "--",

@@ -68,7 +68,13 @@ async fn a_stand_in_listens_answers_and_shuts_down_as_its_timeline_says() {
     assert_eq!(server.grpc_port(), grpc);
     server.logs_with(&["standing in for another application", "exec probes"]);
     // It holds the application's memory.
-    let rss = server.rss_bytes();
+    // (Written once the port is bound, so polled: a busy machine takes a while.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut rss = server.rss_bytes();
+    while rss < 300 << 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rss = server.rss_bytes();
+    }
     assert!(rss >= 300 << 20, "resident {rss} bytes");
 
     // Loading: liveness passes (live-while-loading), readiness fails, `/` answers.
