@@ -43,6 +43,10 @@ pub enum Command {
     /// Predict what Kubernetes will do with manifests, and find what is wrong with their probes,
     /// limits and strategies (exit 0 clean, 1 findings, 2 unreadable input).
     Simulate(Box<SimulateArgs>),
+    /// Find the probe settings that detect real failures fastest and never kill a healthy pod,
+    /// judged by the simulator over every scenario (exit 0 found, 1 no setting meets the
+    /// constraints, 2 unreadable input).
+    Tune(Box<crate::simulate::tune::command::TuneArgs>),
     /// Send requests at a rate (in steps: `--rate 30 --rate 90@60s`), a new connection each, and
     /// count what failed and for how long, with each second's outcomes and p50/p99 (run it in a
     /// pod against a Service during a rollout).

@@ -60,6 +60,13 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
+        Command::Tune(args) => match chaos_inference::simulate::tune::command::run(&args) {
+            Ok((report, code)) => {
+                print!("{report}");
+                ExitCode::from(code)
+            }
+            Err(e) => config_error(&e),
+        },
         Command::Load(args) => match chaos_inference::load::run(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => config_error(&e),

@@ -118,7 +118,7 @@ fn is_kubernetes_yaml(text: &str) -> bool {
 /// repository), else its pod template's `chaos-inference/timeline.<container>` annotation (a
 /// path relative to the manifest's folder, or a built-in profile). A file that cannot be read
 /// or checked is an error naming it (exit code 2).
-fn resolve_timelines(input: &mut manifest::Input, apps: &[String]) -> Result<(), String> {
+pub fn resolve_timelines(input: &mut manifest::Input, apps: &[String]) -> Result<(), String> {
     let mut given = Vec::new();
     for app in apps {
         let Some((name, file)) = app
@@ -185,12 +185,18 @@ fn resolve_timelines(input: &mut manifest::Input, apps: &[String]) -> Result<(),
     Ok(())
 }
 
-/// Runs `simulate`: the report text and the exit code, or the one line that says why the input
-/// cannot be read (exit code 2).
-pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
+/// Files as read: name (`-` for standard input) and text.
+pub type Sources = Vec<(String, String)>;
+
+/// Reads every file (`-`: standard input); with `skip_other_yaml`, the ones that are not
+/// Kubernetes manifests are passed over and named in the second list.
+pub fn read_sources(
+    files: &[String],
+    skip_other_yaml: bool,
+) -> Result<(Sources, Vec<String>), String> {
     let mut sources = Vec::new();
     let mut skipped = Vec::new();
-    for file in &args.files {
+    for file in files {
         let text = if file == "-" {
             let mut text = String::new();
             std::io::stdin()
@@ -200,13 +206,82 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         } else {
             std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?
         };
-        if args.skip_other_yaml && !is_kubernetes_yaml(&text) {
+        if skip_other_yaml && !is_kubernetes_yaml(&text) {
             skipped.push(format!("{file} (not Kubernetes manifests)"));
             continue;
         }
         // Standard input is `-` in every message and finding, as on the command line.
         sources.push((file.clone(), text));
     }
+    Ok((sources, skipped))
+}
+
+/// The offered load of `--load` steps (none when there are none).
+pub fn load_of(
+    input: &manifest::Input,
+    load: &[RateStep],
+    workload: Option<&str>,
+    timeout: Duration,
+) -> Result<Option<super::traffic::Offered>, String> {
+    if load.is_empty() {
+        return Ok(None);
+    }
+    // A load that starts later offers nothing until then.
+    let mut steps = load.to_vec();
+    if steps.iter().all(|s| !s.from.is_zero()) {
+        steps.push(RateStep {
+            rate: 0.0,
+            from: Duration::ZERO,
+        });
+    }
+    let rates = Rates::new(steps).map_err(|e| format!("--load: {e}"))?;
+    Ok(Some(offered(input, workload, rates, timeout)?))
+}
+
+/// Findings that a probe setting fixes: their fix quotes what `tune` finds for the container.
+fn suggest_tuned(input: &manifest::Input, options: &super::Options, report: &mut super::Report) {
+    use super::findings::Rule;
+    let about_probes = |rule: Rule| {
+        matches!(
+            rule,
+            Rule::LivenessKillsDuringLoad
+                | Rule::StartupBudgetTooShort
+                | Rule::ProbeTimeoutBelowLatency
+                | Rule::LivenessSameAsReadiness
+                | Rule::UnreadyWindowMissed
+                | Rule::NoLivenessForHang
+                | Rule::ReadyBeforeLoaded
+                | Rule::LivenessKillsUnderLoad
+                | Rule::RestartStorm
+                | Rule::ShedProbesKill
+                | Rule::ReadinessNotShedding
+        )
+    };
+    let mut tuned: Vec<(String, Option<String>)> = Vec::new();
+    for finding in report.findings.iter_mut().filter(|f| about_probes(f.rule)) {
+        let suggestion = match tuned.iter().find(|(w, _)| *w == finding.workload) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let s = input
+                    .workloads
+                    .iter()
+                    .position(|w| w.name == finding.workload)
+                    .and_then(|i| super::tune::tune(input, i, options, &Default::default()))
+                    .and_then(|t| super::tune::render::suggestion(&t));
+                tuned.push((finding.workload.clone(), s.clone()));
+                s
+            }
+        };
+        if let Some(s) = suggestion {
+            finding.fix = format!("{} ({s})", finding.fix);
+        }
+    }
+}
+
+/// Runs `simulate`: the report text and the exit code, or the one line that says why the input
+/// cannot be read (exit code 2).
+pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
+    let (sources, skipped) = read_sources(&args.files, args.skip_other_yaml)?;
     let mut input = manifest::read(&sources).map_err(|e| e.to_string())?;
     input.ignored.extend(skipped);
     resolve_timelines(&mut input, &args.apps)?;
@@ -280,30 +355,18 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
         },
         steps,
         scenarios: args.scenarios,
-        load: if args.load.is_empty() {
-            None
-        } else {
-            // A load that starts later offers nothing until then.
-            let mut steps = args.load.clone();
-            if steps.iter().all(|s| !s.from.is_zero()) {
-                steps.push(RateStep {
-                    rate: 0.0,
-                    from: Duration::ZERO,
-                });
-            }
-            let rates = Rates::new(steps).map_err(|e| format!("--load: {e}"))?;
-            Some(offered(
-                &input,
-                args.workload.as_deref(),
-                rates,
-                args.load_timeout,
-            )?)
-        },
+        load: load_of(
+            &input,
+            &args.load,
+            args.workload.as_deref(),
+            args.load_timeout,
+        )?,
     };
     if let Some(profile) = &options.overrides.profile {
         crate::chaos::profile::Profile::load(profile).map_err(|e| format!("--profile: {e}"))?;
     }
-    let report = simulate(&input, &options);
+    let mut report = simulate(&input, &options);
+    suggest_tuned(&input, &options, &mut report);
     let fail_on = match args.fail_on {
         FailOn::Error => Some(Severity::Error),
         FailOn::Warning => Some(Severity::Warning),

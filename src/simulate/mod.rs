@@ -20,6 +20,7 @@ pub mod render;
 pub mod steps;
 pub mod timeline;
 pub mod traffic;
+pub mod tune;
 pub mod under_load;
 pub mod yaml;
 

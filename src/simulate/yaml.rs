@@ -36,6 +36,11 @@ fn position(location: &serde_saphyr::Location) -> Option<Position> {
 pub struct Positions(BTreeMap<String, Position>);
 
 impl Positions {
+    /// The position of `path` itself, when the document has that field.
+    pub fn exact(&self, path: &str) -> Option<Position> {
+        self.0.get(path).copied()
+    }
+
     /// The position of `path`, or of the nearest field above it that has one (a default the
     /// manifest leaves out is best shown at the object that would hold it).
     pub fn nearest(&self, path: &str) -> Option<Position> {

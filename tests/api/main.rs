@@ -18,3 +18,4 @@ mod stand_in;
 mod status_page;
 mod timelines;
 mod timing;
+mod tune;
