@@ -184,6 +184,41 @@ if [ "$code_plugin" = 1 ] && grep -q '"liveness-kills-during-load"' plugin.json;
     pass "kubectl chaos-inference simulate runs the binary (exit 1, the finding in its JSON)"
 else fail "kubectl chaos-inference simulate: exit $code_plugin"; sed 's/^/    /' plugin.err; fi
 
+# tune's patch through the real kubectl: `kubectl patch --local` merges it into the manifest,
+# and the result has exactly the probes `tune --output json` chose, one handler each.
+deploy="$root/manifests/online-inference-deployment-overload.yaml"
+service="$root/manifests/online-inference-service.yaml"
+"$bin" tune --scenarios 6 --load 100 --output patch "$deploy" "$service" > tune-patch.yaml
+"$bin" tune --scenarios 6 --load 100 --output json "$deploy" "$service" > tune.json
+set +e
+"$kubectl" patch --local -f "$deploy" --type strategic --patch-file tune-patch.yaml -o json > patched.json 2>patch.err
+code_patch=$?
+python3 - tune.json patched.json > patch-check.out 2>&1 <<'EOF'
+import json, sys
+tuned = [t for t in json.load(open(sys.argv[1])) if t["workload"] == "online-inference-overload"][0]["tuned"]["probes"]
+text, objects, at = open(sys.argv[2]).read(), [], 0
+while text[at:].strip():  # one object per document of the manifest
+    obj, at = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
+    objects.append(obj)
+deployment = [o for o in objects if o["kind"] == "Deployment"][0]
+container = deployment["spec"]["template"]["spec"]["containers"][0]
+for p in tuned:
+    got = container.get(p["probe"]) or sys.exit(f"{p['probe']} missing")
+    for k in ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "successThreshold", "failureThreshold"):
+        if got.get(k) != p[k]:
+            sys.exit(f"{p['probe']}.{k}: {got.get(k)}, tuned {p[k]}")
+    kind = {"http-get": "httpGet", "tcp-socket": "tcpSocket", "grpc": "grpc", "exec": "exec"}[p["handler"].split(" ")[0]]
+    handlers = [h for h in ("httpGet", "tcpSocket", "exec", "grpc") if h in got]
+    if handlers != [kind]:
+        sys.exit(f"{p['probe']}: handlers {handlers}, tuned {kind}")
+print(f"{len(tuned)} probes as tuned")
+EOF
+code_check=$?
+set -e
+if [ "$code_patch" = 0 ] && [ "$code_check" = 0 ]; then
+    pass "kubectl patch --local with tune's patch gives the tuned probes ($(cat patch-check.out))"
+else fail "tune's patch through kubectl: patch exit $code_patch, check: $(cat patch-check.out patch.err)"; fi
+
 cd "$root"
 if [ "$failures" -gt 0 ]; then echo "check-lint-formats: $failures failure(s)"; exit 1; fi
 echo "check-lint-formats: all checks passed"
