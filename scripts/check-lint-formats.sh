@@ -211,7 +211,12 @@ for p in tuned:
     handlers = [h for h in ("httpGet", "tcpSocket", "exec", "grpc") if h in got]
     if handlers != [kind]:
         sys.exit(f"{p['probe']}: handlers {handlers}, tuned {kind}")
-print(f"{len(tuned)} probes as tuned")
+# A probe the tuned setting does not have (the patch sets it to null) is gone.
+extra = [k for k in ("startupProbe", "livenessProbe", "readinessProbe")
+         if k in container and k not in {p["probe"] for p in tuned}]
+if extra:
+    sys.exit(f"{extra} kept, not in the tuned setting")
+print(f"{len(tuned)} probes as tuned, {3 - len(tuned)} removed")
 EOF
 code_check=$?
 set -e

@@ -147,6 +147,76 @@ fn json_and_patch_carry_the_tuned_probes() {
     );
 }
 
+/// A startup probe the application does not need (its liveness check passes while it loads)
+/// goes: from the table, the patch (null, which a strategic merge deletes) and the YAML, whose
+/// expectations annotation, folded over two lines as a renderer writes it, is cut whole.
+#[test]
+fn an_unneeded_startup_probe_is_removed_from_the_table_the_patch_and_the_yaml() {
+    let original = std::fs::read_to_string(manifest("online-inference-deployment-overload.yaml"))
+        .unwrap()
+        .replace(
+            "expected-findings: liveness-same-as-readiness, liveness-kills-under-load, ",
+            "expected-findings: liveness-same-as-readiness, liveness-kills-under-load,\n      ",
+        );
+    assert!(original.contains("under-load,\n      restart-storm"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("overload.yaml");
+    std::fs::write(&file, &original).unwrap();
+    let file = file.to_str().unwrap();
+    let args = ["tune", "--scenarios", "6", "--load", "100", file];
+    let (code, table, stderr) = run_cli(&args, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        table.contains("startupProbe: http-get :8000/startupz") && table.contains("-> (none)"),
+        "{table}"
+    );
+    let (code, patch, stderr) = run_cli(&[&args[..], &["--output", "patch"]].concat(), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let json_part: String = patch.lines().filter(|l| !l.starts_with('#')).collect();
+    let patch: Value = serde_json::from_str(&json_part).unwrap();
+    let container = patch["spec"]["template"]["spec"]["containers"][0]
+        .as_object()
+        .unwrap();
+    assert_eq!(
+        container.get("startupProbe"),
+        Some(&Value::Null),
+        "{json_part}"
+    );
+    let (code, yaml, stderr) = run_cli(&[&args[..], &["--output", "yaml"]].concat(), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !yaml.contains("startupProbe") && !yaml.contains("/startupz"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("      restart-storm"), "{yaml}");
+    // What the annotation still expects appears, and nothing it no longer lists is missing.
+    let (code, report, stderr) = with_stdin(
+        &[
+            "simulate",
+            "--scenarios",
+            "6",
+            "--load",
+            "100",
+            "--output",
+            "json",
+            "--fail-on",
+            "never",
+            "-",
+        ],
+        &yaml,
+    );
+    assert_eq!(code, Some(0), "{report}{stderr}");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(!rules.contains(&"expected-finding-missing"), "{rules:?}");
+    assert!(!rules.contains(&"liveness-kills-under-load"), "{rules:?}");
+}
+
 #[test]
 fn no_setting_for_an_unready_window_shorter_than_a_second_exits_1_saying_why() {
     let dir = tempfile::tempdir().unwrap();

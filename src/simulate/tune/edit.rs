@@ -35,13 +35,15 @@ fn handler_key(handler: &Handler) -> &'static str {
 }
 
 /// One changed field of a container, relative to it (`livenessProbe.periodSeconds`); a probe
-/// added whole has the probe's key.
+/// added or removed whole has the probe's key.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Change {
     pub field: String,
     /// `None` when the field (or probe) is not in the manifest.
     pub from: Option<String>,
-    pub to: String,
+    /// `None` when the probe goes (a startup probe the application does not need: its
+    /// liveness check passes while it loads).
+    pub to: Option<String>,
 }
 
 fn numbers(p: &Probe) -> [(&'static str, u32); 5] {
@@ -73,18 +75,23 @@ pub fn changes(current: &Setting, tuned: &Setting) -> Vec<Change> {
     for kind in ProbeKind::ALL {
         let k = key(kind);
         match (current.get(kind), tuned.get(kind)) {
-            (_, None) => {}
+            (None, None) => {}
+            (Some(c), None) => out.push(Change {
+                field: k.to_string(),
+                from: Some(describe(c)),
+                to: None,
+            }),
             (None, Some(t)) => out.push(Change {
                 field: k.to_string(),
                 from: None,
-                to: describe(t),
+                to: Some(describe(t)),
             }),
             (Some(c), Some(t)) => {
                 if c.handler != t.handler {
                     out.push(Change {
                         field: format!("{k}.{}", handler_key(&t.handler)),
                         from: Some(c.handler.describe()),
-                        to: t.handler.describe(),
+                        to: Some(t.handler.describe()),
                     });
                 }
                 for ((name, from), (_, to)) in numbers(c).into_iter().zip(numbers(t)) {
@@ -92,7 +99,7 @@ pub fn changes(current: &Setting, tuned: &Setting) -> Vec<Change> {
                         out.push(Change {
                             field: format!("{k}.{name}"),
                             from: Some(from.to_string()),
-                            to: to.to_string(),
+                            to: Some(to.to_string()),
                         });
                     }
                 }
@@ -134,14 +141,18 @@ pub fn patch(tuned: &Tuned) -> Option<Value> {
     let mut container = Map::new();
     container.insert("name".into(), json!(tuned.container));
     for kind in ProbeKind::ALL {
-        let (current, new) = (tuned.current.setting.get(kind), chosen.setting.get(kind));
-        if let Some(new) = new
-            && current != Some(new)
-        {
-            container.insert(
-                key(kind).into(),
-                probe_json(new, current.map(|c| &c.handler)),
-            );
+        match (tuned.current.setting.get(kind), chosen.setting.get(kind)) {
+            (current, Some(new)) if current != Some(new) => {
+                container.insert(
+                    key(kind).into(),
+                    probe_json(new, current.map(|c| &c.handler)),
+                );
+            }
+            // A strategic merge deletes a field set to null.
+            (Some(_), None) => {
+                container.insert(key(kind).into(), Value::Null);
+            }
+            _ => {}
         }
     }
     if container.len() == 1 {
@@ -272,7 +283,19 @@ fn edits(workload: &Workload, tuned: &Tuned, lines: &[&str]) -> Result<Vec<LineE
         let k = key(kind);
         let probe_path = format!("{base}.{k}");
         let (current, new) = (tuned.current.setting.get(kind), chosen.get(kind));
-        let Some(new) = new else { continue };
+        let Some(new) = new else {
+            if current.is_some() {
+                // The probe goes: its key line and its block.
+                let probe_at = at(&probe_path).ok_or_else(|| refuse(&probe_path))?;
+                let line = probe_at.line as usize;
+                out.push(LineEdit {
+                    first: line,
+                    last: block_end(lines, line, probe_at.column as usize),
+                    lines: Vec::new(),
+                });
+            }
+            continue;
+        };
         let Some(current) = current else {
             // A new probe: before the container's first probe, else after its name.
             let anchor = ProbeKind::ALL
@@ -443,7 +466,10 @@ fn expectations(
     }
     let report = crate::simulate::simulate(&back, options);
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    let mut removals: Vec<usize> = Vec::new();
+    let borrowed: Vec<&str> = text.split('\n').collect();
+    // Lines `first..=last` (the value may run on over more-indented lines, as a long plain
+    // scalar does) become the one line, or none.
+    let mut edits: Vec<(usize, usize, Option<String>)> = Vec::new();
     for t in tuned {
         let original = &input.workloads[t.index];
         if t.chosen.is_none()
@@ -477,21 +503,23 @@ fn expectations(
             continue;
         };
         let line = at.line as usize;
+        let last = block_end(&borrowed, line, at.column as usize);
         if still.is_empty() {
-            removals.push(line);
+            edits.push((line, last, None));
         } else {
             let value = still
                 .iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            lines[line - 1] = replace_scalar(&lines[line - 1], at.column as usize, &value)
+            let text = replace_scalar(&lines[line - 1], at.column as usize, &value)
                 .ok_or_else(|| format!("{}: cannot edit {field} in place", workload.origin))?;
+            edits.push((line, last, Some(text)));
         }
     }
-    removals.sort_unstable();
-    for line in removals.into_iter().rev() {
-        lines.remove(line - 1);
+    edits.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+    for (first, last, text) in edits {
+        lines.splice(first - 1..last, text);
     }
     Ok(lines.join("\n"))
 }

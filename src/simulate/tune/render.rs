@@ -100,7 +100,7 @@ pub fn table(tuned: &[Tuned]) -> String {
                             "    {}: {} -> {}",
                             c.field,
                             c.from.as_deref().unwrap_or("(none)"),
-                            c.to
+                            c.to.as_deref().unwrap_or("(none)")
                         );
                     }
                 }
