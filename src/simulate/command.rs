@@ -278,31 +278,23 @@ fn suggest_tuned(input: &manifest::Input, options: &super::Options, report: &mut
     }
 }
 
-/// Runs `simulate`: the report text and the exit code, or the one line that says why the input
-/// cannot be read (exit code 2).
-pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
-    let (sources, skipped) = read_sources(&args.files, args.skip_other_yaml)?;
-    let mut input = manifest::read(&sources).map_err(|e| e.to_string())?;
-    input.ignored.extend(skipped);
-    resolve_timelines(&mut input, &args.apps)?;
-    // A table says so in words; JSON stays a report (with no pods) for whatever reads it.
-    if input.workloads.is_empty() && matches!(args.output, Output::Table) {
-        return Ok((
-            format!(
-                "{}: no Pod, ReplicaSet or Deployment to simulate\n",
-                args.files.join(", ")
-            ),
-            0,
-        ));
-    }
+/// The changes made after apply (`--set-image`, `--then`, `--step`), all to one workload:
+/// `workload` or the input's only ReplicaSet or Deployment.
+pub fn steps_of(
+    input: &manifest::Input,
+    workload: Option<&str>,
+    set_image: Option<&str>,
+    then: Option<&str>,
+    texts: &[String],
+) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    let wants_steps = args.set_image.is_some() || args.then.is_some() || !args.steps.is_empty();
+    let wants_steps = set_image.is_some() || then.is_some() || !texts.is_empty();
     if wants_steps {
-        let target = match &args.workload {
+        let target = match workload {
             Some(name) => input
                 .workloads
                 .iter()
-                .find(|w| &w.name == name)
+                .find(|w| w.name == name)
                 .ok_or_else(|| format!("--workload: no workload named `{name}` in the input"))?,
             None => {
                 let mut rolling = input.workloads.iter().filter(|w| w.kind != Kind::Pod);
@@ -313,17 +305,17 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
                 }
             }
         };
-        if let Some(tag) = &args.set_image {
+        if let Some(tag) = set_image {
             steps.push(Step {
                 workload: target.name.clone(),
-                action: Action::SetImage(tag.clone()),
+                action: Action::SetImage(tag.to_string()),
                 when: When::Ready,
             });
         }
-        if let Some(file) = &args.then {
+        if let Some(file) = then {
             let text =
                 std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
-            let changed = manifest::read(&[(file.clone(), text)]).map_err(|e| e.to_string())?;
+            let changed = manifest::read(&[(file.to_string(), text)]).map_err(|e| e.to_string())?;
             let workload = changed
                 .workloads
                 .into_iter()
@@ -341,10 +333,37 @@ pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
                 when: When::Ready,
             });
         }
-        for text in &args.steps {
+        for text in texts {
             steps.push(parse_step(text, &target.name).map_err(|e| format!("--step {text}: {e}"))?);
         }
     }
+    Ok(steps)
+}
+
+/// Runs `simulate`: the report text and the exit code, or the one line that says why the input
+/// cannot be read (exit code 2).
+pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
+    let (sources, skipped) = read_sources(&args.files, args.skip_other_yaml)?;
+    let mut input = manifest::read(&sources).map_err(|e| e.to_string())?;
+    input.ignored.extend(skipped);
+    resolve_timelines(&mut input, &args.apps)?;
+    // A table says so in words; JSON stays a report (with no pods) for whatever reads it.
+    if input.workloads.is_empty() && matches!(args.output, Output::Table) {
+        return Ok((
+            format!(
+                "{}: no Pod, ReplicaSet or Deployment to simulate\n",
+                args.files.join(", ")
+            ),
+            0,
+        ));
+    }
+    let steps = steps_of(
+        &input,
+        args.workload.as_deref(),
+        args.set_image.as_deref(),
+        args.then.as_deref(),
+        &args.steps,
+    )?;
     let options = Options {
         horizon: args.horizon,
         overrides: Overrides {

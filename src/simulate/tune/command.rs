@@ -10,7 +10,7 @@ use crate::chaos::overrides::parse_time_scale;
 use crate::config::parse_duration;
 use crate::load::RateStep;
 use crate::simulate::app::Overrides;
-use crate::simulate::command::{load_of, read_sources, resolve_timelines};
+use crate::simulate::command::{load_of, read_sources, resolve_timelines, steps_of};
 use crate::simulate::{DRAWN_SCENARIOS, Options, manifest};
 
 /// Output format.
@@ -50,7 +50,12 @@ pub struct TuneArgs {
     /// The clients' time-out under `--load`.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub load_timeout: Duration,
-    /// The workload the load enters, when the input has several.
+    /// Changes after apply while judging each setting (as for `simulate`): `delete-pod@75s`
+    /// asks for probes that keep the pods alive when one is lost under the load (a rollout, a
+    /// drained node); `set-image=TAG`, `scale=N`. Repeatable.
+    #[arg(long = "step", value_name = "ACTION[@WHEN]")]
+    pub steps: Vec<String>,
+    /// The workload the load enters and the steps change, when the input has several.
     #[arg(long, value_name = "NAME")]
     pub workload: Option<String>,
     /// The most expected restarts of a healthy container a day, from the probe paths' latency
@@ -108,7 +113,7 @@ pub fn run(args: &TuneArgs) -> Result<(String, u8), String> {
             time_scale: args.time_scale,
             without_faults: false,
         },
-        steps: Vec::new(),
+        steps: steps_of(&input, args.workload.as_deref(), None, None, &args.steps)?,
         scenarios: args.scenarios,
         load: load_of(
             &input,

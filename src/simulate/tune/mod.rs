@@ -910,8 +910,15 @@ fn simulate_setting(
         i += 1;
         keep[i - 1]
     });
+    // The steps that change a workload still in the input (`--step` names the tuned one or
+    // one sharing its load).
     let options = Options {
-        steps: Vec::new(),
+        steps: options
+            .steps
+            .iter()
+            .filter(|s| reduced.workloads.iter().any(|w| w.name == s.workload))
+            .cloned()
+            .collect(),
         ..options.clone()
     };
     observe(&super::traces(&reduced, &options), new_index)
@@ -926,11 +933,7 @@ pub fn tune(input: &Input, index: usize, options: &Options, goals: &Goals) -> Op
         liveness: container.liveness.clone(),
         readiness: container.readiness.clone(),
     };
-    let options = Options {
-        steps: Vec::new(),
-        ..options.clone()
-    };
-    let traces = super::traces(input, &options);
+    let traces = super::traces(input, options);
     let lives: Vec<&Timeline> = traces
         .iter()
         .flat_map(|t| t.pods.iter())
@@ -953,7 +956,7 @@ pub fn tune(input: &Input, index: usize, options: &Options, goals: &Goals) -> Op
     let mut current_judged = current_judged;
     if let Some(tail) = lives
         .first()
-        .and_then(|l| QueueTail::of(workload.replicas, &options, l))
+        .and_then(|l| QueueTail::of(workload.replicas, options, l))
     {
         let add = |j: &mut Judged| {
             if let Some(l) = &j.setting.liveness {
@@ -997,7 +1000,7 @@ pub fn tune(input: &Input, index: usize, options: &Options, goals: &Goals) -> Op
         // A few scenarios weed out; all of them confirm.
         let mut seen = simulate_setting(input, index, &candidate.setting, &quick);
         if seen.false_kills == 0 {
-            seen = simulate_setting(input, index, &candidate.setting, &options);
+            seen = simulate_setting(input, index, &candidate.setting, options);
         }
         if seen.false_kills == 0 {
             chosen = Some(Judged {
@@ -1029,7 +1032,7 @@ pub fn tune(input: &Input, index: usize, options: &Options, goals: &Goals) -> Op
         });
     }
     let trades = match &chosen {
-        Some(c) => trades(&all, c, input, index, &options, &refused_liveness),
+        Some(c) => trades(&all, c, input, index, options, &refused_liveness),
         None => Vec::new(),
     };
     let startup_budget = chosen

@@ -340,6 +340,69 @@ fn under_a_load_that_queues_probes_liveness_stops_waiting_behind_predictions() {
     assert_eq!(chosen.simulated.as_ref().unwrap().false_kills, 0);
 }
 
+/// With a pod deleted under the load (`--step delete-pod@75s`), the two left queue more: the
+/// setting tuned for the load alone would kill them, so the one tuned with the step waits
+/// longer and kills no healthy container in that scenario either.
+#[test]
+fn a_step_under_load_is_part_of_every_judgement() {
+    let sources: Vec<(String, String)> = [
+        "online-inference-deployment-overload.yaml",
+        "online-inference-service.yaml",
+    ]
+    .iter()
+    .map(|f| {
+        let path = format!("{}/manifests/{f}", env!("CARGO_MANIFEST_DIR"));
+        (f.to_string(), std::fs::read_to_string(path).unwrap())
+    })
+    .collect();
+    let input = manifest::read(&sources).unwrap();
+    let index = input
+        .workloads
+        .iter()
+        .position(|w| w.name == "online-inference-overload")
+        .unwrap();
+    let rates = crate::load::Rates::new(vec![
+        crate::load::RateStep {
+            rate: 0.0,
+            from: Duration::ZERO,
+        },
+        crate::load::RateStep {
+            rate: 100.0,
+            from: Duration::from_secs(45),
+        },
+    ])
+    .unwrap();
+    let without_step = Options {
+        load: Some(crate::simulate::offered(&input, None, rates, Duration::from_secs(5)).unwrap()),
+        horizon: Duration::from_secs(240),
+        ..options()
+    };
+    let with_step = Options {
+        steps: crate::simulate::command::steps_of(
+            &input,
+            None,
+            None,
+            None,
+            &["delete-pod@75s".to_string()],
+        )
+        .unwrap(),
+        ..without_step.clone()
+    };
+    let patience = |j: &Judged| {
+        let l = j.setting.liveness.as_ref().unwrap();
+        l.period * l.failure_threshold
+    };
+    let for_load = tune(&input, index, &without_step, &Goals::default()).unwrap();
+    let for_step = tune(&input, index, &with_step, &Goals::default()).unwrap();
+    assert!(for_step.current.simulated.as_ref().unwrap().false_kills > 0);
+    let (load_only, stepped) = (for_load.chosen.unwrap(), for_step.chosen.unwrap());
+    assert_eq!(stepped.simulated.as_ref().unwrap().false_kills, 0);
+    assert!(patience(&stepped) > patience(&load_only));
+    // The setting tuned for the load alone, judged with the step, kills.
+    let judged = simulate_setting(&input, index, &load_only.setting, &with_step);
+    assert!(judged.false_kills > 0, "{judged:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
