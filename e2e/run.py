@@ -12,8 +12,10 @@ from manifests/ through a Kustomize overlay that swaps only the image name and i
 applies it in its own namespace, and asserts on what `kubectl get -o json` and events report,
 within time limits. `applied-alone` applies every course manifest with nothing else changed; the
 rollouts send traffic to a Service from a load pod (`chaos-inference load`); `helm` installs,
-tests, upgrades, rolls back and uninstalls the chart. A failing scenario prints what it saw and
-the suite exits 1.
+tests, upgrades, rolls back and uninstalls the chart; the `tune-*` scenarios apply a shipped
+manifest and the one `chaos-inference tune` gives for it side by side and hold both to tune's
+windows and the tuned one to doing no worse (tables in e2e/out/tune.md). A failing scenario prints
+what it saw and the suite exits 1.
 """
 
 import argparse
@@ -160,6 +162,8 @@ class Scenario:
         timestamp of `resolution` seconds stands for anything up to that much later."""
         ok = observed is not None and low - slack <= observed + resolution and observed <= high + slack
         shown = "-" if observed is None else f"{observed:.1f}" if isinstance(observed, float) else str(observed)
+        if observed is not None and resolution:
+            shown = f"{observed:.1f}..{observed + resolution:.1f}"
         window = f"{low:g}..{high:g}" if low != high else f"{low:g}"
         COMPARISONS.append((self.name, what, window, shown, "ok" if ok else "MISS"))
         self.note(f"predicted {what} {window}, observed {shown}: {'ok' if ok else 'MISS'}")
@@ -662,14 +666,16 @@ STORM_HORIZON = 240
 STORM_TIMEOUT = "5s"
 
 
-def restart_storm(manifest, rate, expect_storm):
+def restart_storm(manifest, rate, expect_storm, rendered=None):
     """`manifest` (the overload pair) with a load pod sending `rate` requests/s through its Service
     from STORM_LOAD_AT s after apply, and its oldest pod deleted at STORM_DELETE_AT s, as
     `simulate --load RATE@45s --step delete-pod@75s` predicts. Every restart's end, the restarts of
     each pod by the horizon and the Ready flips are compared with the prediction; the load pod's
     failures are recorded."""
+    given = rendered
+
     def scenario(s):
-        rendered = render(manifest)
+        rendered = given or render(manifest)
         # A cascade's timing depends on how every pod's probes line up against the others':
         # 300 drawn scenarios (0.2 s) cover it where the default 30 leave its tails out.
         s.predict(rendered, "--load", f"{rate}@{STORM_LOAD_AT}s", "--load-timeout", STORM_TIMEOUT,
@@ -751,6 +757,290 @@ def expect_no_restart_but_flips(s, want, final, flips, load):
 
 
 def expect_nothing(s, want, final, flips, load):
+    if any(final.values()) or want["storm"]["restarts"]["max"]:
+        raise Failed(f"restarts {final}, predicted {want['storm']['restarts']}")
+
+
+# ---------------------------------------------------------------- tune: shipped against tuned
+
+# What each tune scenario measured, for the table in docs/simulate.md: (profile, objective,
+# shipped predicted, shipped observed, tuned predicted, tuned observed, verdict).
+TUNES = []
+# How long after apply each shipped and tuned pair is watched.
+TUNE_WATCH = 70
+# Faults after which a liveness kill or an exit is the container's own doing, not a false restart.
+FAILURES = ("hang", "crash", "unhealthy", "exit", "leak")
+
+
+def run_tune(rendered, *args, output="json"):
+    """`chaos-inference tune` on exactly what the shipped scenario applies."""
+    result = subprocess.run([BINARY, "tune", "--output", output, *args, "-"], input=rendered,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise Failed(f"tune: exit {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def server_log(text):
+    """The server's JSON log lines, each with its time (seconds since the epoch)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            entry["at"] = datetime.datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue
+        out.append(entry)
+    return out
+
+
+def chaos_events(entries, fault, action="start"):
+    return [e["at"] for e in entries if e.get("message") == "chaos event" and e.get("fault") == fault
+            and e.get("action") == action]
+
+
+def kubectl_time(stamp):
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+class Watched:
+    """One pod watched from outside as the kubelet and the Service see it: when it first turned
+    Ready, when its address left and rejoined the Service's ready endpoints (polled), the log
+    of each container run (its own account, to the microsecond, of when it loaded, hung or
+    turned unready) and the kubelet's Killing events."""
+
+    def __init__(self, s, ns, name):
+        self.s, self.ns, self.name = s, ns, name
+        self.first_ready = None
+        self.runs = {}          # container ID -> log text, in the order seen
+        self.endpoint = []      # (poll time, in the ready addresses, previous poll time)
+        self.last_poll = None
+        self.last_logs = 0.0
+        self.pod = None
+
+    def poll(self):
+        now = time.time()
+        try:
+            items = json.loads(kubectl("-n", self.ns, "get", f"pod/{self.name}", "endpoints/online-inference",
+                                       "-o", "json"))["items"]
+        except (Failed, json.JSONDecodeError):
+            return
+        pod = next(i for i in items if i["kind"] == "Pod")
+        endpoints = next((i for i in items if i["kind"] == "Endpoints"), {})
+        self.pod = pod
+        if ready(pod) and self.first_ready is None and restarts(pod) == 0:
+            self.first_ready = kubectl_time(ready_at(pod))
+        ip = pod.get("status", {}).get("podIP")
+        ready_ips = {a["ip"] for subset in endpoints.get("subsets") or [] for a in subset.get("addresses") or []}
+        inside = ip in ready_ips
+        if not self.endpoint or self.endpoint[-1][1] != inside:
+            self.endpoint.append((now, inside, self.last_poll or now))
+        self.last_poll = now
+        cid = status(pod).get("containerID")
+        if cid and cid not in self.runs:
+            if self.runs:
+                # The run before has ended: its whole log.
+                last = list(self.runs)[-1]
+                self.runs[last] = kubectl("-n", self.ns, "logs", self.name, "--previous", check=False) or self.runs[last]
+            self.runs[cid] = ""
+        if cid and now - self.last_logs > 2:
+            self.runs[cid] = kubectl("-n", self.ns, "logs", self.name, check=False) or self.runs[cid]
+            self.last_logs = now
+
+    def finish(self):
+        self.last_logs = 0.0
+        self.poll()
+        events = get_json(self.ns, "events", "--field-selector", f"involvedObject.name={self.name}")["items"]
+        self.kills = []
+        for e in events:
+            if e.get("reason") == "Killing" and ("liveness probe" in e.get("message", "") or "startup probe" in e.get("message", "")):
+                self.kills += [kubectl_time(e["firstTimestamp"])] * int(e.get("count") or 1)
+        self.kills.sort()
+        self.logs = [server_log(text or "") for text in self.runs.values()]
+
+    def loaded(self):
+        first = self.logs[0] if self.logs else []
+        return next((e["at"] for e in first if e.get("message") == "phase changed"
+                     and e.get("from") == "loading" and e.get("to") == "serving"), None)
+
+    def ready_s(self):
+        """From loaded (its log) to first Ready, earliest and latest: the Ready condition's time
+        is a whole second, so the moment is in it, and not before the load ended."""
+        loaded = self.loaded()
+        if self.first_ready is None or loaded is None:
+            return None
+        return (max(self.first_ready - loaded, 0.0), max(self.first_ready + 1 - loaded, 0.0))
+
+    def detect_s(self):
+        """From the first hang (its log) to the kubelet's first liveness kill (an event's whole
+        second), earliest and latest."""
+        hangs = [at for run in self.logs for at in chaos_events(run, "hang")]
+        after = [k for k in self.kills if hangs and k + 1 >= hangs[0]]
+        return (max(after[0] - hangs[0], 0.0), after[0] + 1 - hangs[0]) if hangs and after else None
+
+    def sheds(self):
+        """For each unready window of its runs (its own log): the earliest and latest the pod could
+        have left the ready endpoints, by the polls around it; None when it stayed."""
+        out = []
+        for run in self.logs:
+            for start, end in zip(chaos_events(run, "unready"), chaos_events(run, "unready", "end")):
+                left = next(((at, before) for at, inside, before in self.endpoint
+                             if not inside and start - 0.5 <= at <= end + SLACK + 1), None)
+                out.append(None if left is None else (max(left[1], start) - start, left[0] - start))
+        return out
+
+    def false_restarts(self):
+        """Runs that ended without a failure of the container's own (hang, crash, ...)."""
+        ended = self.logs[:-1]
+        return sum(1 for run in ended if not any(chaos_events(run, f) for f in FAILURES))
+
+
+def changes_of(report):
+    return "; ".join(f"{c['field']}: {c['from'] or '(none)'} -> {c['to'] or '(none)'}" for c in report["changes"])
+
+
+def shown(value):
+    """An observed (earliest, latest) in seconds."""
+    return "never" if value is None else f"{value[0]:.1f}..{value[1]:.1f} s"
+
+
+def window_text(w):
+    return "never" if w is None else f"{w[0]:.1f}..{w[1]:.1f} s"
+
+
+def tune_pair(manifest, env, profile):
+    """The shipped manifest and the one `tune --output yaml` gives for it, applied side by side
+    (two namespaces, each with the Service), watched for TUNE_WATCH s. Observed from the pods'
+    own logs and the kubelet: loaded to first Ready, first hang to liveness kill, each unready
+    window to out of the Service's endpoints, false restarts. Each inside the window `tune`
+    predicts for its setting; the tuned one no worse than the shipped one's observed figure, and
+    strictly better where tune's windows are apart by more than the measuring resolution."""
+    def scenario(s):
+        rendered = render(manifest, env=env)
+        report = json.loads(run_tune(rendered))[0]
+        tuned_yaml = run_tune(rendered, output="yaml")
+        current, tuned = report["current"]["simulated"], report["tuned"]["simulated"]
+        s.note(f"tune: {changes_of(report)}")
+        pairs = [("shipped", s.ns, rendered, current), ("tuned", f"{s.ns}-tuned", tuned_yaml, tuned)]
+        kubectl("delete", "namespace", pairs[1][1], "--ignore-not-found", "--wait=true", timeout=180)
+        kubectl("create", "namespace", pairs[1][1])
+        s.namespaces.append(pairs[1][1])
+        s.wait(lambda: "default" in kubectl("-n", pairs[1][1], "get", "serviceaccounts", "-o", "name", check=False), 60,
+               "default service account")
+        # The Pod's name: the one `name:` under its top-level metadata (kustomize writes block style).
+        name = next(line.split(":", 1)[1].strip() for line in rendered.splitlines() if line.startswith("  name:"))
+        watched = {}
+        for label, ns, text, _ in pairs:
+            kubectl("-n", ns, "apply", "-f", str(MANIFESTS / "online-inference-service.yaml"))
+        s.applied_at = time.time()
+        for label, ns, text, _ in pairs:
+            kubectl("-n", ns, "apply", "-f", "-", input=text)
+            watched[label] = Watched(s, ns, name)
+        while time.time() - s.applied_at < TUNE_WATCH:
+            for w in watched.values():
+                w.poll()
+            time.sleep(0.1)
+        for w in watched.values():
+            w.finish()
+        got = {label: {"ready": w.ready_s(), "detect": w.detect_s(), "sheds": w.sheds(),
+                       "false": w.false_restarts(), "kills": len(w.kills)} for label, w in watched.items()}
+        s.note(f"observed: {got}")
+        for label, _, _, want in pairs:
+            o = got[label]
+            # Loaded to Ready: Ready's whole-second timestamp stands for up to 1 s later.
+            # Observed as earliest..latest: inside the predicted window if the two overlap.
+            if want["ready_s"]:
+                s.expect(f"{label}: loaded to first Ready, s", o["ready"] and o["ready"][0], *want["ready_s"],
+                         resolution=o["ready"] and o["ready"][1] - o["ready"][0])
+            elif o["ready"] is not None:
+                raise Failed(f"{label}: Ready {shown(o['ready'])} after loading, predicted never")
+            if want["detect_s"]:
+                s.expect(f"{label}: hang to liveness kill, s", o["detect"] and o["detect"][0], *want["detect_s"],
+                         resolution=o["detect"] and o["detect"][1] - o["detect"][0])
+            for k, shed in enumerate(o["sheds"], start=1):
+                if want["shed_s"] is None:
+                    ok = shed is None
+                    COMPARISONS.append((s.name, f"{label}: unready window {k} out of the endpoints", "never",
+                                        "never" if shed is None else f"{shed[0]:.1f}..{shed[1]:.1f}", "ok" if ok else "MISS"))
+                    if not ok:
+                        raise Failed(f"{label}: unready window {k} left the endpoints after {shed}, predicted never")
+                else:
+                    if shed is None:
+                        raise Failed(f"{label}: unready window {k} never left the endpoints, predicted {want['shed_s']}")
+                    # Polled: the pod left between the two polls around it.
+                    s.expect(f"{label}: unready window {k} to out of the endpoints, s", shed[0], *want["shed_s"],
+                             resolution=shed[1] - shed[0])
+            # Healthy kills: none where none is predicted, some where some are (the prediction
+            # counts them over 10 minutes, the watch is shorter).
+            predicted_kills = want["false_kills"]
+            ok = (o["false"] == 0) == (predicted_kills == 0)
+            COMPARISONS.append((s.name, f"{label}: restarts with no failure of its own",
+                                "0" if not predicted_kills else f"some ({predicted_kills} in 10 min)", str(o["false"]),
+                                "ok" if ok else "MISS"))
+            if not ok:
+                raise Failed(f"{label}: {o['false']} restart(s) with no failure of the container's own, "
+                             f"predicted {predicted_kills} in 10 min")
+        # Each objective at least as good as the shipped one's observed figure (the tuned pod's
+        # earliest no later than the shipped one's latest); strictly better (the tuned pod's
+        # latest before the shipped one's earliest) where tune's simulated windows do not touch.
+        def compare(objective, a, b, pa, pb):
+            apart = pa is not None and (pb is None or pb[1] < pa[0])
+            if b is None and a is None:
+                verdict = "same (neither)"
+            elif b is None:
+                raise Failed(f"{objective}: tuned never, shipped {shown(a)}")
+            elif a is None:
+                verdict = "better (shipped never)"
+            elif apart:
+                verdict = "better" if b[1] < a[0] else None
+            else:
+                verdict = "as good" if b[0] <= a[1] else None
+            TUNES.append((profile, objective, window_text(pa), shown(a), window_text(pb), shown(b), verdict or "WORSE"))
+            s.note(f"{objective}: shipped {shown(a)}, tuned {shown(b)}: {verdict or 'WORSE'}")
+            if verdict is None:
+                raise Failed(f"{objective}: tuned {shown(b)} is not better than shipped {shown(a)}")
+        sh, tu = got["shipped"], got["tuned"]
+        compare("loaded to first Ready", sh["ready"], tu["ready"], current["ready_s"], tuned["ready_s"])
+        if tuned["detect_s"] or current["detect_s"]:
+            compare("hang to liveness kill", sh["detect"], tu["detect"], current["detect_s"], tuned["detect_s"])
+        if tu["sheds"]:
+            worst = lambda sheds: None if not sheds or any(x is None for x in sheds) else max(sheds, key=lambda x: x[1])
+            compare("unready to out of the endpoints (worst window)", worst(sh["sheds"]), worst(tu["sheds"]),
+                    current["shed_s"], tuned["shed_s"])
+        TUNES.append((profile, "restarts with no failure of its own", f"{current['false_kills']} in 10 min",
+                      str(sh["false"]), f"{tuned['false_kills']}", str(tu["false"]),
+                      "better" if tu["false"] < sh["false"] else "as good" if tu["false"] == sh["false"] else "WORSE"))
+        if tu["false"] > sh["false"]:
+            raise Failed(f"tuned restarted {tu['false']} times with no failure of its own, shipped {sh['false']}")
+    return scenario
+
+
+def restart_storm_tuned(s):
+    """The overload Deployment with the probes `tune` gives for the storm's load and deletion,
+    run as the restart-storm scenario is: predicted and observed, no restart."""
+    rendered = render("online-inference-deployment-overload.yaml")
+    tuned = run_tune(rendered, "--load", f"100@{STORM_LOAD_AT}s", "--load-timeout", STORM_TIMEOUT,
+                     "--step", f"delete-pod@{STORM_DELETE_AT}s", "--horizon", f"{STORM_HORIZON}s", "--scenarios", "300",
+                     output="yaml")
+    report = json.loads(run_tune(rendered, "--load", f"100@{STORM_LOAD_AT}s", "--load-timeout", STORM_TIMEOUT,
+                                 "--step", f"delete-pod@{STORM_DELETE_AT}s", "--horizon", f"{STORM_HORIZON}s",
+                                 "--scenarios", "300"))[0]
+    s.note(f"tune: {changes_of(report)}")
+    restart_storm(None, 100, expect_no_restart, rendered=tuned)(s)
+    # Against the shipped Deployment's storm of this run (the restart-storm scenario), if it ran.
+    mine = next(x for x in STORMS if x[0] == s.name)
+    shipped = next((x for x in STORMS if x[0] == "restart-storm"), None)
+    span = lambda want: f"{want['storm']['restarts']['min']}..{want['storm']['restarts']['max']}"
+    observed = lambda row: sum(row[3].values())
+    verdict = "better" if shipped and observed(mine) < observed(shipped) else "as good" if shipped and observed(mine) <= observed(shipped) else "-"
+    TUNES.append(("overload, 100/s from 45 s, a pod deleted at 75 s", f"restarts by {STORM_HORIZON} s",
+                  span(shipped[2]) if shipped else f"(healthy kills {report['current']['simulated']['false_kills']})",
+                  str(observed(shipped)) if shipped else "not run", span(mine[2]), str(observed(mine)), verdict))
+    if shipped and observed(mine) > observed(shipped):
+        raise Failed(f"tuned: {observed(mine)} restarts, shipped {observed(shipped)}")
+
+
+def expect_no_restart(s, want, final, flips, load):
     if any(final.values()) or want["storm"]["restarts"]["max"]:
         raise Failed(f"restarts {final}, predicted {want['storm']['restarts']}")
 
@@ -922,11 +1212,19 @@ SCENARIOS = {
     "restart-storm": restart_storm("online-inference-deployment-overload.yaml", 100, expect_a_storm),
     "restart-storm-fixed": restart_storm("online-inference-deployment-overload-fixed.yaml", 100, expect_no_restart_but_flips),
     "overload-headroom": restart_storm("online-inference-deployment-overload.yaml", 60, expect_nothing),
+    "tune-v2": tune_pair("online-inference-pod-probes.yaml", {"CHAOS_TIME_SCALE": "0.2"}, "v2"),
+    "tune-slow-start": tune_pair("online-inference-pod-without-startup-probe.yaml", {"CHAOS_TIME_SCALE": "0.3"}, "slow-start"),
+    "tune-liveness-hang": tune_pair("online-inference-pod-probes.yaml",
+                                    {"CHAOS_PROFILE": "liveness-hang", "CHAOS_TIME_SCALE": "0.2"}, "liveness-hang"),
+    "tune-flapping-readiness": tune_pair("online-inference-pod-probes.yaml",
+                                         {"CHAOS_PROFILE": "flapping-readiness", "CHAOS_TIME_SCALE": "0.2"}, "flapping-readiness"),
+    "restart-storm-tuned": restart_storm_tuned,
 }
 
 # Scenarios that do not interfere, run side by side when all are asked for (each sleeps most
 # of its time waiting for a moment after apply; together they take the time of one).
-SIDE_BY_SIDE = [("restart-storm", "restart-storm-fixed", "overload-headroom")]
+SIDE_BY_SIDE = [("restart-storm", "restart-storm-fixed", "overload-headroom"),
+                ("tune-v2", "tune-slow-start", "tune-liveness-hang", "tune-flapping-readiness", "restart-storm-tuned")]
 
 
 def main():
@@ -991,6 +1289,14 @@ def main():
             log(line)
         if args.transcripts:
             (pathlib.Path(args.transcripts) / "storms.md").write_text("\n".join(table) + "\n")
+    if TUNES:
+        table = ["| profile | objective | shipped: predicted | shipped: observed | tuned: predicted | tuned: observed | |",
+                 "|---|---|---|---|---|---|---|"]
+        table += [f"| {' | '.join(row)} |" for row in TUNES]
+        for line in table:
+            log(line)
+        if args.transcripts:
+            (pathlib.Path(args.transcripts) / "tune.md").write_text("\n".join(table) + "\n")
     if STRATEGIES:
         table = ["| rollout | requests ok | failed | longest outage | failures by kind |", "|---|---:|---:|---:|---|"]
         table += [f"| {name} | {load['ok']} | {load['failed']} | {load['longest_outage_s']} s | "
