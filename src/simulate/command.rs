@@ -37,9 +37,10 @@ pub enum FailOn {
     Never,
 }
 
-/// Arguments of `simulate`.
+/// What `simulate` and `tune` both read: the manifests, the timelines, and the scenario
+/// (overrides, changes after apply, load, horizon).
 #[derive(Debug, Clone, Args)]
-pub struct SimulateArgs {
+pub struct InputArgs {
     /// Manifest files (multi-document YAML); `-` reads standard input, as from `kubectl
     /// kustomize` or `helm template`. Pods, ReplicaSets, Deployments and ConfigMaps are read;
     /// other kinds are passed over.
@@ -57,22 +58,10 @@ pub struct SimulateArgs {
     /// How long after apply to look.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub horizon: Duration,
-    /// Table for people, JSON for programs.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
-    /// Exit 1 when a finding (not expected by the manifest) is at least this severe.
-    #[arg(long, value_enum, default_value_t = FailOn::Error)]
-    pub fail_on: FailOn,
-    /// Roll out this image tag (`kubectl set image`) once the workload is ready; the tag picks
-    /// the profile as the Dockerfile's targets do (v2 -> v2, others -> none) unless the
-    /// container sets CHAOS_PROFILE.
-    #[arg(long, value_name = "TAG")]
-    pub set_image: Option<String>,
-    /// Apply this changed manifest of the workload once it is ready (`kubectl apply`).
-    #[arg(long, value_name = "FILE")]
-    pub then: Option<String>,
-    /// More changes, in order: `set-image=TAG` or `scale=N`, then `@ready` (default), `@30s`
-    /// after apply or `@+10s` after the step before. Repeatable.
+    /// Changes after apply, in order: `set-image=TAG`, `scale=N` or `delete-pod`, then
+    /// `@ready` (default), `@30s` after apply or `@+10s` after the step before. Repeatable.
+    /// (`tune` judges every setting with them: `delete-pod@75s` under a load asks for probes
+    /// that keep the pods alive when one is lost.)
     #[arg(long = "step", value_name = "ACTION[@WHEN]")]
     pub steps: Vec<String>,
     /// Offer this load, in requests per second of predictions, from apply or, as RATE@WHEN,
@@ -97,6 +86,66 @@ pub struct SimulateArgs {
     /// wins over the pod template's `chaos-inference/timeline.<container>` annotation.
     #[arg(long = "app", value_name = "NAME=FILE")]
     pub apps: Vec<String>,
+}
+
+impl InputArgs {
+    /// The manifests as read, and the input with each container's timeline. `skip_other_yaml`
+    /// passes over files that are not Kubernetes manifests.
+    pub fn read(
+        &self,
+        skip_other_yaml: bool,
+    ) -> Result<(Vec<(String, String)>, manifest::Input), String> {
+        let (sources, skipped) = read_sources(&self.files, skip_other_yaml)?;
+        let mut input = manifest::read(&sources).map_err(|e| e.to_string())?;
+        input.ignored.extend(skipped);
+        resolve_timelines(&mut input, &self.apps)?;
+        Ok((sources, input))
+    }
+
+    /// The simulator's options for `input`, with `steps` (the `--step`s and any others).
+    pub fn options(&self, input: &manifest::Input, steps: Vec<Step>) -> Result<Options, String> {
+        if let Some(profile) = &self.profile {
+            crate::chaos::profile::Profile::load(profile).map_err(|e| format!("--profile: {e}"))?;
+        }
+        Ok(Options {
+            horizon: self.horizon,
+            overrides: Overrides {
+                profile: self.profile.clone(),
+                seed: self.seed,
+                time_scale: self.time_scale,
+                without_faults: false,
+            },
+            steps,
+            scenarios: self.scenarios,
+            load: load_of(
+                input,
+                &self.load,
+                self.workload.as_deref(),
+                self.load_timeout,
+            )?,
+        })
+    }
+}
+
+/// Arguments of `simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Table for people, JSON for programs.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Exit 1 when a finding (not expected by the manifest) is at least this severe.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Roll out this image tag (`kubectl set image`) once the workload is ready; the tag picks
+    /// the profile as the Dockerfile's targets do (v2 -> v2, others -> none) unless the
+    /// container sets CHAOS_PROFILE.
+    #[arg(long, value_name = "TAG")]
+    pub set_image: Option<String>,
+    /// Apply this changed manifest of the workload once it is ready (`kubectl apply`).
+    #[arg(long, value_name = "FILE")]
+    pub then: Option<String>,
     /// Pass over files that are not Kubernetes manifests (not YAML, such as a Helm template, or
     /// no document with both `apiVersion` and `kind`) instead of refusing them: for hooks that
     /// hand over every staged YAML file.
@@ -343,47 +392,25 @@ pub fn steps_of(
 /// Runs `simulate`: the report text and the exit code, or the one line that says why the input
 /// cannot be read (exit code 2).
 pub fn run(args: &SimulateArgs) -> Result<(String, u8), String> {
-    let (sources, skipped) = read_sources(&args.files, args.skip_other_yaml)?;
-    let mut input = manifest::read(&sources).map_err(|e| e.to_string())?;
-    input.ignored.extend(skipped);
-    resolve_timelines(&mut input, &args.apps)?;
+    let (_, input) = args.input.read(args.skip_other_yaml)?;
     // A table says so in words; JSON stays a report (with no pods) for whatever reads it.
     if input.workloads.is_empty() && matches!(args.output, Output::Table) {
         return Ok((
             format!(
                 "{}: no Pod, ReplicaSet or Deployment to simulate\n",
-                args.files.join(", ")
+                args.input.files.join(", ")
             ),
             0,
         ));
     }
     let steps = steps_of(
         &input,
-        args.workload.as_deref(),
+        args.input.workload.as_deref(),
         args.set_image.as_deref(),
         args.then.as_deref(),
-        &args.steps,
+        &args.input.steps,
     )?;
-    let options = Options {
-        horizon: args.horizon,
-        overrides: Overrides {
-            profile: args.profile.clone(),
-            seed: args.seed,
-            time_scale: args.time_scale,
-            without_faults: false,
-        },
-        steps,
-        scenarios: args.scenarios,
-        load: load_of(
-            &input,
-            &args.load,
-            args.workload.as_deref(),
-            args.load_timeout,
-        )?,
-    };
-    if let Some(profile) = &options.overrides.profile {
-        crate::chaos::profile::Profile::load(profile).map_err(|e| format!("--profile: {e}"))?;
-    }
+    let options = args.input.options(&input, steps)?;
     let mut report = simulate(&input, &options);
     suggest_tuned(&input, &options, &mut report);
     let fail_on = match args.fail_on {

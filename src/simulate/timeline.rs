@@ -81,12 +81,12 @@ impl DeclaredRoutes {
     }
 }
 
-impl Shape {
+impl Routes {
     /// The check a probe calling `handler` follows: for this server by its own route table,
     /// gRPC health services and `probe` subcommand; for a declared application by its
     /// endpoints. `None` for one that follows none (always passes, not found, a TCP connect).
     pub fn check_of(&self, handler: &Handler) -> Option<Check> {
-        match &self.routes {
+        match self {
             Routes::Declared(routes) => routes.follows(&endpoint_of(handler)?).flatten(),
             Routes::Server { .. } => match handler {
                 Handler::Http { path, .. } => {
@@ -113,6 +113,34 @@ impl Shape {
         }
     }
 
+    /// The endpoints it answers by `check` (this server: its one path for it), in the order
+    /// declared.
+    pub fn endpoints_for(&self, check: Check) -> Vec<Endpoint> {
+        match self {
+            Routes::Server { .. } => vec![Endpoint::Path(
+                match check {
+                    Check::Liveness => "/livez",
+                    Check::Readiness => "/readyz",
+                    Check::Startup => "/startupz",
+                }
+                .to_string(),
+            )],
+            Routes::Declared(routes) => routes
+                .answers
+                .iter()
+                .filter(|(_, c)| *c == Some(check))
+                .map(|(e, _)| e.clone())
+                .collect(),
+        }
+    }
+}
+
+impl Shape {
+    /// The check a probe calling `handler` follows (see [`Routes::check_of`]).
+    pub fn check_of(&self, handler: &Handler) -> Option<Check> {
+        self.routes.check_of(handler)
+    }
+
     /// The port a probe dials, when the application does not listen there (or not with that
     /// protocol).
     pub fn closed_port(&self, handler: &Handler) -> Option<u16> {
@@ -137,21 +165,10 @@ impl Shape {
     /// An endpoint it answers by `check`, as a timeline names it (`/readyz`, `grpc:`), to put
     /// in a fix.
     pub fn endpoint_for(&self, check: Check) -> Option<String> {
-        match &self.routes {
-            Routes::Server { .. } => Some(
-                match check {
-                    Check::Liveness => "/livez",
-                    Check::Readiness => "/readyz",
-                    Check::Startup => "/startupz",
-                }
-                .to_string(),
-            ),
-            Routes::Declared(routes) => routes
-                .answers
-                .iter()
-                .find(|(_, c)| *c == Some(check))
-                .map(|(e, _)| e.to_string()),
-        }
+        self.routes
+            .endpoints_for(check)
+            .first()
+            .map(|e| e.to_string())
     }
 }
 

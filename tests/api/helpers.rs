@@ -490,21 +490,44 @@ pub fn ended(status: &ExitStatus) -> String {
 
 /// Runs the binary to completion with arguments and environment.
 pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    run_binary(args, env, None)
+}
+
+/// Runs the binary to completion with `stdin` on its standard input (`simulate -`, `tune -`).
+pub fn run_cli_with_stdin(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    run_binary(args, &[], Some(stdin))
+}
+
+fn run_binary(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (Option<i32>, String, String) {
     let mut command = Command::new(BIN);
     for (key, _) in std::env::vars() {
         if key.starts_with("CHAOS_") {
             command.env_remove(key);
         }
     }
-    let out = command
+    command
         .args(args)
         .env("BIND", "127.0.0.1:0")
         .env("GRPC_BIND", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    if let Some(text) = stdin {
+        // Written whole, then closed, so the binary sees the end of its input.
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

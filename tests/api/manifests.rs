@@ -2,12 +2,9 @@
 //! own lint, the JSON carries what docs/simulate.md promises, the exit codes, standard input.
 //! (scripts/check-simulate.sh does the same for the rendered overlays and chart.)
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
-use crate::helpers::{BIN, run_cli};
+use crate::helpers::{run_cli, run_cli_with_stdin};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -227,23 +224,13 @@ fn a_file_without_workloads_is_an_empty_json_report() {
 
 /// `simulate` with `text` on standard input: exit code and standard output.
 fn simulate_stdin(args: &[&str], text: &str) -> (Option<i32>, String) {
-    let mut child = Command::new(BIN)
-        .arg("simulate")
-        .args(args)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    let args: Vec<&str> = ["simulate"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["-"])
+        .collect();
+    let (code, stdout, _) = run_cli_with_stdin(&args, text);
+    (code, stdout)
 }
 
 /// The 1-based line of the first line of `text` that holds `needle`, and its column.

@@ -2,40 +2,14 @@
 //! startup probe and no kill, its YAML goes back into `simulate` clean with everything else
 //! kept, the patch and JSON carry the tuned probes, and the exit codes.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
-use crate::helpers::{BIN, run_cli};
+use crate::helpers::{run_cli, run_cli_with_stdin};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn manifest(name: &str) -> String {
     format!("{ROOT}/manifests/{name}")
-}
-
-/// Runs the binary with `stdin` as standard input.
-fn with_stdin(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -80,7 +54,7 @@ fn the_tuned_yaml_simulates_clean_and_keeps_everything_else() {
     for line in &kept {
         assert!(out.any(|l| l == *line), "lost or moved: {line:?}\n{yaml}");
     }
-    let (code, report, stderr) = with_stdin(&["simulate", "--output", "json", "-"], &yaml);
+    let (code, report, stderr) = run_cli_with_stdin(&["simulate", "--output", "json", "-"], &yaml);
     assert_eq!(code, Some(0), "{report}{stderr}");
     let report: Value = serde_json::from_str(&report).unwrap();
     let errors: Vec<&Value> = report["findings"]
@@ -190,7 +164,7 @@ fn an_unneeded_startup_probe_is_removed_from_the_table_the_patch_and_the_yaml() 
     );
     assert!(!yaml.contains("      restart-storm"), "{yaml}");
     // What the annotation still expects appears, and nothing it no longer lists is missing.
-    let (code, report, stderr) = with_stdin(
+    let (code, report, stderr) = run_cli_with_stdin(
         &[
             "simulate",
             "--scenarios",
@@ -276,7 +250,7 @@ fn unreadable_input_and_bad_flags_exit_2_with_one_line() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     // Nothing modelled: an ordinary image with no timeline.
-    let (code, _, stderr) = with_stdin(
+    let (code, _, stderr) = run_cli_with_stdin(
         &["tune", "-"],
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n    - name: web\n      image: nginx:1.27\n",
     );

@@ -239,37 +239,13 @@ impl Facts {
 
     /// The check `handler` follows.
     fn check_of(&self, handler: &Handler) -> Option<Check> {
-        let shape = super::timeline::Shape {
-            http_port: self.http_port,
-            grpc_port: self.grpc_port,
-            routes: self.routes.clone(),
-            shutdown_delay: Duration::ZERO,
-            drain_timeout: Duration::ZERO,
-            unready_on_sigterm: true,
-            load_overhead: Duration::ZERO,
-        };
-        shape.check_of(handler)
+        self.routes.check_of(handler)
     }
 
     /// A handler that calls an endpoint following `check`, of the same kind as `like` where
     /// the application has one (an HTTP path on its HTTP port, else a gRPC service).
     fn handler_for(&self, check: Check, like: Option<&Handler>) -> Option<Handler> {
-        let endpoints: Vec<Endpoint> = match &self.routes {
-            Routes::Server { .. } => vec![Endpoint::Path(
-                match check {
-                    Check::Liveness => "/livez",
-                    Check::Readiness => "/readyz",
-                    Check::Startup => "/startupz",
-                }
-                .to_string(),
-            )],
-            Routes::Declared(routes) => routes
-                .answers
-                .iter()
-                .filter(|(_, c)| *c == Some(check))
-                .map(|(e, _)| e.clone())
-                .collect(),
-        };
+        let endpoints = self.routes.endpoints_for(check);
         let as_handler = |e: &Endpoint| match e {
             Endpoint::Path(path) => Some(Handler::Http {
                 path: path.clone(),
@@ -764,6 +740,21 @@ pub fn with_setting(input: &Input, index: usize, setting: &Setting) -> Input {
     input
 }
 
+/// What [`observe`] follows along one pod's record: the container run it is in and the pod's
+/// readiness in it.
+#[derive(Default)]
+struct Walk {
+    /// When the current run started, and how many runs so far.
+    run_start: Option<Ms>,
+    runs: u32,
+    ready: bool,
+    ready_since: Option<Ms>,
+    /// The first run's first Ready is counted (loaded to Ready).
+    first_ready_counted: bool,
+    /// Starts of this run's unready windows already counted as shed.
+    shed_windows: Vec<Ms>,
+}
+
 /// Reads what the simulator shows for workload `index` in `traces`.
 pub fn observe(traces: &[Trace], index: usize) -> Simulated {
     let mut out = Simulated {
@@ -788,28 +779,25 @@ pub fn observe(traces: &[Trace], index: usize) -> Simulated {
             .min()
             .map(|d| d.as_millis() as Ms);
             let loaded = (life.loaded != Duration::MAX).then(|| life.loaded.as_millis() as Ms);
-            let mut run_start: Option<Ms> = None;
-            let mut runs = 0;
-            let mut is_ready = false;
-            let mut ready_since: Option<Ms> = None;
-            let mut first_ready_counted = false;
-            let mut unready_seen: Vec<Ms> = Vec::new();
+            let mut walk = Walk::default();
             for (at, seen) in &pod.pod.record {
                 match seen {
                     Seen::Event {
                         reason: Reason::Started,
                         ..
                     } => {
-                        run_start = Some(*at);
-                        runs += 1;
-                        unready_seen.clear();
+                        walk.run_start = Some(*at);
+                        walk.runs += 1;
+                        walk.shed_windows.clear();
                     }
                     Seen::Event {
                         reason: Reason::Killing,
                         probe: Some(kind @ (ProbeKind::Liveness | ProbeKind::Startup)),
                         ..
                     } => {
-                        let Some(start) = run_start else { continue };
+                        let Some(start) = walk.run_start else {
+                            continue;
+                        };
                         let age = at - start;
                         match failure {
                             Some(f) if age >= f => {
@@ -830,33 +818,33 @@ pub fn observe(traces: &[Trace], index: usize) -> Simulated {
                         }
                     }
                     Seen::Row { ready: r, .. } => {
-                        if *r && !is_ready {
-                            ready_since = Some(*at);
-                            if runs == 1
-                                && !first_ready_counted
-                                && let (Some(start), Some(l)) = (run_start, loaded)
+                        if *r && !walk.ready {
+                            walk.ready_since = Some(*at);
+                            if walk.runs == 1
+                                && !walk.first_ready_counted
+                                && let (Some(start), Some(l)) = (walk.run_start, loaded)
                             {
-                                first_ready_counted = true;
+                                walk.first_ready_counted = true;
                                 ready.push((at.saturating_sub(start + l)) as f64 / 1000.0);
                             }
                         }
-                        if !*r && is_ready {
+                        if !*r && walk.ready {
                             // Which unready window of this run took it out.
-                            if let (Some(start), Some(since)) = (run_start, ready_since) {
+                            if let (Some(start), Some(since)) = (walk.run_start, walk.ready_since) {
                                 let window = life.unready.iter().find(|u| {
                                     let begin = start + u.start.as_millis() as Ms;
                                     begin >= since && begin <= *at
                                 });
                                 if let Some(u) = window {
                                     let begin = start + u.start.as_millis() as Ms;
-                                    if !unready_seen.contains(&begin) {
-                                        unready_seen.push(begin);
+                                    if !walk.shed_windows.contains(&begin) {
+                                        walk.shed_windows.push(begin);
                                         shed.push((at - begin) as f64 / 1000.0);
                                     }
                                 }
                             }
                         }
-                        is_ready = *r;
+                        walk.ready = *r;
                     }
                     _ => {}
                 }
