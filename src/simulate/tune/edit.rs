@@ -465,8 +465,7 @@ fn expectations(
         }
     }
     let report = crate::simulate::simulate(&back, options);
-    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    let borrowed: Vec<&str> = text.split('\n').collect();
+    let lines: Vec<&str> = text.split('\n').collect();
     // Lines `first..=last` (the value may run on over more-indented lines, as a long plain
     // scalar does) become the one line, or none.
     let mut edits: Vec<(usize, usize, Option<String>)> = Vec::new();
@@ -503,7 +502,7 @@ fn expectations(
             continue;
         };
         let line = at.line as usize;
-        let last = block_end(&borrowed, line, at.column as usize);
+        let last = block_end(&lines, line, at.column as usize);
         if still.is_empty() {
             edits.push((line, last, None));
         } else {
@@ -512,16 +511,17 @@ fn expectations(
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let text = replace_scalar(&lines[line - 1], at.column as usize, &value)
+            let text = replace_scalar(lines[line - 1], at.column as usize, &value)
                 .ok_or_else(|| format!("{}: cannot edit {field} in place", workload.origin))?;
             edits.push((line, last, Some(text)));
         }
     }
     edits.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     for (first, last, text) in edits {
-        lines.splice(first - 1..last, text);
+        out.splice(first - 1..last, text);
     }
-    Ok(lines.join("\n"))
+    Ok(out.join("\n"))
 }
 
 /// Reads the edited `text` back: every tuned container of `file` must have its tuned probes.

@@ -307,8 +307,8 @@ fn a_hang_is_detected_within_the_predicted_worst_case() {
     assert!(latest < current_latest);
 }
 
-#[test]
-fn under_a_load_that_queues_probes_liveness_stops_waiting_behind_predictions() {
+/// The overload Deployment and its Service, as shipped, and the Deployment's index.
+fn overload_with_service() -> (Input, usize) {
     let sources: Vec<(String, String)> = [
         "online-inference-deployment-overload.yaml",
         "online-inference-service.yaml",
@@ -320,20 +320,27 @@ fn under_a_load_that_queues_probes_liveness_stops_waiting_behind_predictions() {
     })
     .collect();
     let input = manifest::read(&sources).unwrap();
-    let rates = crate::load::Rates::new(vec![crate::load::RateStep {
-        rate: 100.0,
-        from: Duration::ZERO,
-    }])
-    .unwrap();
-    let options = Options {
-        load: Some(crate::simulate::offered(&input, None, rates, Duration::from_secs(5)).unwrap()),
-        ..options()
-    };
     let index = input
         .workloads
         .iter()
         .position(|w| w.name == "online-inference-overload")
         .unwrap();
+    (input, index)
+}
+
+/// The load `--load RATE[@WHEN]` offers, through the Service, with the 5 s client time-out.
+fn load(input: &Input, rate: &str) -> Option<crate::simulate::traffic::Offered> {
+    let step = crate::load::RateStep::parse(rate).unwrap();
+    crate::simulate::command::load_of(input, &[step], None, Duration::from_secs(5)).unwrap()
+}
+
+#[test]
+fn under_a_load_that_queues_probes_liveness_stops_waiting_behind_predictions() {
+    let (input, index) = overload_with_service();
+    let options = Options {
+        load: load(&input, "100"),
+        ..options()
+    };
     let tuned = tune(&input, index, &options, &Goals::default()).unwrap();
     assert!(tuned.current.simulated.as_ref().unwrap().false_kills > 0);
     let chosen = tuned.chosen.expect("a setting");
@@ -345,35 +352,9 @@ fn under_a_load_that_queues_probes_liveness_stops_waiting_behind_predictions() {
 /// longer and kills no healthy container in that scenario either.
 #[test]
 fn a_step_under_load_is_part_of_every_judgement() {
-    let sources: Vec<(String, String)> = [
-        "online-inference-deployment-overload.yaml",
-        "online-inference-service.yaml",
-    ]
-    .iter()
-    .map(|f| {
-        let path = format!("{}/manifests/{f}", env!("CARGO_MANIFEST_DIR"));
-        (f.to_string(), std::fs::read_to_string(path).unwrap())
-    })
-    .collect();
-    let input = manifest::read(&sources).unwrap();
-    let index = input
-        .workloads
-        .iter()
-        .position(|w| w.name == "online-inference-overload")
-        .unwrap();
-    let rates = crate::load::Rates::new(vec![
-        crate::load::RateStep {
-            rate: 0.0,
-            from: Duration::ZERO,
-        },
-        crate::load::RateStep {
-            rate: 100.0,
-            from: Duration::from_secs(45),
-        },
-    ])
-    .unwrap();
+    let (input, index) = overload_with_service();
     let without_step = Options {
-        load: Some(crate::simulate::offered(&input, None, rates, Duration::from_secs(5)).unwrap()),
+        load: load(&input, "100@45s"),
         horizon: Duration::from_secs(240),
         ..options()
     };
