@@ -4,7 +4,7 @@
 //! layer calls [`ChaosEngine::inject`] before each prediction and maps an [`Injected`] failure
 //! to its own status.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -133,6 +133,8 @@ pub struct ChaosEngine {
     /// How many events were ever recorded; watchers (the status page) hear of each one.
     recorded: tokio::sync::watch::Sender<u64>,
     pending: Mutex<BTreeMap<usize, Pending>>,
+    /// Schedules whose first occurrence `model_loaded` started (due at ready + 0).
+    started_with_ready: Mutex<BTreeSet<usize>>,
     request_faults: RequestFaults,
     request_rng: Mutex<ChaCha8Rng>,
     overload: Queues,
@@ -159,6 +161,7 @@ impl ChaosEngine {
             history: Mutex::new(VecDeque::new()),
             recorded: tokio::sync::watch::Sender::new(0),
             pending: Mutex::new(BTreeMap::new()),
+            started_with_ready: Mutex::new(BTreeSet::new()),
             request_faults: RequestFaults::default(),
             request_rng,
             overload: Queues::new(metrics.clone()),
@@ -211,12 +214,31 @@ impl ChaosEngine {
     }
 
     /// The model has loaded: startup and readiness pass, and schedules anchored on readiness
-    /// start counting.
+    /// start counting. Faults due the moment the model is ready are switched on here, before
+    /// readiness passes: a probe or request that finds the process ready finds them on too (from
+    /// the schedules' own tasks they came a wake-up later, and a request in between escaped).
     pub fn model_loaded(&self) {
-        self.health.set_loaded();
-        if self.ready_at.set(Instant::now()).is_ok() {
-            self.ready.notify_waiters();
+        if self.ready_at.get().is_some() {
+            self.health.set_loaded();
+            return;
         }
+        let due_now: Vec<usize> = (self.plan.schedules.iter().enumerate())
+            .filter(|(_, schedule)| {
+                schedule.anchor == Anchor::Ready
+                    && schedule
+                        .occurrence(0)
+                        .is_some_and(|first| first.start.is_zero() && first.happens)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        // Claimed before readiness is known, so that no schedule task starts them as well.
+        lock(&self.started_with_ready).extend(due_now.iter().copied());
+        let _ = self.ready_at.set(Instant::now());
+        for &index in &due_now {
+            self.start_fault(Source::Schedule(index), &self.plan.schedules[index].effect);
+        }
+        self.health.set_loaded();
+        self.ready.notify_waiters();
     }
 
     /// Decides what a SIGTERM does, and records it.
@@ -272,19 +294,22 @@ impl ChaosEngine {
         let mut k = 0;
         while let Some(occurrence) = schedule.occurrence(k) {
             k += 1;
-            let start = anchor + occurrence.start;
-            self.set_pending(index, Some(start), None, EventAction::Start);
-            sleep_until(start).await;
-            if !occurrence.happens {
-                self.record(
-                    source,
-                    schedule.effect.kind().name(),
-                    EventAction::Skipped,
-                    format!("probability {}", schedule.probability),
-                );
-                continue;
+            // On already when due at ready + 0 (see `model_loaded`); only its end is left.
+            if !(k == 1 && lock(&self.started_with_ready).contains(&index)) {
+                let start = anchor + occurrence.start;
+                self.set_pending(index, Some(start), None, EventAction::Start);
+                sleep_until(start).await;
+                if !occurrence.happens {
+                    self.record(
+                        source,
+                        schedule.effect.kind().name(),
+                        EventAction::Skipped,
+                        format!("probability {}", schedule.probability),
+                    );
+                    continue;
+                }
+                self.start_fault(source, &schedule.effect);
             }
-            self.start_fault(source, &schedule.effect);
             if let Some(end) = occurrence.end {
                 let end = anchor + end;
                 self.set_pending(index, Some(end), None, EventAction::End);
@@ -596,6 +621,31 @@ mod tests {
         );
         let past = engine.snapshot().past;
         assert_eq!(past.last().unwrap().at, load + crash);
+    }
+
+    /// A fault due at ready + 0 is on before readiness passes, so that no probe or request finds
+    /// the process ready without it; its task still ends it, and starts it only once.
+    #[tokio::test(start_paused = true)]
+    async fn a_fault_due_at_ready_is_on_before_readiness_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("at-ready.toml");
+        std::fs::write(
+            &path,
+            "[[fault]]\ntype = \"overload\"\nworkers = 1\nservice-time = \"1s\"\nfor = \"5s\"\n",
+        )
+        .unwrap();
+        let (engine, health, _) = running(path.to_str().unwrap());
+        // The schedule's task waits for readiness.
+        tokio::task::yield_now().await;
+        assert!(engine.overload_state().is_none());
+        engine.model_loaded();
+        // No await in between: the same instant readiness passes.
+        assert!(health.readiness().is_ok());
+        assert!(engine.overload_state().is_some(), "on as readiness passes");
+        at(&engine, Duration::from_secs(6)).await;
+        assert!(engine.overload_state().is_none(), "ended by its task");
+        let actions: Vec<_> = engine.snapshot().past.iter().map(|e| e.action).collect();
+        assert_eq!(actions, [EventAction::Start, EventAction::End]);
     }
 
     /// The status page's stream asks for what it has not seen: every new event once, in order,
