@@ -108,6 +108,19 @@ pub struct ServeArgs {
     #[arg(long, env = "INFERENCE_INLINE", value_name = "INFERENCE_INLINE", default_value = "auto", value_parser = parse_inline)]
     pub inference_inline: InlinePolicy,
 
+    /// Dynamic batching: the most rows one run of requests joined from the inference queue may
+    /// have; 1 (the default) runs each request alone; `auto`: the largest row count whose run
+    /// the model does in less than 1.8 times the run of half as many rows (timed at load), at
+    /// most MAX_BATCH_ROWS.
+    #[arg(long, env = "BATCH_MAX_ROWS", value_name = "BATCH_MAX_ROWS", default_value = "1", value_parser = parse_batch_rows)]
+    pub batch_max_rows: BatchRows,
+
+    /// Dynamic batching: how long the first request of a run may wait in the queue for others to
+    /// join it. 0 (the default) joins only requests already waiting, so an idle server adds no
+    /// latency.
+    #[arg(long, env = "BATCH_MAX_DELAY", value_name = "BATCH_MAX_DELAY", default_value = "0s", value_parser = parse_batch_delay)]
+    pub batch_max_delay: Duration,
+
     /// After SIGTERM, how long to keep serving while readiness fails, so that endpoints are
     /// removed before the listener closes.
     #[arg(long, env = "SHUTDOWN_DELAY", value_name = "SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
@@ -181,6 +194,33 @@ fn parse_inline(text: &str) -> Result<InlinePolicy, String> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|_| format!("expected a duration such as 250ms, 5s or 1m30s, got `{text}`"))
+}
+
+/// `BATCH_MAX_ROWS`: a row count, or `None` for `auto` (measured at load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRows(pub Option<usize>);
+
+/// Parses `BATCH_MAX_ROWS`: `auto` or a row count from 1 to 65,536.
+fn parse_batch_rows(text: &str) -> Result<BatchRows, String> {
+    match text.trim() {
+        "auto" => Ok(BatchRows(None)),
+        other => match other.parse::<usize>() {
+            Ok(rows) if (1..=65_536).contains(&rows) => Ok(BatchRows(Some(rows))),
+            _ => Err(format!(
+                "expected auto or a row count from 1 to 65536, got `{other}`"
+            )),
+        },
+    }
+}
+
+/// Parses `BATCH_MAX_DELAY`: a duration of at most 1 s (a run held longer is an outage, not a
+/// batch).
+fn parse_batch_delay(text: &str) -> Result<Duration, String> {
+    let delay = parse_duration(text)?;
+    if delay > Duration::from_secs(1) {
+        return Err(format!("at most 1s, got `{text}`"));
+    }
+    Ok(delay)
 }
 
 impl ServeArgs {

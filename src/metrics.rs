@@ -19,6 +19,16 @@ const REQUEST_BUCKETS: &[f64] = &[
 const RUN_BUCKETS: &[f64] = &[
     0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1, 1.0,
 ];
+/// Buckets for the requests or rows of one run: powers of two up to the largest batch.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+/// Buckets for a request's wait in the inference queue: none when a worker is free, up to a
+/// batch delay or a busy slow model's runs.
+const WAIT_BUCKETS: &[f64] = &[
+    0.000001, 0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+    1.0,
+];
 
 /// Every metric the server exports.
 #[derive(Clone)]
@@ -32,6 +42,12 @@ pub struct Metrics {
     pub model_run_duration: HistogramVec,
     /// Rows (first dimension) inferred, by model.
     pub model_rows: IntCounterVec,
+    /// Requests joined into one run (1 when run alone), by model.
+    pub batch_requests: HistogramVec,
+    /// Rows of one run, by model.
+    pub batch_rows: HistogramVec,
+    /// From a request entering the inference queue to its run starting, by model.
+    pub queue_wait: HistogramVec,
     /// Requests refused because every inference worker and the queue were busy.
     pub queue_rejected: IntCounter,
     /// How long the last model load took, warm-up included, chaos delays excluded.
@@ -128,6 +144,39 @@ impl Metrics {
                         "chaos_inference_model_rows_total",
                         "rows (first dimension) inferred, by model",
                     ),
+                    &["model"],
+                ),
+            ),
+            batch_requests: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "chaos_inference_model_batch_requests",
+                        "requests joined into one ONNX Runtime run (1: run alone), by model",
+                    )
+                    .buckets(BATCH_BUCKETS.to_vec()),
+                    &["model"],
+                ),
+            ),
+            batch_rows: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "chaos_inference_model_batch_rows",
+                        "rows of one ONNX Runtime run, by model",
+                    )
+                    .buckets(BATCH_BUCKETS.to_vec()),
+                    &["model"],
+                ),
+            ),
+            queue_wait: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "chaos_inference_model_queue_wait_seconds",
+                        "from a request entering the inference queue to its run starting, by model",
+                    )
+                    .buckets(WAIT_BUCKETS.to_vec()),
                     &["model"],
                 ),
             ),
@@ -298,6 +347,13 @@ mod tests {
             .with_label_values(&["m"])
             .observe(0.001);
         metrics.model_rows.with_label_values(&["m"]).inc();
+        for histogram in [
+            &metrics.batch_requests,
+            &metrics.batch_rows,
+            &metrics.queue_wait,
+        ] {
+            histogram.with_label_values(&["m"]).observe(1.0);
+        }
         metrics.phase.with_label_values(&["serving"]).set(1);
         metrics.phase_changes.with_label_values(&["serving"]).inc();
         metrics
@@ -319,7 +375,7 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| n.starts_with("chaos_inference_"))
             .collect();
-        assert_eq!(names.len(), 15, "{names:?}");
+        assert_eq!(names.len(), 18, "{names:?}");
         for name in names {
             let rest = name.trim_start_matches("chaos_inference_");
             assert!(

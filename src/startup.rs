@@ -213,6 +213,9 @@ pub async fn run(prepared: Prepared, started: Instant) -> anyhow::Result<u8> {
         queue: args.inference_queue as usize,
         inline_sessions: args.http_workers(),
         inline: args.inference_inline,
+        batch_max_rows: args.batch_max_rows.0,
+        batch_cap: args.max_batch_rows as usize,
+        batch_max_delay: args.batch_max_delay,
     };
     tokio::spawn(load_model(
         environment,
@@ -309,6 +312,8 @@ async fn load_model(
                 load_ms = served.load_time.as_millis() as u64,
                 inline_rows = served.inline.max_rows,
                 one_row_run_us = served.inline.one_row.map(|d| d.as_secs_f64() * 1e6),
+                batch_max_rows = served.batching.max_rows,
+                batch_max_delay_us = served.batching.max_delay.as_micros() as u64,
                 "model loaded"
             );
             let _ = model.set(served);

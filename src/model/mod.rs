@@ -1,5 +1,6 @@
 //! The served model: where its bytes come from, its schema, and a pool of sessions that run it.
 
+pub mod batch;
 pub mod infer_body;
 mod infer_scan;
 pub mod inline;
@@ -16,6 +17,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, ValueType};
 
+use self::batch::Batching;
 use self::inline::{Decision, InlinePolicy};
 use self::pool::{InferencePool, InlineRunners, run_session};
 use self::schema::{ModelSchema, SCHEMA_METADATA_KEY};
@@ -81,6 +83,13 @@ pub struct LoadOptions {
     pub inline_sessions: usize,
     /// Which requests may run inline (see [`inline`]).
     pub inline: InlinePolicy,
+    /// `BATCH_MAX_ROWS`: the most rows of joined requests; `None` (`auto`) measures (see
+    /// [`batch`]).
+    pub batch_max_rows: Option<usize>,
+    /// The measured default's cap (`MAX_BATCH_ROWS`).
+    pub batch_cap: usize,
+    /// `BATCH_MAX_DELAY`.
+    pub batch_max_delay: Duration,
 }
 
 /// The version a model whose file gives none (or 0) is served as: the built-in model's.
@@ -98,6 +107,8 @@ pub struct ServedModel {
     pub load_time: Duration,
     /// Which requests run on the HTTP worker, as decided at load.
     pub inline: Decision,
+    /// How queued requests are joined, as decided at load.
+    pub batching: Batching,
 }
 
 /// One prediction of `/predict`.
@@ -186,6 +197,13 @@ impl ServedModel {
             })
         })
         .map_err(|e| format!("model {}: timing runs failed: {e}", source.origin))?;
+        let batching = batching(options, fixed_rows, |rows| {
+            let wanted = returnable_outputs(&outputs);
+            inline::typical_run(|| {
+                run_session(&mut sessions[0], dummy_inputs(&inputs, rows)?, &wanted).map(drop)
+            })
+        })
+        .map_err(|e| format!("model {}: {e}", source.origin))?;
         let mut spare = Vec::new();
         if decision.max_rows > 0 {
             for _ in 0..options.inline_sessions {
@@ -198,7 +216,14 @@ impl ServedModel {
             runners: spare,
             max_rows: decision.max_rows,
         };
-        let pool = InferencePool::start(sessions, inline, options.queue, &options.name, metrics);
+        let pool = InferencePool::start(
+            sessions,
+            inline,
+            batching,
+            options.queue,
+            &options.name,
+            metrics,
+        );
         Ok(ServedModel {
             name: options.name.clone(),
             version,
@@ -208,6 +233,7 @@ impl ServedModel {
             pool,
             load_time: started.elapsed(),
             inline: decision,
+            batching,
         })
     }
 
@@ -249,6 +275,32 @@ impl ServedModel {
             })
             .collect())
     }
+}
+
+/// How queued requests are joined: `BATCH_MAX_ROWS` as set, or measured with `cost(rows)` (the
+/// typical run of that many rows). A model whose first dimension is fixed cannot be joined:
+/// off by default, and an error when `BATCH_MAX_ROWS` asks for more.
+fn batching(
+    options: &LoadOptions,
+    fixed_rows: Option<usize>,
+    cost: impl FnMut(usize) -> Result<Duration, String>,
+) -> Result<Batching, String> {
+    let max_rows = match (options.batch_max_rows, fixed_rows) {
+        (Some(rows), Some(fixed)) if rows > 1 => {
+            return Err(format!(
+                "BATCH_MAX_ROWS={rows}: the model's first dimension is fixed at {fixed}, so requests \
+                 cannot be joined; set BATCH_MAX_ROWS=1"
+            ));
+        }
+        (Some(rows), _) => rows,
+        (None, Some(_)) => 1,
+        (None, None) => batch::efficient_rows(options.batch_cap, cost)
+            .map_err(|e| format!("timing runs failed: {e}"))?,
+    };
+    Ok(Batching {
+        max_rows,
+        max_delay: options.batch_max_delay,
+    })
 }
 
 /// A session with the server's settings: one intra-op thread, full graph optimisation.
@@ -385,4 +437,49 @@ fn dummy_inputs(inputs: &[TensorSpec], rows: usize) -> Result<Vec<Tensor>, Strin
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(batch_max_rows: Option<usize>) -> LoadOptions {
+        LoadOptions {
+            name: "m".into(),
+            workers: 1,
+            queue: 1,
+            inline_sessions: 0,
+            inline: InlinePolicy::Off,
+            batch_max_rows,
+            batch_cap: 1024,
+            batch_max_delay: Duration::from_millis(3),
+        }
+    }
+
+    /// A fixed cost of 10 µs and 1 µs a row.
+    fn cost(rows: usize) -> Result<Duration, String> {
+        Ok(Duration::from_micros(10 + rows as u64))
+    }
+
+    #[test]
+    fn batching_is_measured_set_or_refused_for_a_fixed_first_dimension() {
+        let measured = batching(&options(None), None, cost).unwrap();
+        assert_eq!(measured.max_rows, 64, "10 + 128 µs is 1.86 times 10 + 64");
+        assert_eq!(measured.max_delay, Duration::from_millis(3));
+        assert_eq!(batching(&options(Some(5)), None, cost).unwrap().max_rows, 5);
+        let never = |_| Err::<Duration, _>("not to be measured".to_string());
+        assert_eq!(
+            batching(&options(None), Some(1), never).unwrap().max_rows,
+            1
+        );
+        assert_eq!(
+            batching(&options(Some(1)), Some(4), never)
+                .unwrap()
+                .max_rows,
+            1
+        );
+        let refused = batching(&options(Some(8)), Some(1), never).unwrap_err();
+        assert!(refused.starts_with("BATCH_MAX_ROWS=8: "), "{refused}");
+        assert!(refused.contains("fixed at 1"), "{refused}");
+    }
 }

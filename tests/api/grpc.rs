@@ -29,12 +29,12 @@ async fn channel(server: &TestServer) -> Channel {
         .unwrap()
 }
 
-async fn client(server: &TestServer) -> GrpcInferenceServiceClient<Channel> {
+pub(crate) async fn client(server: &TestServer) -> GrpcInferenceServiceClient<Channel> {
     GrpcInferenceServiceClient::new(channel(server).await)
 }
 
 /// One row of the example record as an FP32 request, typed or raw.
-fn infer(rows: &[Vec<f64>], raw: bool) -> ModelInferRequest {
+pub(crate) fn infer(rows: &[Vec<f64>], raw: bool) -> ModelInferRequest {
     let flat: Vec<f32> = rows.iter().flatten().map(|x| *x as f32).collect();
     let mut input = InferInputTensor {
         name: "input".into(),

@@ -204,6 +204,15 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_variable() {
         "<INFERENCE_INLINE>': expected auto, off or a row count",
     );
     assert_config_error(
+        &[("BATCH_MAX_ROWS", "0")],
+        "<BATCH_MAX_ROWS>': expected auto or a row count from 1 to 65536, got `0`",
+    );
+    assert_config_error(
+        &[("BATCH_MAX_DELAY", "5s")],
+        "<BATCH_MAX_DELAY>': at most 1s, got `5s`",
+    );
+    assert_config_error(&[("BATCH_MAX_DELAY", "soon")], "BATCH_MAX_DELAY");
+    assert_config_error(
         &[("ADMIN_TOKEN", "a"), ("ADMIN_TOKEN_FILE", "/etc/hostname")],
         "ADMIN_TOKEN_FILE",
     );

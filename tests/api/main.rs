@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod batching;
 mod chaos_profiles;
 mod grpc;
 mod grpc_parity;
