@@ -4,7 +4,7 @@
 //! layer calls [`ChaosEngine::inject`] before each prediction and maps an [`Injected`] failure
 //! to its own status.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use super::duration::show;
 use super::effects::Effects;
 use super::fault::{Anchor, CrashMode, Effect, FaultKind, Overload, Source, Switches};
 use super::overload::{Held, QueueState, Queues, Shed, Work};
-use super::plan::{Plan, mix};
+use super::plan::{Plan, Schedule, mix};
 use crate::health::{Health, Phase};
 use crate::metrics::Metrics;
 
@@ -120,6 +120,15 @@ struct RequestFaults {
     active: Mutex<BTreeMap<(Source, FaultKind), Effect>>,
 }
 
+/// True for a schedule whose first occurrence is due at ready + 0 and happens: `model_loaded`
+/// starts it, the schedule's task only ends it.
+fn started_with_ready(schedule: &Schedule) -> bool {
+    schedule.anchor == Anchor::Ready
+        && schedule
+            .occurrence(0)
+            .is_some_and(|first| first.start.is_zero() && first.happens)
+}
+
 /// The chaos runtime of one process.
 pub struct ChaosEngine {
     plan: Plan,
@@ -133,8 +142,6 @@ pub struct ChaosEngine {
     /// How many events were ever recorded; watchers (the status page) hear of each one.
     recorded: tokio::sync::watch::Sender<u64>,
     pending: Mutex<BTreeMap<usize, Pending>>,
-    /// Schedules whose first occurrence `model_loaded` started (due at ready + 0).
-    started_with_ready: Mutex<BTreeSet<usize>>,
     request_faults: RequestFaults,
     request_rng: Mutex<ChaCha8Rng>,
     overload: Queues,
@@ -161,7 +168,6 @@ impl ChaosEngine {
             history: Mutex::new(VecDeque::new()),
             recorded: tokio::sync::watch::Sender::new(0),
             pending: Mutex::new(BTreeMap::new()),
-            started_with_ready: Mutex::new(BTreeSet::new()),
             request_faults: RequestFaults::default(),
             request_rng,
             overload: Queues::new(metrics.clone()),
@@ -222,20 +228,11 @@ impl ChaosEngine {
             self.health.set_loaded();
             return;
         }
-        let due_now: Vec<usize> = (self.plan.schedules.iter().enumerate())
-            .filter(|(_, schedule)| {
-                schedule.anchor == Anchor::Ready
-                    && schedule
-                        .occurrence(0)
-                        .is_some_and(|first| first.start.is_zero() && first.happens)
-            })
-            .map(|(index, _)| index)
-            .collect();
-        // Claimed before readiness is known, so that no schedule task starts them as well.
-        lock(&self.started_with_ready).extend(due_now.iter().copied());
         let _ = self.ready_at.set(Instant::now());
-        for &index in &due_now {
-            self.start_fault(Source::Schedule(index), &self.plan.schedules[index].effect);
+        for (index, schedule) in self.plan.schedules.iter().enumerate() {
+            if started_with_ready(schedule) {
+                self.start_fault(Source::Schedule(index), &schedule.effect);
+            }
         }
         self.health.set_loaded();
         self.ready.notify_waiters();
@@ -295,7 +292,7 @@ impl ChaosEngine {
         while let Some(occurrence) = schedule.occurrence(k) {
             k += 1;
             // On already when due at ready + 0 (see `model_loaded`); only its end is left.
-            if !(k == 1 && lock(&self.started_with_ready).contains(&index)) {
+            if !(k == 1 && started_with_ready(schedule)) {
                 let start = anchor + occurrence.start;
                 self.set_pending(index, Some(start), None, EventAction::Start);
                 sleep_until(start).await;

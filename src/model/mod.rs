@@ -190,20 +190,17 @@ impl ServedModel {
             .first()
             .and_then(|i| i.shape.first())
             .and_then(|d| usize::try_from(*d).ok());
-        let decision = inline::decide(options.inline, fixed_rows, |rows| {
-            let wanted = returnable_outputs(&outputs);
+        // The typical run of `rows` dummy rows: what the inline and batching decisions weigh.
+        let wanted = returnable_outputs(&outputs);
+        let mut time_rows = |rows| {
             inline::typical_run(|| {
                 run_session(&mut sessions[0], dummy_inputs(&inputs, rows)?, &wanted).map(drop)
             })
-        })
-        .map_err(|e| format!("model {}: timing runs failed: {e}", source.origin))?;
-        let batching = batching(options, fixed_rows, |rows| {
-            let wanted = returnable_outputs(&outputs);
-            inline::typical_run(|| {
-                run_session(&mut sessions[0], dummy_inputs(&inputs, rows)?, &wanted).map(drop)
-            })
-        })
-        .map_err(|e| format!("model {}: {e}", source.origin))?;
+        };
+        let decision = inline::decide(options.inline, fixed_rows, &mut time_rows)
+            .map_err(|e| format!("model {}: timing runs failed: {e}", source.origin))?;
+        let batching = batching(options, fixed_rows, &mut time_rows)
+            .map_err(|e| format!("model {}: {e}", source.origin))?;
         let mut spare = Vec::new();
         if decision.max_rows > 0 {
             for _ in 0..options.inline_sessions {
