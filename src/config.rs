@@ -103,16 +103,17 @@ pub struct ServeArgs {
 
     /// Which requests run on the HTTP worker that received them, with a spare session, instead
     /// of being handed to an inference worker: `auto` (default) times the model at load and
-    /// runs inline only the row counts whose run takes at most 5 µs (none for a slow model);
+    /// runs inline only the row counts whose run takes at most 5 µs (none for a slow model, and
+    /// none while batching is on: a request run inline cannot join others);
     /// `off`; or a row count.
     #[arg(long, env = "INFERENCE_INLINE", value_name = "INFERENCE_INLINE", default_value = "auto", value_parser = parse_inline)]
     pub inference_inline: InlinePolicy,
 
     /// Dynamic batching: the most rows one run of requests joined from the inference queue may
-    /// have; 1 (the default) runs each request alone; `auto`: the largest row count whose run
-    /// the model does in less than 1.8 times the run of half as many rows (timed at load), at
-    /// most MAX_BATCH_ROWS.
-    #[arg(long, env = "BATCH_MAX_ROWS", value_name = "BATCH_MAX_ROWS", default_value = "1", value_parser = parse_batch_rows)]
+    /// have; `auto` (the default): the largest row count whose run the model does in less than
+    /// 1.8 times the run of half as many rows (timed at load), at most MAX_BATCH_ROWS, and 1 for
+    /// a model with a fixed first dimension; 1 runs each request alone.
+    #[arg(long, env = "BATCH_MAX_ROWS", value_name = "BATCH_MAX_ROWS", default_value = "auto", value_parser = parse_batch_rows)]
     pub batch_max_rows: BatchRows,
 
     /// Dynamic batching: how long the first request of a run may wait in the queue for others to

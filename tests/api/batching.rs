@@ -176,6 +176,24 @@ async fn requests_sent_together_are_joined_and_answered_byte_for_byte_as_alone()
 }
 
 #[tokio::test]
+async fn default_settings_join_requests_sent_together() {
+    // No INFERENCE_INLINE, BATCH_MAX_ROWS or BATCH_MAX_DELAY: the built-in model's requests
+    // are queued (none inline while batching is on) and those waiting together are joined.
+    let requests = requests();
+    let server = Spawn::default().ready().await;
+    let (alone, together) = alone_and_together(&server, &requests).await;
+    assert_eq!(together, alone);
+    let (runs, requested) = batches(&server).await;
+    assert_eq!(requested as usize, 2 * requests.len());
+    assert!(
+        runs - (requests.len() as f64) < requests.len() as f64,
+        "{} runs for {} requests sent together: none joined",
+        runs - requests.len() as f64,
+        requests.len()
+    );
+}
+
+#[tokio::test]
 async fn grpc_infer_is_joined_too_and_answers_as_alone() {
     let (_, rows) = fixture_rows();
     let server = queued()
@@ -219,8 +237,9 @@ async fn grpc_infer_is_joined_too_and_answers_as_alone() {
 }
 
 #[tokio::test]
-async fn one_at_a_time_each_runs_alone_and_auto_joins_for_the_built_in_model() {
-    let server = queued().env("BATCH_MAX_ROWS", "auto").ready().await;
+async fn one_at_a_time_each_runs_alone_and_the_default_auto_joins_for_the_built_in_model() {
+    // No BATCH_MAX_ROWS: the default is `auto`.
+    let server = queued().ready().await;
     let (_, rows) = fixture_rows();
     for row in rows.iter().take(5) {
         let body = json!({"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32", "data": row}]});

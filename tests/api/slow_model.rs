@@ -29,7 +29,9 @@ fn slow_request() -> Value {
 
 #[tokio::test]
 async fn small_requests_run_inline_when_the_measured_run_fits_the_budget() {
-    let server = Spawn::default().ready().await;
+    // Batching off: while it is on (the default for this model), `auto` queues every request
+    // so that they can be joined.
+    let server = Spawn::default().env("BATCH_MAX_ROWS", "1").ready().await;
     let loaded = loaded_line(&server);
     // A release build runs the built-in model in about 3 µs a row (inline); an unoptimised
     // test build can take longer than the 5 µs budget. Either way the decision follows the
@@ -43,6 +45,10 @@ async fn small_requests_run_inline_when_the_measured_run_fits_the_budget() {
         .ready()
         .await;
     assert_eq!(loaded_line(&off)["inline_rows"], 0);
+    let batching = Spawn::default().ready().await;
+    let loaded = loaded_line(&batching);
+    assert!(loaded["batch_max_rows"].as_u64().unwrap() >= 2, "{loaded}");
+    assert_eq!(loaded["inline_rows"], 0, "{loaded}");
     let fixed = Spawn::default().env("INFERENCE_INLINE", "8").ready().await;
     assert_eq!(loaded_line(&fixed)["inline_rows"], 8);
     assert!(
@@ -53,10 +59,12 @@ async fn small_requests_run_inline_when_the_measured_run_fits_the_budget() {
 
 #[tokio::test]
 async fn a_slow_model_never_holds_an_http_worker() {
-    // One HTTP worker: whatever it runs inline, every connection waits for.
+    // One HTTP worker: whatever it runs inline, every connection waits for. Batching off, so
+    // that the inline decision is the one measured (batching on queues every request anyway).
     let server = Spawn::default()
         .env("MODEL_PATH", slow_model())
         .env("MODEL_NAME", "slow")
+        .env("BATCH_MAX_ROWS", "1")
         .env("HTTP_WORKERS", "1")
         .env("INFERENCE_WORKERS", "2")
         .ready()
