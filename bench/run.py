@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""chaos-inference against the Python servers people use instead: same model, same load, one run.
+"""chaos-inference against the servers people use instead (Triton, mosec, FastAPI, MLServer, KServe):
+same model, same load, one run.
 
-    bench/run.sh            # full run (about 6 minutes), writes bench/RESULTS.md, results.json, results.png
+    bench/run.sh            # full run (about 15 minutes), writes bench/RESULTS.md, results.json, results.png
     bench/run.sh --smoke    # ours only, 2 s per measurement (CI)
 
 Every server is pinned to CPU 0 and the load generator (oha) to CPU 1. Measured per server:
@@ -13,7 +14,12 @@ tree; and every non-2xx answer or connection error. Two ceilings in the same run
 answering /livez (HTTP only: no body, no JSON, no model) and ONNX Runtime's in-process time for one
 row (examples/ort_one_row.rs).
 
-Over gRPC, for every server that speaks the V2 gRPC protocol (ours, KServe, MLServer): the same
+A second workload, the slow model (bench/models/fixed-cost.onnx: a few ms per run whatever its
+rows, where dynamic batching matters most): one-row requests at saturation over REST and gRPC for
+ours (batching by default, and off), Triton with and without its dynamic
+batcher, and mosec.
+
+Over gRPC, for every server that speaks the V2 gRPC protocol (ours, Triton, KServe, MLServer): the same
 measurements with bench/grpc_load.rs (a tonic client on CPU 1 that reports its own CPU share):
 V2 ModelInfer with raw FP32 input as tritonclient sends it, 64 calls in flight over 8 HTTP/2
 connections at saturation, 16 per connection over 4 connections at fixed rates.
@@ -31,11 +37,16 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODEL = ROOT / "models" / "heart-disease" / "model.onnx"
 PIPELINE = ROOT / "models" / "heart-disease" / "pipeline.joblib"
+# Made by scripts/make-fixed-cost-model.py: a few ms per run whatever its rows.
+FIXED_COST = HERE / "models" / "fixed-cost.onnx"
+# Triton's own example value for max_queue_delay_microseconds.
+TRITON_DELAY_US = 100
 SERVER_CPU, LOAD_CPU = "0", "1"
 sys.path.insert(0, str(ROOT / "scripts"))
 import serverctl  # noqa: E402 - the shared start-and-wait helper
@@ -130,13 +141,16 @@ def oha(url, seconds, body=None, connections=64, rate=None):
     }
 
 
+# Versions only a running server can tell (filled in as they start).
+VERSIONS = {}
+
 GRPC_LOAD = ROOT / "target" / "release" / "examples" / "grpc_load"
 
 
-def grpc_load(port, seconds, rows=1, rate=None):
+def grpc_load(port, seconds, rows=1, rate=None, model="heart-disease"):
     """bench/grpc_load.rs on the load CPU: 64 calls in flight over 8 connections, or a fixed rate."""
     command = ["taskset", "-c", LOAD_CPU, str(GRPC_LOAD), "--addr", f"127.0.0.1:{port}", "--seconds", str(seconds),
-               "--rows", str(rows)]
+               "--rows", str(rows), "--model", model]
     command += ["--rate", str(rate), "--concurrency", "16", "--connections", "4"] if rate else \
         ["--concurrency", "64", "--connections", "8"]
     run = subprocess.run(command, capture_output=True, text=True)
@@ -158,6 +172,9 @@ def servers(ours_only):
     inline = Server("chaos-inference, INFERENCE_INLINE=off", list(ours.command), "/readyz",
                     env={**ours.env, "INFERENCE_INLINE": "off"})
     result.append((inline, "/v2/models/heart-disease/infer", "/predict"))
+    unbatched = Server("chaos-inference, BATCH_MAX_ROWS=1", list(ours.command), "/readyz",
+                       env={**ours.env, "BATCH_MAX_ROWS": "1"})
+    result.append((unbatched, "/v2/models/heart-disease/infer", "/predict"))
     # An earlier build as the baseline of the same run (BENCH_BASELINE=path/to/chaos-inference,
     # BENCH_BASELINE_NAME=what it is), so a change is measured as a ratio, not across days.
     baseline = os.environ.get("BENCH_BASELINE")
@@ -173,11 +190,45 @@ def servers(ours_only):
     mlserver = Server("MLServer (scikit-learn)", [str(HERE / ".venv-mlserver" / "bin" / "mlserver"), "start", "{dir}"],
                       "/v2/health/ready", cwd=peers)
     result.append((mlserver, "/v2/models/heart-disease/infer", None))
+    result += triton_and_mosec(MODEL, "heart-disease")
     if (HERE / ".venv-kserve" / "bin" / "python").exists():
         kserve = Server("KServe (onnxruntime)", [str(HERE / ".venv-kserve" / "bin" / "python"), "kserve_server.py",
                         "--http_port", "{port}", "--grpc_port", "{grpc}"], "/v2/health/ready", env={"MODEL_PATH": str(MODEL)}, cwd=peers)
         result.append((kserve, "/v2/models/heart-disease/infer", None))
     return result, ports
+
+
+def triton_and_mosec(model, name):
+    """Triton with its dynamic batcher and without, and mosec with its batching, on `model`
+    served as `name`: each runs onnxruntime in its Python workers on the same ONNX file."""
+    peers, infer = HERE / "peers", f"/v2/models/{name}/infer"
+    env = {"MODEL_PATH": str(model)}
+    triton = [str(HERE / ".venv-triton" / "bin" / "python"), "triton_server.py", "--http-port", "{port}",
+              "--grpc-port", "{grpc}", "--model-name", name]
+    ready = f"/v2/models/{name}/ready"
+    out = [(Server(f"Triton, dynamic batcher (max 64, {TRITON_DELAY_US} us)", [*triton, "--max-batch-size", "64",
+                   "--max-queue-delay-us", str(TRITON_DELAY_US)], ready, env=env, cwd=peers), infer, None),
+           (Server("Triton, no batching", [*triton, "--no-batching"], ready, env=env, cwd=peers), infer, None)]
+    # mosec's health route answers once its front end listens; its worker loads the model after.
+    mosec = Server("mosec, batching (max 64, 1 ms)", [str(HERE / ".venv-mosec" / "bin" / "python"), "mosec_server.py",
+                   "--model-name", name, "--max-batch-size", "64", "--max-wait-ms", "1", "--address", "127.0.0.1",
+                   "--port", "{port}", "--log-level", "error"], "/", env=env, cwd=peers)
+    return out + [(mosec, infer, None)]
+
+
+def fixed_cost_servers():
+    """The slow-model workload: a model whose run costs a few ms whatever its rows
+    (bench/models/fixed-cost.onnx), served by us (default settings, and batching off) and the
+    batching peers."""
+    env = {"LOG_FORMAT": "json", "RUST_LOG": "warn", "CHAOS_PROFILE": "none", "INFERENCE_QUEUE": "4096",
+           "MODEL_PATH": str(FIXED_COST), "MODEL_NAME": "fixed-cost"}
+    command = [str(ROOT / "target" / "release" / "chaos-inference"), "serve", "--bind", "127.0.0.1:{port}",
+               "--grpc-bind", "127.0.0.1:{grpc}"]
+    infer = "/v2/models/fixed-cost/infer"
+    return [(Server("chaos-inference", list(command), "/readyz", env=env), infer, None),
+            (Server("chaos-inference, BATCH_MAX_ROWS=1", list(command), "/readyz", env={**env, "BATCH_MAX_ROWS": "1"}),
+             infer, None),
+            *triton_and_mosec(FIXED_COST, "fixed-cost")]
 
 
 def mlserver_dir(port, grpc_port, work):
@@ -195,13 +246,38 @@ def mlserver_dir(port, grpc_port, work):
     return work
 
 
-def run_server(server, infer_path, predict_path, seconds, work, smoke):
+def launch(server, work):
+    """Starts the server on free ports: (HTTP port, gRPC port or None when it has none)."""
     port, grpc_port = serverctl.free_port(), serverctl.free_port()
     server.command = [c.replace("{port}", str(port)).replace("{grpc}", str(grpc_port))
                       .replace("{dir}", str(mlserver_dir(port, grpc_port, work / "mlserver"))) for c in server.command]
-    # Every server here but FastAPI serves the V2 gRPC protocol on grpc_port.
+    # Every server here but FastAPI and mosec serves the V2 gRPC protocol on grpc_port.
     speaks_grpc = any("{grpc}" in c or "{dir}" in c for c in server.template)
     server.start(port)
+    if server.name.startswith("Triton"):
+        # The server's own account of its version (V2 server metadata).
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=5) as answer:
+            VERSIONS["tritonserver"] = json.loads(answer.read())["version"]
+    return port, grpc_port if speaks_grpc else None
+
+
+def run_fixed_cost(server, infer_path, seconds, work):
+    """The slow-model workload: one-row requests at saturation, 64 in flight, over REST and gRPC."""
+    port, grpc_port = launch(server, work)
+    result = {"name": server.name, "start_to_ready_ms": round(server.start_to_ready * 1000, 1)}
+    try:
+        result["saturation_1_row"] = oha(f"http://127.0.0.1:{port}{infer_path}", seconds, infer_body(1))
+        if grpc_port:
+            result["grpc_saturation_1_row"] = grpc_load(grpc_port, seconds, model="fixed-cost")
+    finally:
+        server.stop()
+    result["peak_rss_mib"] = round(server.peak_rss / 2**20, 1)
+    return result
+
+
+def run_server(server, infer_path, predict_path, seconds, work, smoke):
+    port, grpc_port = launch(server, work)
+    speaks_grpc = grpc_port is not None
     base = f"http://127.0.0.1:{port}"
     result = {"name": server.name, "start_to_ready_ms": round(server.start_to_ready * 1000, 1)}
     try:
@@ -240,7 +316,8 @@ def versions():
                                            capture_output=True, text=True).stdout.strip()}
     v["oha"] = subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
     for venv, packages in (("fastapi", ["fastapi", "uvicorn", "onnxruntime"]), ("mlserver", ["mlserver", "mlserver-sklearn", "scikit-learn"]),
-                           ("kserve", ["kserve", "onnxruntime"])):
+                           ("kserve", ["kserve", "onnxruntime"]), ("triton", ["nvidia-pytriton", "onnxruntime"]),
+                           ("mosec", ["mosec", "onnxruntime"])):
         pip = HERE / f".venv-{venv}" / "bin" / "pip"
         if not pip.exists():
             continue
@@ -276,9 +353,16 @@ def main():
     for server, infer_path, predict_path in chosen:
         print(f"bench: {server.name}", flush=True)
         results["servers"].append(run_server(server, infer_path, predict_path, seconds, work, args.smoke))
+    if not args.smoke:
+        results["fixed_cost"] = []
+        for server, infer_path, _ in fixed_cost_servers():
+            print(f"bench: {server.name} (fixed-cost model)", flush=True)
+            results["fixed_cost"].append(run_fixed_cost(server, infer_path, seconds, work))
     shutil.rmtree(work, ignore_errors=True)
+    results["versions"].update(VERSIONS)
     ours = results["servers"][0]
-    errors = sum(m["errors"] for s in results["servers"] for m in s.values() if isinstance(m, dict))
+    errors = sum(m["errors"] for s in results["servers"] + results.get("fixed_cost", []) for m in s.values()
+                 if isinstance(m, dict))
     if args.smoke:
         print(json.dumps(ours, indent=1))
         if errors or ours["saturation_1_row"]["ok"] == 0 or ours["grpc_saturation_1_row"]["ok"] == 0:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the comparison benchmark (`make bench`): builds the release binary, the
-# inference-ceiling example and the gRPC load generator, installs oha (crates.io) if missing, sets up each Python peer in its
-# own virtualenv from PyPI, runs everything and writes bench/RESULTS.md, results.json, results.png.
+# inference-ceiling example and the gRPC load generator, installs oha (crates.io) if missing, sets up each peer (the Python
+# servers, Triton from PyTriton's wheel, mosec) in its own virtualenv from PyPI, runs everything and writes
+# bench/RESULTS.md, results.json, results.png.
 #   bench/run.sh [--smoke] [--seconds N]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,9 +19,15 @@ if ! command -v oha >/dev/null; then
 fi
 # The fitted pipeline for MLServer is written by the model's training script.
 if [ "$smoke" = no ]; then
-    for peer in fastapi mlserver kserve; do
+    for peer in fastapi mlserver kserve triton mosec; do
         venv="$here/.venv-$peer"
-        [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+        python=python3
+        if [ "$peer" = triton ]; then
+            # Triton's Python backend loads libpython: an interpreter built with it shared.
+            python=/usr/bin/python3.11
+            [ -x "$python" ] || { echo "bench: Triton needs Debian's python3.11 (apt-get install python3.11-venv)" >&2; exit 2; }
+        fi
+        [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
         if ! "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/peers/requirements-$peer.txt"; then
             [ "$peer" = kserve ] && { echo "bench: KServe did not install; running without it" >&2; rm -rf "$venv"; continue; }
             exit 1
