@@ -256,8 +256,12 @@ def launch(server, work):
     server.start(port)
     if server.name.startswith("Triton"):
         # The server's own account of its version (V2 server metadata).
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=5) as answer:
-            VERSIONS["tritonserver"] = json.loads(answer.read())["version"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=5) as answer:
+                VERSIONS["tritonserver"] = json.loads(answer.read())["version"]
+        except (OSError, ValueError, KeyError) as e:
+            server.stop()
+            raise RuntimeError(f"{server.name}: no version from GET /v2: {e}") from e
     return port, grpc_port if speaks_grpc else None
 
 
