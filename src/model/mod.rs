@@ -280,9 +280,10 @@ impl ServedModel {
 
 /// Which requests may run inline: as set, except that `auto` queues every request while
 /// batching is on. A request run inline can never join others, and at saturation joining saves
-/// more than inline runs do (bench/RESULTS.md: one-row infer at 64 connections 58,800 requests/s
-/// queued and joined against 42,300 inline, the same run); an idle server pays the hand-off to
-/// a worker, tens of microseconds. A row count set by hand is kept.
+/// more than inline runs do (bench/RESULTS.md: one-row infer at 64 connections 66,300 requests/s
+/// queued and joined against 54,200 inline with batching off, one run; inline runs padded to two
+/// rows with batching on made 42,300 in an earlier run); an idle server pays the hand-off to a
+/// worker, tens of microseconds. A row count set by hand is kept.
 fn inline_policy(set: InlinePolicy, batching: Batching) -> InlinePolicy {
     match set {
         InlinePolicy::Auto if batching.on() => InlinePolicy::Off,
