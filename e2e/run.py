@@ -799,6 +799,11 @@ def chaos_events(entries, fault, action="start"):
             and e.get("action") == action]
 
 
+def unready_windows(entries):
+    """(start, end) of each unready window a run's log began and ended."""
+    return list(zip(chaos_events(entries, "unready"), chaos_events(entries, "unready", "end")))
+
+
 def kubectl_time(stamp):
     return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
 
@@ -878,8 +883,7 @@ class Watched:
         if loaded is None or self.first_ready is None:
             return loaded
         first = self.logs[0] if self.logs else []
-        ends = [end for start, end in zip(chaos_events(first, "unready"), chaos_events(first, "unready", "end"))
-                if start < self.first_ready]
+        ends = [end for start, end in unready_windows(first) if start < self.first_ready]
         return max([loaded, *ends])
 
     def waited_out(self):
@@ -919,7 +923,7 @@ class Watched:
         follows at its own pace (seconds behind, with ten pods and tune's search on 2 CPUs)."""
         out = []
         for run in self.logs:
-            for start, end in zip(chaos_events(run, "unready"), chaos_events(run, "unready", "end")):
+            for start, end in unready_windows(run):
                 before = [r for at, r, _ in self.readiness if at <= start]
                 if not (before and before[-1]) or not any(start <= t <= end + SLACK + 1 for t in self.polls):
                     out.append(ABSENT)
