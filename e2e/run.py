@@ -19,6 +19,7 @@ what it saw and the suite exits 1.
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -864,9 +865,13 @@ class Watched:
         self.poll()
         events = get_json(self.ns, "events", "--field-selector", f"involvedObject.name={self.name}")["items"]
         self.kills = []
+        # The probe failures the kubelet reported, by message: what a kill acted on.
+        self.unhealthy = collections.Counter()
         for e in events:
             if e.get("reason") == "Killing" and ("liveness probe" in e.get("message", "") or "startup probe" in e.get("message", "")):
                 self.kills += [kubectl_time(e["firstTimestamp"])] * int(e.get("count") or 1)
+            if e.get("reason") == "Unhealthy":
+                self.unhealthy[e.get("message", "")] += int(e.get("count") or 1)
         self.kills.sort()
         self.logs = [server_log(text or "") for text in self.runs.values()]
 
@@ -990,7 +995,8 @@ def tune_pair(manifest, env, profile):
         for w in watched.values():
             w.finish()
         got = {label: {"ready": w.ready_s(), "waited out": w.waited_out(), "detect": w.detect_s(), "sheds": w.sheds(),
-                       "in endpoints": w.joined_s(), "false": w.false_restarts(), "kills": len(w.kills)} for label, w in watched.items()}
+                       "in endpoints": w.joined_s(), "false": w.false_restarts(), "kills": len(w.kills),
+                       "probe failures": dict(w.unhealthy)} for label, w in watched.items()}
         s.note(f"observed: {got}")
         for label, _, _, want in pairs:
             o = got[label]

@@ -1,6 +1,8 @@
 //! `chaos-inference tune`: reading files and flags as `simulate` does, writing the tuned
 //! setting.
 
+use std::time::Duration;
+
 use clap::{Args, ValueEnum};
 
 use super::{Goals, Objective, render, tune_all};
@@ -38,6 +40,11 @@ pub struct TuneArgs {
     /// How much longer than the latest load the startup budget is, in percent.
     #[arg(long, default_value_t = 10.0, value_name = "PERCENT", value_parser = parse_percent)]
     pub startup_margin: f64,
+    /// How much later than its timeline a container may open its port and load, on a busy
+    /// node (its process starts after the kubelet records the container started): a startup
+    /// probe, and a liveness probe no startup probe gates, wait this much longer.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_allowance)]
+    pub start_allowance: Duration,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -48,6 +55,13 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "`{text}`: expected a number of restarts a day, 0 or more"
         )),
+    }
+}
+
+fn parse_allowance(text: &str) -> Result<Duration, String> {
+    match crate::config::parse_duration(text)? {
+        d if d <= Duration::from_secs(600) => Ok(d),
+        _ => Err(format!("`{text}`: expected at most 10m")),
     }
 }
 
@@ -75,6 +89,7 @@ pub fn run(args: &TuneArgs) -> Result<(String, u8), String> {
         max_false_restarts_per_day: args.max_false_restarts_per_day,
         prefer: args.prefer.clone(),
         startup_margin: args.startup_margin / 100.0,
+        start_allowance: args.start_allowance,
     };
     let tuned = tune_all(&input, &options, &goals);
     if tuned.is_empty() {

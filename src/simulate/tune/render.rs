@@ -107,8 +107,8 @@ pub fn table(tuned: &[Tuned]) -> String {
                 if let Some(b) = &t.startup_budget {
                     let _ = writeln!(
                         out,
-                        "  startup budget {:.0} s covers the latest load {:.1} s with {:.1} s to spare",
-                        b.budget_s, b.latest_load_s, b.margin_s
+                        "  startup budget {:.0} s covers the latest load {:.1} s with {:.1} s to spare (a start up to {:.1} s late allowed)",
+                        b.budget_s, b.latest_load_s, b.margin_s, b.start_allowance_s
                     );
                 }
                 if !t.trades.is_empty() {

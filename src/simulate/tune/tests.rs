@@ -100,6 +100,7 @@ fn false_restarts_follow_the_latency_tail_and_the_threshold() {
 fn a_load_that_fails_liveness_gets_a_startup_probe_whose_budget_covers_it() {
     let goals = Goals {
         startup_margin: 0.0,
+        start_allowance: Duration::ZERO,
         ..Goals::default()
     };
     let chosen = best(&server_facts(), &goals);
@@ -129,11 +130,23 @@ fn a_load_that_fails_liveness_gets_a_startup_probe_whose_budget_covers_it() {
 }
 
 #[test]
-fn without_a_startup_probe_the_margin_is_added_to_the_load() {
-    let chosen = best(&server_facts(), &Goals::default());
-    let startup = chosen.setting.startup.unwrap();
+fn the_margin_and_the_start_allowance_are_added_to_the_load() {
+    let without_allowance = Goals {
+        start_allowance: Duration::ZERO,
+        ..Goals::default()
+    };
+    let startup = best(&server_facts(), &without_allowance)
+        .setting
+        .startup
+        .unwrap();
     // 30 s + 10 % = 33 s at 1 s: 34 probes.
     assert_eq!(startup.failure_threshold, 34);
+    let startup = best(&server_facts(), &Goals::default())
+        .setting
+        .startup
+        .unwrap();
+    // And 5 s late: 38 s at 1 s, 39 probes.
+    assert_eq!(startup.failure_threshold, 39);
 }
 
 #[test]
@@ -142,9 +155,59 @@ fn an_app_live_while_loading_needs_no_startup_probe_and_is_ready_sooner() {
         live_while_loading: true,
         ..server_facts()
     };
-    let chosen = best(&facts, &Goals::default());
+    let on_time = Goals {
+        start_allowance: Duration::ZERO,
+        ..Goals::default()
+    };
+    let chosen = best(&facts, &on_time);
     assert_eq!(chosen.setting.startup, None);
     assert_eq!(chosen.scores.ready_s, Some(1.0));
+    // Allowed to start 5 s late, liveness without a startup probe waits 7 failures (the port
+    // opens 20 ms after a start up to 5 s late: 5.02 s at 1 s), Ready still a period sooner.
+    let ready_first = Goals {
+        prefer: vec![Objective::Ready],
+        ..Goals::default()
+    };
+    let chosen = best(&facts, &ready_first);
+    assert_eq!(chosen.setting.startup, None);
+    assert_eq!(chosen.scores.ready_s, Some(1.0));
+    assert_eq!(chosen.setting.liveness.unwrap().failure_threshold, 7);
+}
+
+/// The e2e's case: an app that listens at once and loads in 50 ms was killed before it was
+/// first Ready, on a busy node, by liveness acting on 2 failures 1 s apart from the container's
+/// start. Whatever the objectives, nothing that restarts the container acts before the start
+/// allowance has passed.
+#[test]
+fn no_probe_kills_a_container_before_its_start_allowance() {
+    for live_while_loading in [false, true] {
+        let facts = Facts {
+            loaded_latest: Some(Duration::from_millis(50)),
+            open_latest: Duration::ZERO,
+            live_while_loading,
+            fails_liveness: true,
+            ..server_facts()
+        };
+        for prefer in [Objective::Detect, Objective::Ready, Objective::Shed] {
+            let goals = Goals {
+                prefer: vec![prefer],
+                ..Goals::default()
+            };
+            let chosen = best(&facts, &goals).setting;
+            // The earliest the kubelet acts, from the container's start: the first probe can
+            // come as it starts, the threshold-th a (threshold - 1) periods later.
+            let patience = |p: &Probe| p.initial_delay + (p.failure_threshold - 1) * p.period;
+            let acts_after = match (&chosen.startup, &chosen.liveness) {
+                (Some(s), _) => patience(s),
+                (None, Some(l)) => patience(l),
+                (None, None) => u32::MAX,
+            };
+            assert!(
+                f64::from(acts_after) >= goals.start_allowance.as_secs_f64(),
+                "live while loading {live_while_loading}, {prefer:?}: {chosen:?}"
+            );
+        }
+    }
 }
 
 #[test]
