@@ -629,6 +629,11 @@ impl Pod {
         // pod sync that stopped it, and that sync's back-off check reads the container that
         // exited before this one (the status it works from was taken while this one ran): so
         // the restart is immediate unless that earlier exit is within the back-off period.
+        // With no earlier exit the check returns before it counts (`doBackOff` in
+        // `pkg/kubelet/kuberuntime/kuberuntime_manager.go` finds no exited container and never
+        // calls `Next`): the first kill starts no back-off, and the second restarts at once
+        // too (MLServer killed by liveness every 2 s on the e2e's kubelet: at once, at once,
+        // then 10 s).
         // Any other exit is noticed by the PLEG, and the check reads this very exit.
         let killed = run.sigterm.is_some();
         let previous_exit = self.last_exit.replace(now);
@@ -639,6 +644,7 @@ impl Pod {
             !expired && since.is_some_and(|exit| now.saturating_sub(exit) < backoff.period)
         };
         let restart_at = match self.backoff {
+            None if killed && previous_exit.is_none() => decided,
             Some(backoff) if in_backoff(&backoff) => {
                 self.status = Status::CrashLoopBackOff;
                 self.record_backoff(decided);
@@ -868,7 +874,8 @@ mod tests {
     fn a_killed_container_restarts_at_once_until_the_exit_before_it_is_within_the_back_off() {
         // Killed by liveness every 15 s or so (each run fails from its start). The kubelet
         // restarts a killed container in the sync that killed it, checking the back-off against
-        // the exit before: 15 s apart is more than the first 10 s, not the doubled 20 s.
+        // the exit before: none at the first kill (no back-off counted), then 15 s apart is
+        // more than the first 10 s, not the doubled 20 s.
         let mut life = healthy();
         life.live_while_loading = false;
         life.loaded = Duration::from_secs(600);
@@ -892,12 +899,14 @@ mod tests {
             .map(|(t, _)| *t)
             .collect();
         let starts = starts(&pod);
-        // The first two kills (15 s apart, more than the 10 s back-off) restart at once.
+        // The first kill counts no back-off; the next two (15 s apart, more than the 10 s
+        // back-off the second started) restart at once.
         assert_eq!(starts[1] - exits[0], PACE.restart);
         assert_eq!(starts[2] - exits[1], PACE.restart);
-        // The third comes 15 s after the second, inside the doubled 20 s: back-off from it.
-        assert!(exits[2] - exits[1] < 20_000, "{exits:?}");
-        assert_eq!(starts[3] - exits[2], 20_000 + PACE.resync + PACE.restart);
+        assert_eq!(starts[3] - exits[2], PACE.restart);
+        // The fourth comes 15 s after the third, inside the doubled 20 s: back-off from it.
+        assert!(exits[3] - exits[2] < 20_000, "{exits:?}");
+        assert_eq!(starts[4] - exits[3], 20_000 + PACE.resync + PACE.restart);
         assert!(pod.record.iter().any(|(_, s)| matches!(
             s,
             Seen::Row {
@@ -905,6 +914,41 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn killed_before_it_listens_it_restarts_at_once_twice_then_backs_off_from_the_third_exit() {
+        // MLServer under a liveness probe every second acting on one failure, its port opening
+        // seconds after each start: on the e2e's kubelet its runs ended 3, 5 and 7 s after
+        // apply, the fourth started at 21 s and the fifth at 50 s.
+        let mut life = healthy();
+        life.open = Duration::from_secs(600);
+        life.loaded = Duration::from_secs(600);
+        let pod = run(
+            spec([None, Some(probe("/livez", 1, 1)), None]),
+            life,
+            120_000,
+        );
+        let exits: Vec<Ms> = pod
+            .record
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    Seen::Event {
+                        reason: Reason::Ended { .. },
+                        ..
+                    }
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        let starts = starts(&pod);
+        assert_eq!(starts[1] - exits[0], PACE.restart, "{starts:?} {exits:?}");
+        assert_eq!(starts[2] - exits[1], PACE.restart, "{starts:?} {exits:?}");
+        // The third kill's sync finds the second exit within the 10 s the second started.
+        assert_eq!(starts[3] - exits[2], 10_000 + PACE.resync + PACE.restart);
+        assert_eq!(starts[4] - exits[3], 20_000 + PACE.resync + PACE.restart);
     }
 
     #[test]
