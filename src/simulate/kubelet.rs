@@ -126,6 +126,9 @@ pub enum Seen {
     },
 }
 
+/// Back-offs with a resync lag of their own ([`Pace::resync`]).
+pub const RESYNCS: usize = 8;
+
 /// How long the cluster takes for things the manifests do not say; each scenario draws them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pace {
@@ -135,8 +138,10 @@ pub struct Pace {
     pub restart: Ms,
     /// From a container's exit to the kubelet acting on it.
     pub notice: Ms,
-    /// After a back-off ends, until the pod's next sync restarts it.
-    pub resync: Ms,
+    /// After each back-off ends, until the pod's next sync restarts it: a pod in back-off is
+    /// synced again every 10-15 s, jittered at each requeue, so each back-off draws its own
+    /// (the last repeats for any after these).
+    pub resync: [Ms; RESYNCS],
     /// When each probe worker first ticks, after the pod's creation (below its period).
     pub phases: [Ms; 3],
 }
@@ -244,6 +249,8 @@ pub struct Pod {
     pub restarts: u32,
     pub deleting: Option<Ms>,
     backoff: Option<BackOff>,
+    /// Back-offs waited so far (which resync lag the next takes).
+    backoffs: usize,
     /// When the container before the running one exited (the kubelet keeps it).
     last_exit: Option<Ms>,
     /// Liveness and startup workers stop when the pod is deleted.
@@ -275,6 +282,7 @@ impl Pod {
             restarts: 0,
             deleting: None,
             backoff: None,
+            backoffs: 0,
             last_exit: None,
             stopped: [false; 3],
             coming: None,
@@ -648,7 +656,9 @@ impl Pod {
             Some(backoff) if in_backoff(&backoff) => {
                 self.status = Status::CrashLoopBackOff;
                 self.record_backoff(decided);
-                let restart_at = (now + backoff.period + self.pace.resync).max(decided);
+                let resync = self.pace.resync[self.backoffs.min(RESYNCS - 1)];
+                self.backoffs += 1;
+                let restart_at = (now + backoff.period + resync).max(decided);
                 self.backoff = Some(BackOff {
                     period: (backoff.period * 2).min(BACKOFF_MAX),
                     last_update: restart_at,
@@ -736,7 +746,7 @@ mod tests {
         start: 1000,
         restart: 500,
         notice: 100,
-        resync: 0,
+        resync: [0; RESYNCS],
         phases: [0, 0, 0],
     };
 
@@ -906,7 +916,7 @@ mod tests {
         assert_eq!(starts[3] - exits[2], PACE.restart);
         // The fourth comes 15 s after the third, inside the doubled 20 s: back-off from it.
         assert!(exits[3] - exits[2] < 20_000, "{exits:?}");
-        assert_eq!(starts[4] - exits[3], 20_000 + PACE.resync + PACE.restart);
+        assert_eq!(starts[4] - exits[3], 20_000 + PACE.resync[0] + PACE.restart);
         assert!(pod.record.iter().any(|(_, s)| matches!(
             s,
             Seen::Row {
@@ -947,8 +957,8 @@ mod tests {
         assert_eq!(starts[1] - exits[0], PACE.restart, "{starts:?} {exits:?}");
         assert_eq!(starts[2] - exits[1], PACE.restart, "{starts:?} {exits:?}");
         // The third kill's sync finds the second exit within the 10 s the second started.
-        assert_eq!(starts[3] - exits[2], 10_000 + PACE.resync + PACE.restart);
-        assert_eq!(starts[4] - exits[3], 20_000 + PACE.resync + PACE.restart);
+        assert_eq!(starts[3] - exits[2], 10_000 + PACE.resync[0] + PACE.restart);
+        assert_eq!(starts[4] - exits[3], 20_000 + PACE.resync[0] + PACE.restart);
     }
 
     #[test]

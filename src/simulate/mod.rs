@@ -386,29 +386,47 @@ fn pod_reports(input: &Input, traces: &[Trace], horizon: Duration) -> Vec<PodRep
 
 /// Each restart's windows: when the container before ended and the next one started.
 fn restarts(runs: &[&cluster::PodTrace], scenarios: f64) -> Vec<Restart> {
+    // Each container's end counts for its restart's `ended` window whether or not the next
+    // container started by the horizon: a scenario whose last run began late still ends it
+    // (a window over only the scenarios that went on to start again would leave those out).
+    // An end the pod's deletion made is no restart.
     let mut by_number: BTreeMap<usize, (Vec<Ms>, Vec<Ms>, String)> = BTreeMap::new();
     for run in runs {
-        let mut ended: Option<(Ms, String)> = None;
         let mut number = 0;
+        let mut pending: Option<(Ms, String)> = None;
+        let mut commit = |number: usize, (end, why): (Ms, String), start: Option<Ms>| {
+            let entry = by_number
+                .entry(number)
+                .or_insert_with(|| (Vec::new(), Vec::new(), why));
+            entry.0.push(end);
+            entry.1.extend(start);
+        };
         for (at, s) in &run.pod.record {
-            if let Seen::Event { reason, .. } = s {
-                match *reason {
-                    Reason::Ended { ending, code } => {
-                        ended = Some((*at, format!("{}, exit code {code}", ending.as_str())));
-                    }
-                    Reason::Started => {
-                        if let Some((end, why)) = ended.take() {
-                            number += 1;
-                            let entry = by_number
-                                .entry(number)
-                                .or_insert_with(|| (Vec::new(), Vec::new(), why));
-                            entry.0.push(end);
-                            entry.1.push(*at);
-                        }
-                    }
-                    _ => {}
+            match s {
+                Seen::Event {
+                    reason: Reason::Ended { ending, code },
+                    ..
+                } => {
+                    pending = Some((*at, format!("{}, exit code {code}", ending.as_str())));
                 }
+                Seen::Event {
+                    reason: Reason::Started,
+                    ..
+                } => {
+                    if let Some(ended) = pending.take() {
+                        number += 1;
+                        commit(number, ended, Some(*at));
+                    }
+                }
+                Seen::Row {
+                    status: kubelet::Status::Gone,
+                    ..
+                } => pending = None,
+                _ => {}
             }
+        }
+        if let Some(ended) = pending.take() {
+            commit(number + 1, ended, None);
         }
     }
     by_number

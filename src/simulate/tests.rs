@@ -689,3 +689,49 @@ spec:
         undeclared.message
     );
 }
+
+/// A container cannot end before it started: each restart's `ended` window reaches at least as
+/// late as the `started` of the restart before, also when the last run began so late in some
+/// scenarios that nothing started after it by the horizon (its end still counts). The e2e's
+/// case: MLServer (port open 1.4-1.8 s after start) under liveness every second acting on one
+/// failure, watched for 95 s: its fifth run started up to 56 s and ended up to 58 s.
+#[test]
+fn a_restart_ends_no_earlier_than_the_run_before_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeline = dir.path().join("mlserver.toml");
+    std::fs::write(
+        &timeline,
+        "[startup]\nbind-delay = \"1449ms..1778ms\"\nload-delay = \"0ms..20ms\"\nlive-while-loading = true\n\
+         [shutdown]\nexit-after = \"495ms..564ms\"\nunready-on-sigterm = true\n\
+         [endpoints]\nhttp-port = 8080\nliveness = [\"/v2/health/live\"]\nreadiness = [\"/v2/health/ready\"]\n",
+    )
+    .unwrap();
+    let manifest = format!(
+        "{}/e2e/apps/mlserver/tight-liveness.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut input = manifest::read(&[(
+        manifest.clone(),
+        std::fs::read_to_string(&manifest).unwrap(),
+    )])
+    .unwrap();
+    command::resolve_timelines(&mut input, &[format!("mlserver={}", timeline.display())]).unwrap();
+    for horizon in [60, 95, 130] {
+        let report = simulate(
+            &input,
+            &Options {
+                horizon: Duration::from_secs(horizon),
+                scenarios: 30,
+                ..options(Vec::new())
+            },
+        );
+        let restarts = &report.pods[0].restarts_at;
+        assert!(restarts.len() >= 4, "horizon {horizon}: {restarts:?}");
+        for pair in restarts.windows(2) {
+            assert!(
+                pair[1].ended.latest_s >= pair[0].started.latest_s,
+                "horizon {horizon}: {pair:?}"
+            );
+        }
+    }
+}

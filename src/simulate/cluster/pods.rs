@@ -204,7 +204,7 @@ impl Cluster<'_> {
             start,
             restart: self.pick(slack::RESTART),
             notice: self.pick(slack::NOTICE),
-            resync: self.pick(slack::RESYNC),
+            resync: std::array::from_fn(|_| self.pick(slack::RESYNC)),
             phases,
         }
     }
