@@ -692,9 +692,21 @@ fn record_run(args: &RecordArgs, spec: &Arc<Spec>) -> Result<Run, String> {
         let _ = t.join();
     }
     let s = seen.lock().unwrap();
+    // An HTTP path that passed proves the port open: its poll can come before the connect
+    // poll sees it (they run side by side), and the port cannot open after it.
+    let passed = s
+        .first_pass
+        .iter()
+        .filter(|(t, _)| matches!(t.endpoint, Endpoint::Path(_)))
+        .map(|(_, (at, _))| *at)
+        .reduce(f64::min);
+    let open = match (s.open, passed) {
+        (Some(o), Some(p)) => Some(o.min(p)),
+        (o, p) => o.or(p),
+    };
     Ok(Run {
-        open: s.open,
-        closed_until: s.closed_until,
+        open,
+        closed_until: open.map_or(s.closed_until, |o| s.closed_until.min(o)),
         first_pass: s.first_pass.clone(),
         idle_latency: s.idle_latency.clone(),
         load_latency: s.load_latency.clone(),
