@@ -44,8 +44,9 @@ LABEL org.opencontainers.image.title="chaos-inference" \
       org.opencontainers.image.version="0.1.0"
 COPY --from=onnxruntime /ort/libonnxruntime.so.${ORT_VERSION} /usr/local/lib/libonnxruntime.so
 COPY --from=builder /chaos-inference /usr/local/bin/chaos-inference
+# No BIND here: the server listens on 0.0.0.0:8000 unless told, and a timeline file as its
+# profile (the stand-in) takes the application's port only when BIND is not set.
 ENV ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so \
-    BIND=0.0.0.0:8000 \
     LOG_FORMAT=json
 USER 65532:65532
 EXPOSE 8000 8001
