@@ -1265,6 +1265,146 @@ def warm_up():
             log(f"warm-up: {IMAGE_REPO}:{tag} ran --version in {time.monotonic() - started:.1f}s")
 
 
+# The third-party app: MLServer serving the heart-disease pipeline (e2e/apps/mlserver), recorded
+# on this machine by `chaos-inference record`, run on the cluster as it is and then replaced by
+# this server replaying the recording, under the same manifests and the same predictions.
+MLSERVER_APP = ROOT / "e2e" / "apps" / "mlserver"
+MLSERVER_IMAGE = os.environ.get("E2E_MLSERVER_IMAGE")
+MLSERVER_VENV = ROOT / "e2e" / ".venv-mlserver"
+MLSERVER_SELECTOR = "app.kubernetes.io/name=mlserver"
+# The too-tight liveness is watched this long: two kills restarted at once, then back-off 10 s
+# and 20 s, and the next in about half the scenarios.
+APP_WATCH = 95
+# The fitting probes are watched until this long after first Ready, for a restart.
+APP_SETTLE = 15
+
+
+def record_mlserver(s, work):
+    """`chaos-inference record` of MLServer started from its virtualenv with the image's own
+    settings (ports 8080, 8081, 8082): the timeline file's text."""
+    models = work / "models"
+    (models / "heart-disease").mkdir(parents=True)
+    shutil.copy(ROOT / "models" / "heart-disease" / "pipeline.joblib", models / "heart-disease")
+    shutil.copy(MLSERVER_APP / "model-settings.json", models / "heart-disease")
+    settings = json.loads((MLSERVER_APP / "settings.json").read_text())
+    settings["metrics_dir"] = str(work / "metrics")
+    (models / "settings.json").write_text(json.dumps(settings))
+    out = work / "mlserver.toml"
+    result = subprocess.run([BINARY, "record", "--runs", "3", "--port", str(settings["http_port"]),
+                             "--path", "liveness=/v2/health/live", "--path", "readiness=/v2/health/ready",
+                             "--sigterm", "--timeout", "2m", "--out", str(out), "--",
+                             str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(models)],
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise Failed(f"record: {result.stderr.strip()}")
+    text = out.read_text()
+    for line in text.splitlines():
+        if line.startswith("#   run "):
+            s.note(f"recorded {line[4:]}")
+    return text
+
+
+def stand_in(manifest, timeline):
+    """The same manifest with this server's image in the app's place, replaying `timeline` (a
+    ConfigMap mounted as its profile): nothing else changes, probes and resources included."""
+    text = manifest.replace(f"image: {MLSERVER_IMAGE}", f"image: {IMAGE_REPO}:v1")
+    text = text.replace("          imagePullPolicy: Never\n", "          imagePullPolicy: Never\n"
+                        "          env:\n"
+                        "            - name: CHAOS_PROFILE\n"
+                        "              value: /timelines/mlserver.toml\n"
+                        "          volumeMounts:\n"
+                        "            - name: timeline\n"
+                        "              mountPath: /timelines\n", 1)
+    text = text.replace("      terminationGracePeriodSeconds: 10\n", "      terminationGracePeriodSeconds: 10\n"
+                        "      volumes:\n"
+                        "        - name: timeline\n"
+                        "          configMap:\n"
+                        "            name: mlserver-timeline\n", 1)
+    if text.count("/timelines") != 2:
+        raise Failed("stand_in: the manifest's shape changed (no imagePullPolicy or grace period line to add to)")
+    body = "".join(f"    {line}\n" if line.strip() else "\n" for line in timeline.splitlines())
+    configmap = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mlserver-timeline\n"
+                 f"data:\n  mlserver.toml: |\n{body}")
+    return configmap + "---\n" + text
+
+
+def watch_app(s, label, rendered, want, fits):
+    """Applies `rendered` (one Deployment of one pod) and watches its pod: first Ready and each
+    run's start and end, held to the predicted pod `want`. With probes that `fit`, until
+    APP_SETTLE s after first Ready (no restart); otherwise APP_WATCH s."""
+    s.apply(rendered)
+    runs, first_ready = {}, None
+    while time.time() - s.applied_at < (APP_WATCH if not fits else 120):
+        for p in s.pods(MLSERVER_SELECTOR):
+            if p["metadata"].get("deletionTimestamp"):
+                continue
+            cs = status(p)
+            for kind, v in [*cs.get("lastState", {}).items(), *cs.get("state", {}).items()]:
+                if kind not in ("running", "terminated") or not v.get("containerID") or not v.get("startedAt"):
+                    continue
+                ended = None
+                if kind == "terminated":
+                    ended = (s.since_apply(v["finishedAt"]), f"{v.get('reason')}, exit code {v.get('exitCode')}")
+                if ended or v["containerID"] not in runs:
+                    runs[v["containerID"]] = (s.since_apply(v["startedAt"]), ended)
+            if first_ready is None and ready(p) and restarts(p) == 0:
+                first_ready = s.since_apply(ready_at(p))
+        if fits and first_ready is not None and time.time() - s.applied_at > first_ready + APP_SETTLE:
+            break
+        time.sleep(0.3)
+    ordered = sorted(runs.values())
+    s.note(f"{label}: first Ready {first_ready}, runs (started, ended) {ordered}")
+    ended = [e for _, e in ordered if e]
+    if fits:
+        s.expect_window(f"{label}: first Ready", first_ready, want["first_ready"])
+        s.expect(f"{label}: restarts", len(ended), want["restarts"]["min"], want["restarts"]["max"], slack=0)
+        return
+    if want["first_ready"] is not None or first_ready is not None:
+        raise Failed(f"{label}: first Ready observed {first_ready}, predicted {want['first_ready']}")
+    for k, (at, how) in enumerate(ended):
+        if k >= len(want["restarts_at"]):
+            raise Failed(f"{label}: run {k + 1} ended at {at:.0f} s, no such restart predicted")
+        r = want["restarts_at"][k]
+        s.expect_window(f"{label}: restart {k + 1}: container ended", at, r["ended"])
+        if k + 1 < len(ordered):
+            s.expect_window(f"{label}: restart {k + 1}: running again", ordered[k + 1][0], r["started"])
+        # How it ended is recorded, not held: a SIGTERM reaching PID 1 before its handler is in
+        # place is ignored by the kernel, which the timeline does not model.
+        COMPARISONS.append((s.name, f"{label}: restart {k + 1}: how it ended", r["reason"], how,
+                            "ok" if how == r["reason"] else "differs"))
+    # Restarts as the kubelet counts them: the runs that started after the first.
+    s.expect(f"{label}: restarts by {APP_WATCH} s", len(ordered) - 1, want["restarts"]["min"], want["restarts"]["max"],
+             slack=0)
+
+
+def mlserver_app(s):
+    """MLServer recorded with `record`, predicted by `simulate --app`, run with probes that fit
+    its start-up and with a liveness probe too tight for it; then this server's image replaying
+    the recording in its place under the same manifests, held to the same predictions."""
+    if not MLSERVER_IMAGE or not (MLSERVER_VENV / "bin" / "mlserver").exists():
+        raise Failed("E2E_MLSERVER_IMAGE and e2e/.venv-mlserver are needed (e2e/apps/mlserver/build.sh makes both)")
+    work = pathlib.Path(tempfile.mkdtemp(prefix="e2e-mlserver-"))
+    try:
+        timeline = record_mlserver(s, work)
+        if s.transcripts:
+            (pathlib.Path(s.transcripts) / "mlserver-timeline.toml").write_text(timeline)
+        app = work / "mlserver.toml"
+        for manifest, fits in (("deployment.yaml", True), ("tight-liveness.yaml", False)):
+            text = (MLSERVER_APP / manifest).read_text().replace("image: localhost/mlserver-heart-disease:e2e",
+                                                                 f"image: {MLSERVER_IMAGE}")
+            # How each back-off's restart lines up with the kubelet's resyncs (10-15 s apart,
+            # each jittered) compounds over the restarts: 300 drawn scenarios cover it.
+            args = ["--app", f"mlserver={app}", "--scenarios", "300"] + ([] if fits else ["--horizon", f"{APP_WATCH}s"])
+            want = s.predict(text, *args)["pods"][0]
+            s.note(f"{manifest}: predicted first Ready {want['first_ready']}, restarts {want['restarts']}")
+            for label, rendered in ((f"MLServer, {manifest}", text), (f"stand-in, {manifest}", stand_in(text, timeline))):
+                watch_app(s, label, rendered, want, fits)
+                kubectl("-n", s.ns, "delete", "deployment", "mlserver", "--wait=true", "--grace-period=1", timeout=120)
+                s.wait(lambda: not s.pods(MLSERVER_SELECTOR), 60, "the pod gone")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 SCENARIOS = {
     "applied-alone": applied_alone,
     "plain-pods": plain_pods,
@@ -1292,6 +1432,7 @@ SCENARIOS = {
     "tune-flapping-readiness": tune_pair("online-inference-pod-probes.yaml",
                                          {"CHAOS_PROFILE": "flapping-readiness", "CHAOS_TIME_SCALE": "0.2"}, "flapping-readiness"),
     "restart-storm-tuned": restart_storm_tuned,
+    "mlserver-app": mlserver_app,
 }
 
 # Scenarios that do not interfere, run side by side when all are asked for (each sleeps most

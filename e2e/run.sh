@@ -9,7 +9,9 @@
 # (cached after the first build), builds the Dockerfile's v1 and v2 images with buildah and
 # imports them into the cluster's containerd (scripts/build-image.sh). Without buildah, or with
 # E2E_IMAGES=binary, it loads the release binary with the ONNX Runtime library instead; the log
-# says which ran. Helm commands use HELM (default: the helm of scripts/install-scanners.sh).
+# says which ran. The mlserver-app scenario runs where E2E_MLSERVER_IMAGE names an image of
+# e2e/apps/mlserver the cluster has (k8s-local with buildah builds it) and e2e/.venv-mlserver
+# exists (e2e/apps/mlserver/build.sh makes both). Helm commands use HELM (default: the helm of scripts/install-scanners.sh).
 # Transcripts of what kubectl showed go to e2e/out/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,6 +54,10 @@ if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
         # images get Debian-made stand-ins (scripts/make-base-stand-ins.sh).
         export E2E_IMAGE_SOURCE="the Dockerfile (targets v1 and v2), built by buildah"
         E2E_LOAD_IMAGES="IMAGE_REPO=$E2E_IMAGE_REPO scripts/build-image.sh --stand-ins --import ${K8S_CONTAINERD_SOCKET:-/run/k8s-local/containerd.sock}"
+        # And the third-party app of the mlserver-app scenario (its image and a virtualenv to
+        # record it from), built on the same python base.
+        E2E_LOAD_IMAGES="$E2E_LOAD_IMAGES && e2e/apps/mlserver/build.sh --import ${K8S_CONTAINERD_SOCKET:-/run/k8s-local/containerd.sock}"
+        export E2E_MLSERVER_IMAGE=localhost/mlserver-heart-disease:e2e
     else
         # Fallback without an OCI builder (or E2E_IMAGES=binary): the release binary and the ONNX
         # Runtime library in a minimal image, with the environment the Dockerfile sets.
