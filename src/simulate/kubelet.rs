@@ -795,6 +795,23 @@ mod tests {
         )
     }
 
+    /// When each container ended.
+    fn exits(pod: &Pod) -> Vec<Ms> {
+        pod.record
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    Seen::Event {
+                        reason: Reason::Ended { .. },
+                        ..
+                    }
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
     fn starts(pod: &Pod) -> Vec<Ms> {
         pod.record
             .iter()
@@ -894,20 +911,7 @@ mod tests {
             life,
             120_000,
         );
-        let exits: Vec<Ms> = pod
-            .record
-            .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    Seen::Event {
-                        reason: Reason::Ended { .. },
-                        ..
-                    }
-                )
-            })
-            .map(|(t, _)| *t)
-            .collect();
+        let exits = exits(&pod);
         let starts = starts(&pod);
         // The first kill counts no back-off; the next two (15 s apart, more than the 10 s
         // back-off the second started) restart at once.
@@ -939,20 +943,7 @@ mod tests {
             life,
             120_000,
         );
-        let exits: Vec<Ms> = pod
-            .record
-            .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    Seen::Event {
-                        reason: Reason::Ended { .. },
-                        ..
-                    }
-                )
-            })
-            .map(|(t, _)| *t)
-            .collect();
+        let exits = exits(&pod);
         let starts = starts(&pod);
         assert_eq!(starts[1] - exits[0], PACE.restart, "{starts:?} {exits:?}");
         assert_eq!(starts[2] - exits[1], PACE.restart, "{starts:?} {exits:?}");
