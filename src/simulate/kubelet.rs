@@ -3,9 +3,11 @@
 //!
 //! - probe workers (`pkg/kubelet/prober/worker.go`): results start as readiness Failure,
 //!   liveness Success, startup Unknown, and again for every new container; a worker ticks every
-//!   `periodSeconds` from a phase of its own, so the first probe lands in
-//!   `[initialDelaySeconds, initialDelaySeconds + periodSeconds)` after the container starts;
-//!   it skips while `int(seconds since start) < initialDelaySeconds`; liveness and readiness
+//!   `periodSeconds` from a phase of its own and probes a container only once the status it
+//!   reads shows it running: that status is written by the pod's sync after the PLEG's relist
+//!   (every second, `pkg/kubelet/pleg/generic.go`) noticed the start, so the first probe lands
+//!   in `[initialDelaySeconds, initialDelaySeconds + periodSeconds)` after that, not after the
+//!   start itself; it skips while `int(seconds since start) < initialDelaySeconds`; liveness and readiness
 //!   wait for the startup probe; a result counts after `successThreshold`/`failureThreshold`
 //!   consecutive equal results; a liveness or startup failure puts the worker on hold until
 //!   the next container; on pod deletion liveness and startup stop, readiness goes on;
@@ -128,6 +130,8 @@ pub enum Seen {
 
 /// Back-offs with a resync lag of their own ([`Pace::resync`]).
 pub const RESYNCS: usize = 8;
+/// Runs with a status lag of their own ([`Pace::seen`]).
+pub const SEEN_RUNS: usize = 8;
 
 /// How long the cluster takes for things the manifests do not say; each scenario draws them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,6 +146,9 @@ pub struct Pace {
     /// synced again every 10-15 s, jittered at each requeue, so each back-off draws its own
     /// (the last repeats for any after these).
     pub resync: [Ms; RESYNCS],
+    /// From each run's start until its probe workers see it running (the PLEG's next relist,
+    /// then the pod's sync writing the status they read); the last repeats for later runs.
+    pub seen: [Ms; SEEN_RUNS],
     /// When each probe worker first ticks, after the pod's creation (below its period).
     pub phases: [Ms; 3],
 }
@@ -195,6 +202,8 @@ struct ProbeResults {
 #[derive(Debug, Clone)]
 struct Run {
     since: Ms,
+    /// When the probe workers first see this run (they do not probe it before).
+    seen: Ms,
     /// The startup probe has passed (or there is none).
     started: bool,
     ready_since: Option<Ms>,
@@ -205,10 +214,11 @@ struct Run {
 }
 
 impl Run {
-    fn new(since: Ms, spec: &PodSpec) -> Run {
+    fn new(since: Ms, seen: Ms, spec: &PodSpec) -> Run {
         let started = spec.probe(ProbeKind::Startup).is_none();
         Run {
             since,
+            seen,
             started,
             // A new container's readiness starts as Failure; without a readiness probe the
             // container is ready once started.
@@ -447,7 +457,8 @@ impl Pod {
 
     fn start(&mut self, now: Ms, clock: &mut impl Clock<Wake>) {
         self.coming = None;
-        let mut run = Run::new(now, &self.spec);
+        let lag = self.pace.seen[(self.restarts as usize).min(SEEN_RUNS - 1)];
+        let mut run = Run::new(now, now + lag, &self.spec);
         if let Some((at, exit)) = &self.life.exit {
             run.pending
                 .push(clock.schedule(now + at.as_millis() as Ms, Wake::Exit(exit.clone())));
@@ -475,6 +486,7 @@ impl Pod {
             return;
         };
         if run.results[kind as usize].on_hold
+            || now < run.seen
             || (now - run.since) / 1000 < u64::from(probe.initial_delay)
             || (kind == ProbeKind::Startup) == run.started
         {
@@ -747,18 +759,23 @@ mod tests {
         restart: 500,
         notice: 100,
         resync: [0; RESYNCS],
+        seen: [0; SEEN_RUNS],
         phases: [0, 0, 0],
     };
 
     /// Runs one pod alone until `until`, on the simulator's own queue.
     fn run(spec: PodSpec, life: Timeline, until: Ms) -> Pod {
+        run_paced(spec, life, PACE, until)
+    }
+
+    fn run_paced(spec: PodSpec, life: Timeline, pace: Pace, until: Ms) -> Pod {
         let mut queue = Queue::default();
         let mut pod = Pod::new(
             "p".into(),
             0,
             Arc::new(spec),
             Arc::new(life),
-            PACE,
+            pace,
             &mut queue,
         );
         run_until(&mut pod, &mut queue, until);
@@ -950,6 +967,40 @@ mod tests {
         // The third kill's sync finds the second exit within the 10 s the second started.
         assert_eq!(starts[3] - exits[2], 10_000 + PACE.resync[0] + PACE.restart);
         assert_eq!(starts[4] - exits[3], 20_000 + PACE.resync[0] + PACE.restart);
+    }
+
+    #[test]
+    fn no_probe_reaches_a_run_before_the_kubelet_has_seen_it_start() {
+        // A port that opens 1.8 s after each start, and a liveness probe every second acting
+        // on one failure: a run the workers see at once is probed (and killed) in its first
+        // second; one they see only 2 s after its start is probed once it listens, and lives.
+        let mut life = healthy();
+        life.open = Duration::from_millis(1_800);
+        life.loaded = Duration::from_millis(1_800);
+        let probes = || spec([None, Some(probe("/livez", 1, 1)), None]);
+        let at_once = run(probes(), life.clone(), 60_000);
+        assert!(at_once.restarts >= 3, "{:?}", starts(&at_once));
+
+        let mut seen = [0; SEEN_RUNS];
+        seen[1] = 2_000;
+        let pace = Pace { seen, ..PACE };
+        let pod = run_paced(probes(), life, pace, 60_000);
+        let starts = starts(&pod);
+        assert_eq!(pod.restarts, 1, "the second run lives: {starts:?}");
+        let killed = first(&pod, |s| {
+            matches!(
+                s,
+                Seen::Event {
+                    reason: Reason::Killing,
+                    ..
+                }
+            )
+        });
+        assert!(
+            killed.unwrap() < starts[1],
+            "the first run was killed: {killed:?} {starts:?}"
+        );
+        assert!(pod.running());
     }
 
     #[test]

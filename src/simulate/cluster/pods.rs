@@ -36,6 +36,11 @@ pub mod slack {
     pub const RESTART: (Ms, Ms) = (300, 2_000);
     /// A container's exit to the kubelet acting on it (the PLEG relists every second).
     pub const NOTICE: (Ms, Ms) = (0, 1_500);
+    /// A container's start to its probe workers seeing it running: the same relist, then the
+    /// pod's sync writes the status they read (on the e2e's kubelet, MLServer under a liveness
+    /// probe acting on one failure a second ran 2-3 s each time, longer than a probe in its
+    /// first second allows, and once outlived it).
+    pub const SEEN: (Ms, Ms) = (0, 1_500);
     /// A pod in back-off is synced again every 10-15 s: a restart lands up to 15 s late.
     pub const RESYNC: (Ms, Ms) = (0, 15_000);
     /// A controller acting on a change.
@@ -205,6 +210,7 @@ impl Cluster<'_> {
             restart: self.pick(slack::RESTART),
             notice: self.pick(slack::NOTICE),
             resync: std::array::from_fn(|_| self.pick(slack::RESYNC)),
+            seen: std::array::from_fn(|_| self.pick(slack::SEEN)),
             phases,
         }
     }
