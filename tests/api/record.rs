@@ -154,6 +154,58 @@ spec:
 }
 
 #[test]
+fn sigterm_goes_to_the_command_alone_as_a_container_runtime_sends_it() {
+    // A server with a worker process: SIGTERM makes it exit 0 after 500 ms, while losing its
+    // worker makes it exit 5 at once. Signalled alone (as the runtime signals a container's
+    // first process), it takes its 500 ms; had its whole process group been signalled, the
+    // worker would have died with it.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("server.py");
+    std::fs::write(
+        &script,
+        r#"import http.server, os, signal, subprocess, sys, threading, time
+worker = subprocess.Popen(["sleep", "60"])
+def watch():
+    worker.wait()
+    os._exit(5)
+threading.Thread(target=watch, daemon=True).start()
+def term(*_):
+    time.sleep(0.5)
+    os._exit(0)
+signal.signal(signal.SIGTERM, term)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("t.toml");
+    let port = free_port().to_string();
+    let (code, _, stderr) = run_cli(
+        &[
+            "record",
+            "--runs",
+            "1",
+            "--port",
+            &port,
+            "--path",
+            "/",
+            "--sigterm",
+            "--out",
+            out.to_str().unwrap(),
+            "--",
+            "python3",
+            script.to_str().unwrap(),
+            &port,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = read(&out);
+    assert!(text.contains("with exit code 0"), "{text}");
+    let (low, _) = range_ms(&text, "exit-after");
+    assert!(low >= 450.0, "{low}\n{text}");
+}
+
+#[test]
 fn what_cannot_be_recorded_exits_2_with_one_line_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never.toml");
