@@ -663,6 +663,19 @@ fn record_run(args: &RecordArgs, spec: &Arc<Spec>) -> Result<Run, String> {
     } else {
         None
     };
+    // A command that ended by itself once ready (a server that stops when a model fails to
+    // load) has no shutdown to measure, and its timeline would miss the exit.
+    if let Some(c) = child.as_mut()
+        && let Ok(Some(status)) = c.try_wait()
+    {
+        let after = started.elapsed().as_secs_f64();
+        finish(&mut child, &stop);
+        return Err(format!(
+            "`{}` exited with {} after {after:.1} s, by itself once it was ready",
+            args.command.join(" "),
+            exit_code(status),
+        ));
+    }
     seen.lock().unwrap().phase = Phase::Stopping;
     let mut sigterm = None;
     if args.sigterm

@@ -211,6 +211,12 @@ fn what_cannot_be_recorded_exits_2_with_one_line_and_writes_nothing() {
     let out = dir.path().join("never.toml");
     let port = free_port().to_string();
     let out_s = out.to_str().unwrap();
+    let quits = format!(
+        "import http.server, os, threading\n\
+         s = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)\n\
+         threading.Timer(1.0, lambda: os._exit(4)).start()\n\
+         s.serve_forever()"
+    );
     for (args, needle) in [
         (
             vec![
@@ -276,6 +282,21 @@ fn what_cannot_be_recorded_exits_2_with_one_line_and_writes_nothing() {
         (
             vec!["--port", &port[..], "--", "sh", "-c", "exit 3"],
             "exited with 3",
+        ),
+        (
+            // Ready, then gone by itself a second later (before the measurements end).
+            vec![
+                "--port",
+                &port[..],
+                "--sigterm",
+                "--out",
+                out_s,
+                "--",
+                "python3",
+                "-c",
+                &quits,
+            ],
+            "exited with 4",
         ),
     ] {
         let mut all = vec!["record", "--runs", "1"];
