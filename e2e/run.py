@@ -127,7 +127,12 @@ class Scenario:
         self.wait(lambda: "default" in kubectl("-n", self.ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, *_):
+        if kind is not None:
+            # What the cluster said while the scenario failed: the reason a log alone cannot give.
+            events = kubectl("-n", self.ns, "get", "events", "--sort-by=.lastTimestamp", check=False)
+            for line in events.splitlines()[-40:]:
+                self.note(f"event: {line}")
         if self.transcripts:
             path = pathlib.Path(self.transcripts) / f"{self.name}.txt"
             path.write_text("\n".join(self.lines) + "\n")
@@ -1348,34 +1353,48 @@ def watch_app(s, label, rendered, want, fits):
     run's start and end, held to the predicted pod `want`. With probes that `fit`, until
     APP_SETTLE s after first Ready (no restart); otherwise APP_WATCH s."""
     s.apply(rendered)
-    runs, first_ready = {}, None
+    # First Ready of the first run (probes that fit), and of any run (probes that may kill).
+    runs, first_ready, ready_any, waits = {}, None, None, {}
     while time.time() - s.applied_at < (APP_WATCH if not fits else 120):
         for p in s.pods(MLSERVER_SELECTOR):
             if p["metadata"].get("deletionTimestamp"):
                 continue
             cs = status(p)
-            for kind, v in [*cs.get("lastState", {}).items(), *cs.get("state", {}).items()]:
-                if kind not in ("running", "terminated") or not v.get("containerID") or not v.get("startedAt"):
+            # A terminated state names its container; the running one is the status's own.
+            states = [(k, v, v.get("containerID")) for k, v in cs.get("lastState", {}).items()]
+            states += [(k, v, v.get("containerID", cs.get("containerID"))) for k, v in cs.get("state", {}).items()]
+            for kind, v, container in states:
+                if kind not in ("running", "terminated") or not container or not v.get("startedAt"):
                     continue
                 ended = None
                 if kind == "terminated":
                     ended = (s.since_apply(v["finishedAt"]), f"{v.get('reason')}, exit code {v.get('exitCode')}")
-                if ended or v["containerID"] not in runs:
-                    runs[v["containerID"]] = (s.since_apply(v["startedAt"]), ended)
-            if first_ready is None and ready(p) and restarts(p) == 0:
-                first_ready = s.since_apply(ready_at(p))
+                if ended or container not in runs:
+                    runs[container] = (s.since_apply(v["startedAt"]), ended)
+            waiting = cs.get("state", {}).get("waiting")
+            if waiting and waiting.get("reason") not in waits:
+                waits[waiting.get("reason")] = waiting.get("message", "")
+                s.note(f"{label}: waiting at {time.time() - s.applied_at:.1f} s: {waiting.get('reason')} {waits[waiting.get('reason')]}")
+            if ready_any is None and ready(p):
+                ready_any = s.since_apply(ready_at(p))
+                if restarts(p) == 0:
+                    first_ready = ready_any
         if fits and first_ready is not None and time.time() - s.applied_at > first_ready + APP_SETTLE:
             break
         time.sleep(0.3)
     ordered = sorted(runs.values())
-    s.note(f"{label}: first Ready {first_ready}, runs (started, ended) {ordered}")
+    s.note(f"{label}: first Ready {first_ready} (of any run {ready_any}), runs (started, ended) {ordered}")
     ended = [e for _, e in ordered if e]
     if fits:
         s.expect_window(f"{label}: first Ready", first_ready, want["first_ready"])
         s.expect(f"{label}: restarts", len(ended), want["restarts"]["min"], want["restarts"]["max"], slack=0)
         return
-    if want["first_ready"] is not None or first_ready is not None:
-        raise Failed(f"{label}: first Ready observed {first_ready}, predicted {want['first_ready']}")
+    # A probe that races the start-up kills in some scenarios and not in others: a run the
+    # kubelet's probes first reach after the port opened lives and turns Ready.
+    if ready_any is not None:
+        s.expect_window(f"{label}: first Ready (any run)", ready_any, want["first_ready"])
+    elif want["ready_share"] >= 1:
+        raise Failed(f"{label}: never Ready by {APP_WATCH} s, predicted Ready in every scenario ({want['first_ready']})")
     for k, (at, how) in enumerate(ended):
         if k >= len(want["restarts_at"]):
             raise Failed(f"{label}: run {k + 1} ended at {at:.0f} s, no such restart predicted")
