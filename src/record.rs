@@ -9,9 +9,10 @@
 //! second, measures latency idle (and, with `--load`, under that load from the `load` client),
 //! then, with `--sigterm`, sends SIGTERM to the command's own process (as a container runtime
 //! signals only a container's first process: a multi-process server's workers are left to it)
-//! and watches readiness and the exit; otherwise it stops the process group. The timeline's ranges cover every run, widened by the polling interval (a moment
-//! is known to lie between the last poll that did not see it and the first that did), and its
-//! comments keep each run's raw figures.
+//! and watches readiness and the exit; otherwise it stops the process group. The timeline's
+//! ranges cover every run, widened by the polling interval (a moment is known to lie between
+//! the last poll that did not see it and the first that did), and its comments keep each run's
+//! raw figures.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -683,8 +684,8 @@ fn record_run(args: &RecordArgs, spec: &Arc<Spec>) -> Result<Run, String> {
     {
         let sent = ms(started);
         seen.lock().unwrap().sigterm = Some((sent, None));
-        // The process alone: signalling its group would stop a pool of workers behind its back
-        // (MLServer's pool then exits in 20 ms, where on its own it takes about 2 s).
+        // The process alone: signalling its group would stop its workers at the same moment,
+        // where under a kubelet they are the process's own to stop.
         // SAFETY: kill(2) of the child this process started and has not yet waited for.
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
