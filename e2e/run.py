@@ -820,6 +820,19 @@ ABSENT = "not Ready as it began"
 # failure inside it: the kubelet acted, and the pod's status reached the API too late to show it
 # (a Ready that left and came back between two status writes; seen once with 25 pods running).
 LAGGED = "failed by the kubelet, never shown not Ready"
+# Each namespace's events, fetched at most once a second for all the pods watched in it.
+EVENTS = {}
+
+
+def events_of(ns):
+    at, items = EVENTS.get(ns, (0.0, []))
+    if time.time() - at > 1:
+        try:
+            items = get_json(ns, "events")["items"]
+        except (Failed, json.JSONDecodeError):
+            return items
+        EVENTS[ns] = (time.time(), items)
+    return items
 
 
 class Watched:
@@ -837,6 +850,9 @@ class Watched:
         self.last_poll = None
         self.polls = []         # every poll's time
         self.last_logs = 0.0
+        # Every readiness failure time the kubelet reported, as polled: its events aggregate by
+        # message, so a single read keeps only the first and the latest.
+        self.failures_seen = set()
 
     def poll(self):
         now = time.time()
@@ -868,6 +884,10 @@ class Watched:
         if cid and now - self.last_logs > 2:
             self.runs[cid] = kubectl("-n", self.ns, "logs", self.name, check=False) or self.runs[cid]
             self.last_logs = now
+            for e in events_of(self.ns):
+                if (e.get("involvedObject", {}).get("name") == self.name and e.get("reason") == "Unhealthy"
+                        and e.get("message", "").startswith("Readiness probe failed") and e.get("lastTimestamp")):
+                    self.failures_seen.add(kubectl_time(e["lastTimestamp"]))
 
     def finish(self):
         self.last_logs = 0.0
@@ -885,6 +905,7 @@ class Watched:
                 if e.get("message", "").startswith("Readiness probe failed"):
                     # Aggregated by message: its first and its latest failure are known.
                     self.readiness_failed += [kubectl_time(e[k]) for k in ("firstTimestamp", "lastTimestamp") if e.get(k)]
+        self.readiness_failed += sorted(self.failures_seen)
         self.kills.sort()
         self.logs = [server_log(text or "") for text in self.runs.values()]
 
