@@ -7,10 +7,11 @@
 //!   reads shows it running: that status is written by the pod's sync after the PLEG's relist
 //!   (every second, `pkg/kubelet/pleg/generic.go`) noticed the start, so the first probe lands
 //!   in `[initialDelaySeconds, initialDelaySeconds + periodSeconds)` after that, not after the
-//!   start itself; it skips while `int(seconds since start) < initialDelaySeconds`; liveness and readiness
-//!   wait for the startup probe; a result counts after `successThreshold`/`failureThreshold`
-//!   consecutive equal results; a liveness or startup failure puts the worker on hold until
-//!   the next container; on pod deletion liveness and startup stop, readiness goes on;
+//!   start itself; it skips while `int(seconds since start) < initialDelaySeconds`; liveness
+//!   and readiness wait for the startup probe; a result counts after
+//!   `successThreshold`/`failureThreshold` consecutive equal results; a liveness or startup
+//!   failure puts the worker on hold until the next container; on pod deletion liveness and
+//!   startup stop, readiness goes on;
 //! - probes (`pkg/probe/http`): HTTP 200-399 passes, no answer within `timeoutSeconds` fails;
 //! - kills and restarts (`pkg/kubelet/kuberuntime`): a failed liveness or startup probe kills
 //!   the container with the pod's `terminationGracePeriodSeconds` (SIGTERM, then SIGKILL);
