@@ -1492,8 +1492,11 @@ SCENARIOS = {
 
 # Scenarios that do not interfere, run side by side when all are asked for (each sleeps most
 # of its time waiting for a moment after apply; together they take the time of one).
+# restart-storm-tuned runs alone: its three pods and load pod starting beside the tune pairs
+# delayed the kubelet's status writes by 2 s while the pairs' first unready windows were held
+# to tune's sub-second shed (CI on dfca858 and 4e18560).
 SIDE_BY_SIDE = [("restart-storm", "restart-storm-fixed", "overload-headroom"),
-                ("tune-v2", "tune-slow-start", "tune-liveness-hang", "tune-flapping-readiness", "restart-storm-tuned")]
+                ("tune-v2", "tune-slow-start", "tune-liveness-hang", "tune-flapping-readiness")]
 
 
 def main():
