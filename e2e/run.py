@@ -824,6 +824,10 @@ LAGGED = "failed by the kubelet, never shown not Ready"
 EVENTS = {}
 
 
+def readiness_failure(event):
+    return event.get("reason") == "Unhealthy" and event.get("message", "").startswith("Readiness probe failed")
+
+
 def events_of(ns):
     at, items = EVENTS.get(ns, (0.0, []))
     if time.time() - at > 1:
@@ -885,8 +889,7 @@ class Watched:
             self.runs[cid] = kubectl("-n", self.ns, "logs", self.name, check=False) or self.runs[cid]
             self.last_logs = now
             for e in events_of(self.ns):
-                if (e.get("involvedObject", {}).get("name") == self.name and e.get("reason") == "Unhealthy"
-                        and e.get("message", "").startswith("Readiness probe failed") and e.get("lastTimestamp")):
+                if e.get("involvedObject", {}).get("name") == self.name and readiness_failure(e) and e.get("lastTimestamp"):
                     self.failures_seen.add(kubectl_time(e["lastTimestamp"]))
 
     def finish(self):
@@ -902,7 +905,7 @@ class Watched:
                 self.kills += [kubectl_time(e["firstTimestamp"])] * int(e.get("count") or 1)
             if e.get("reason") == "Unhealthy":
                 self.unhealthy[e.get("message", "")] += int(e.get("count") or 1)
-                if e.get("message", "").startswith("Readiness probe failed"):
+                if readiness_failure(e):
                     # Aggregated by message: its first and its latest failure are known.
                     self.readiness_failed += [kubectl_time(e[k]) for k in ("firstTimestamp", "lastTimestamp") if e.get(k)]
         self.readiness_failed += sorted(self.failures_seen)
@@ -1375,7 +1378,7 @@ def watch_app(s, label, rendered, want, fits):
     APP_SETTLE s after first Ready (no restart); otherwise APP_WATCH s."""
     s.apply(rendered)
     # First Ready of the first run (probes that fit), and of any run (probes that may kill).
-    runs, first_ready, ready_any, waits = {}, None, None, {}
+    runs, first_ready, ready_any, waits = {}, None, None, set()
     while time.time() - s.applied_at < (APP_WATCH if not fits else 120):
         for p in s.pods(MLSERVER_SELECTOR):
             if p["metadata"].get("deletionTimestamp"):
@@ -1394,8 +1397,8 @@ def watch_app(s, label, rendered, want, fits):
                     runs[container] = (s.since_apply(v["startedAt"]), ended)
             waiting = cs.get("state", {}).get("waiting")
             if waiting and waiting.get("reason") not in waits:
-                waits[waiting.get("reason")] = waiting.get("message", "")
-                s.note(f"{label}: waiting at {time.time() - s.applied_at:.1f} s: {waiting.get('reason')} {waits[waiting.get('reason')]}")
+                waits.add(waiting.get("reason"))
+                s.note(f"{label}: waiting at {time.time() - s.applied_at:.1f} s: {waiting.get('reason')} {waiting.get('message', '')}")
             if ready_any is None and ready(p):
                 ready_any = s.since_apply(ready_at(p))
                 if restarts(p) == 0:
