@@ -130,9 +130,10 @@ class Scenario:
     def __exit__(self, kind, *_):
         if kind is not None:
             # What the cluster said while the scenario failed: the reason a log alone cannot give.
-            events = kubectl("-n", self.ns, "get", "events", "--sort-by=.lastTimestamp", check=False)
-            for line in events.splitlines()[-40:]:
-                self.note(f"event: {line}")
+            for ns in [self.ns, *self.namespaces]:
+                events = kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", check=False)
+                for line in events.splitlines()[-40:]:
+                    self.note(f"event: {ns}: {line}")
         if self.transcripts:
             path = pathlib.Path(self.transcripts) / f"{self.name}.txt"
             path.write_text("\n".join(self.lines) + "\n")
@@ -1292,6 +1293,42 @@ def helm_chart(s):
     s.note("helm uninstall: nothing left in the namespace (no release secret, Service, ConfigMap, NetworkPolicy or pod)")
 
 
+def clear_the_node():
+    """Remove what an earlier run left (a run stopped half-way keeps its namespaces) and wait
+    until it is gone, so that every scenario's pods are scheduled on a node whose CPU requests
+    are its own: a leftover pod's request once kept a manifest's pods Pending ("Insufficient
+    cpu") past their predicted Ready. Say what else holds requests on the node."""
+    leftovers = [n.split("/", 1)[1] for n in kubectl("get", "namespaces", "-o", "name").split()
+                 if n.startswith("namespace/e2e-")]
+    if leftovers:
+        log(f"removing {len(leftovers)} namespace(s) an earlier run left: {' '.join(leftovers)}")
+        kubectl("delete", "namespace", *leftovers, "--wait=true", timeout=300, check=False)
+    for node in json.loads(kubectl("get", "nodes", "-o", "json"))["items"]:
+        name = node["metadata"]["name"]
+        pods = json.loads(kubectl("get", "pods", "--all-namespaces", "-o", "json",
+                                  f"--field-selector=spec.nodeName={name},status.phase!=Succeeded,status.phase!=Failed"))["items"]
+        held = [(f"{p['metadata']['namespace']}/{p['metadata']['name']}", cpu_request_m(p)) for p in pods]
+        held = [(pod, m) for pod, m in held if m]
+        log(f"node {name}: {cpu_m(node['status']['allocatable']['cpu'])}m CPU allocatable, "
+            f"{sum(m for _, m in held)}m requested before the scenarios"
+            + (f" ({', '.join(f'{pod} {m}m' for pod, m in held)})" if held else ""))
+
+
+def cpu_m(quantity):
+    """A Kubernetes CPU quantity ("2", "500m", "0.5") in millicores."""
+    quantity = str(quantity)
+    return int(quantity[:-1]) if quantity.endswith("m") else round(float(quantity) * 1000)
+
+
+def cpu_request_m(pod):
+    """What the scheduler counts for a pod: its containers' requests (init containers run
+    before them, so the larger of the two)."""
+    def total(containers):
+        return sum(cpu_m(c.get("resources", {}).get("requests", {}).get("cpu", "0")) for c in containers or [])
+    inits = [cpu_m(c.get("resources", {}).get("requests", {}).get("cpu", "0")) for c in pod["spec"].get("initContainers") or []]
+    return max(total(pod["spec"]["containers"]), max(inits, default=0))
+
+
 def warm_up():
     """Start each image once before the first scenario. A node's first container from an image
     pays one-off costs (the image unpacked into a snapshot, the first sandbox and network set
@@ -1519,6 +1556,7 @@ def main():
     log(f"cluster {server}; images {IMAGE_REPO}:v1, :v2 from {os.environ.get('E2E_IMAGE_SOURCE', 'the cluster (loaded beforehand)')}; "
         f"scenarios: {' '.join(names)}")
     passed, failed = [], []
+    clear_the_node()
     try:
         warm_up()
     except Failed as e:
