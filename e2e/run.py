@@ -1173,56 +1173,101 @@ def applied_alone(s):
     changed only in image name and pull policy: no ConfigMap first, no added variable. Each pod
     must do what `simulate` predicts for that file alone: become Ready (the v2 image after its
     load, the slow start with its startup probe after 90 s), or, where the file is a lesson in
-    failing, keep running the server without a configuration error (exit code 2)."""
-    manifests = sorted(p.name for p in MANIFESTS.glob("*.yaml"))
+    failing, keep running the server without a configuration error (exit code 2).
+    `simulate` predicts a node with room for the pods: the files are applied together as far as
+    their CPU requests fit the node (all of them on two CPUs), in waves where they do not."""
     minor = server_minor()
-    pending = {}
-    for manifest in manifests:
+    free = node_free_cpu_m()
+    waves, wave, used = [], [], 0
+    for manifest in sorted(p.name for p in MANIFESTS.glob("*.yaml")):
         rendered = render(manifest)
         if "grpc:" in rendered and minor < 24:
             s.note(f"{manifest}: not applied: grpc probes need Kubernetes 1.24 or later, this cluster is 1.{minor} "
                    "(the file is validated against the 1.27+ schemas by scripts/check-manifests.sh)")
             continue
-        ns = f"{s.ns}-{len(pending)}"
-        kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=180)
-        kubectl("create", "namespace", ns)
-        s.wait(lambda: "default" in kubectl("-n", ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
-        s.namespaces.append(ns)
-        report = s.predict(rendered)
-        kubectl("-n", ns, "apply", "-f", "-", input=rendered)
-        pending[manifest] = (ns, report, time.monotonic(), time.time())
-        s.note(f"{manifest}: applied alone in {ns}; predicted: "
-               + (", ".join(f"{p['name']} Ready at {p['first_ready']['earliest_s']:g}..{p['first_ready']['latest_s']:g} s"
-                            if p["first_ready"] else f"{p['name']} never Ready" for p in report["pods"]) or "no pods"))
-    for manifest, (ns, report, applied, applied_at) in pending.items():
-        pods = lambda: [p for p in get_json(ns, "pods")["items"] if not p["metadata"].get("deletionTimestamp")]
-        expect_configured(manifest, pods())
-        will_be_ready = [p for p in report["pods"] if p["first_ready"]]
-        if will_be_ready:
-            latest = max(p["first_ready"]["latest_s"] for p in will_be_ready)
-            limit = max(latest + 60 - (time.monotonic() - applied), 5)
-            s.wait(lambda: sum(ready(p) for p in pods()) >= len(will_be_ready), limit,
-                   f"{manifest}: {len(will_be_ready)} Ready pod(s)")
-            # When each turned Ready, by its own Ready condition (whole seconds), not when we looked.
-            seconds = sorted(datetime.datetime.strptime(ready_at(p), "%Y-%m-%dT%H:%M:%SZ")
-                             .replace(tzinfo=datetime.timezone.utc).timestamp() - applied_at
-                             for p in pods() if ready(p))
-            s.note(f"{manifest}: {len(will_be_ready)} pod(s) Ready at {', '.join(f'{x:.0f}' for x in seconds)} s "
-                   f"after apply (predicted by {latest:g} s)")
-        if len(will_be_ready) < len(report["pods"]):
-            s.wait(lambda: len(pods()) == len(report["pods"]) and all(status(p).get("state", {}).get("running") for p in pods()),
-                   60, f"{manifest}: every pod running")
-            s.note(f"{manifest}: {len(report['pods']) - len(will_be_ready)} pod(s) running and not Ready, as predicted")
-        if not report["pods"]:
-            created = [c for c in kubectl("-n", ns, "get", "service,configmap,networkpolicy", "-o", "name").split()
-                       if c != "configmap/kube-root-ca.crt"]
-            s.note(f"{manifest}: created {' '.join(created) or 'nothing'}")
-            if not created:
-                raise Failed(f"{manifest}: nothing was created")
-    # No pod of any of them may have exited with a configuration error meanwhile.
-    for manifest, (ns, *_) in pending.items():
-        expect_configured(manifest, get_json(ns, "pods")["items"])
-        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        need = requested_cpu_m(rendered)
+        if wave and used + need > free:
+            waves.append(wave)
+            wave, used = [], 0
+        wave.append((manifest, rendered))
+        used += need
+    waves.append(wave)
+    if len(waves) > 1:
+        s.note(f"the node has {free}m CPU free: the manifests applied in {len(waves)} waves")
+    applied = 0
+    for number, wave in enumerate(waves, 1):
+        pending = {}
+        for manifest, rendered in wave:
+            ns = f"{s.ns}-{applied}"
+            applied += 1
+            kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=180)
+            kubectl("create", "namespace", ns)
+            s.wait(lambda: "default" in kubectl("-n", ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
+            s.namespaces.append(ns)
+            report = s.predict(rendered)
+            kubectl("-n", ns, "apply", "-f", "-", input=rendered)
+            pending[manifest] = (ns, report, time.monotonic(), time.time())
+            s.note(f"{manifest}: applied alone in {ns}; predicted: "
+                   + (", ".join(f"{p['name']} Ready at {p['first_ready']['earliest_s']:g}..{p['first_ready']['latest_s']:g} s"
+                                if p["first_ready"] else f"{p['name']} never Ready" for p in report["pods"]) or "no pods"))
+        for manifest, (ns, report, applied_mono, applied_at) in pending.items():
+            check_applied_alone(s, manifest, ns, report, applied_mono, applied_at)
+        # No pod of any of them may have exited with a configuration error meanwhile. A wave's
+        # pods are gone before the next wave is scheduled (the last wave's go on terminating:
+        # what they request fits beside the next scenario's on the node that took them all).
+        for manifest, (ns, *_) in pending.items():
+            expect_configured(manifest, get_json(ns, "pods")["items"])
+        kubectl("delete", "namespace", *(ns for ns, *_ in pending.values()), f"--wait={str(number < len(waves)).lower()}",
+                timeout=300, check=False)
+
+
+def check_applied_alone(s, manifest, ns, report, applied, applied_at):
+    """One applied file against its prediction: its Ready pods Ready in time, its pods predicted
+    never Ready running, and what a file without pods creates created."""
+    pods = lambda: [p for p in get_json(ns, "pods")["items"] if not p["metadata"].get("deletionTimestamp")]
+    expect_configured(manifest, pods())
+    will_be_ready = [p for p in report["pods"] if p["first_ready"]]
+    if will_be_ready:
+        latest = max(p["first_ready"]["latest_s"] for p in will_be_ready)
+        limit = max(latest + 60 - (time.monotonic() - applied), 5)
+        s.wait(lambda: sum(ready(p) for p in pods()) >= len(will_be_ready), limit,
+               f"{manifest}: {len(will_be_ready)} Ready pod(s)")
+        # When each turned Ready, by its own Ready condition (whole seconds), not when we looked.
+        seconds = sorted(datetime.datetime.strptime(ready_at(p), "%Y-%m-%dT%H:%M:%SZ")
+                         .replace(tzinfo=datetime.timezone.utc).timestamp() - applied_at
+                         for p in pods() if ready(p))
+        s.note(f"{manifest}: {len(will_be_ready)} pod(s) Ready at {', '.join(f'{x:.0f}' for x in seconds)} s "
+               f"after apply (predicted by {latest:g} s)")
+    if len(will_be_ready) < len(report["pods"]):
+        s.wait(lambda: len(pods()) == len(report["pods"]) and all(status(p).get("state", {}).get("running") for p in pods()),
+               60, f"{manifest}: every pod running")
+        s.note(f"{manifest}: {len(report['pods']) - len(will_be_ready)} pod(s) running and not Ready, as predicted")
+    if not report["pods"]:
+        created = [c for c in kubectl("-n", ns, "get", "service,configmap,networkpolicy", "-o", "name").split()
+                   if c != "configmap/kube-root-ca.crt"]
+        s.note(f"{manifest}: created {' '.join(created) or 'nothing'}")
+        if not created:
+            raise Failed(f"{manifest}: nothing was created")
+
+
+def requested_cpu_m(rendered):
+    """The CPU a rendered manifest's pods request when all are running (replicas counted). The
+    objects are read by kubectl without a server (`label --local` prints each one as JSON)."""
+    printed = subprocess.run([RENDER_KUBECTL, "label", "--local", "-o", "json", "-f", "-", "e2e-counted=cpu"],
+                             input=rendered, capture_output=True, text=True, timeout=60)
+    if printed.returncode != 0:
+        raise Failed(f"kubectl label --local: {printed.stderr.strip()}")
+    items, text, at = [], printed.stdout, 0
+    while text[at:].strip():
+        item, at = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
+        items.append(item)
+    total = 0
+    for item in items:
+        if item["kind"] == "Pod":
+            total += cpu_request_m(item)
+        elif item["kind"] in ("Deployment", "ReplicaSet", "StatefulSet"):
+            total += item["spec"].get("replicas", 1) * cpu_request_m(item["spec"]["template"])
+    return total
 
 
 def expect_configured(manifest, pods):
@@ -1303,15 +1348,27 @@ def clear_the_node():
     if leftovers:
         log(f"removing {len(leftovers)} namespace(s) an earlier run left: {' '.join(leftovers)}")
         kubectl("delete", "namespace", *leftovers, "--wait=true", timeout=300, check=False)
+    for name, allocatable, held in cpu_held():
+        log(f"node {name}: {allocatable}m CPU allocatable, {sum(held.values())}m requested before the scenarios"
+            + (f" ({', '.join(f'{pod} {m}m' for pod, m in held.items())})" if held else ""))
+
+
+def cpu_held():
+    """Per node: its name, its allocatable CPU and the requests of the pods that hold some
+    (terminating ones too: the scheduler counts them until they are gone)."""
+    nodes = []
     for node in json.loads(kubectl("get", "nodes", "-o", "json"))["items"]:
         name = node["metadata"]["name"]
         pods = json.loads(kubectl("get", "pods", "--all-namespaces", "-o", "json",
                                   f"--field-selector=spec.nodeName={name},status.phase!=Succeeded,status.phase!=Failed"))["items"]
-        held = [(f"{p['metadata']['namespace']}/{p['metadata']['name']}", cpu_request_m(p)) for p in pods]
-        held = [(pod, m) for pod, m in held if m]
-        log(f"node {name}: {cpu_m(node['status']['allocatable']['cpu'])}m CPU allocatable, "
-            f"{sum(m for _, m in held)}m requested before the scenarios"
-            + (f" ({', '.join(f'{pod} {m}m' for pod, m in held)})" if held else ""))
+        held = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": cpu_request_m(p) for p in pods}
+        nodes.append((name, cpu_m(node["status"]["allocatable"]["cpu"]), {pod: m for pod, m in held.items() if m}))
+    return nodes
+
+
+def node_free_cpu_m():
+    """The most CPU one node has left unrequested (the e2e runs on one node)."""
+    return max(allocatable - sum(held.values()) for _, allocatable, held in cpu_held())
 
 
 def cpu_m(quantity):
