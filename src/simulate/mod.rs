@@ -134,8 +134,9 @@ pub struct Restart {
     pub number: usize,
     /// When the container before ended.
     pub ended: Window,
-    /// When the new one started.
-    pub started: Window,
+    /// When the new one started; `None` where it ended so near the horizon that its restart
+    /// (after the back-off) came after it in every scenario: the end is still a prediction.
+    pub started: Option<Window>,
     /// How the one before ended: `Error`, `Completed`, `OOMKilled`, and why.
     pub reason: String,
     pub share: f64,
@@ -435,7 +436,7 @@ fn restarts(runs: &[&cluster::PodTrace], scenarios: f64) -> Vec<Restart> {
             Some(Restart {
                 number,
                 ended: Window::of(&ended)?,
-                started: Window::of(&started)?,
+                started: Window::of(&started),
                 reason,
                 share: started.len() as f64 / scenarios,
             })

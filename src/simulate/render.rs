@@ -150,7 +150,10 @@ pub fn table(report: &Report) -> String {
                 restart.number,
                 window(&restart.ended),
                 restart.reason,
-                window(&restart.started)
+                restart
+                    .started
+                    .as_ref()
+                    .map_or_else(|| "after the horizon".to_string(), window)
             );
         }
         let _ = writeln!(

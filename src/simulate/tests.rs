@@ -273,7 +273,11 @@ fn grpc_probes_predict_what_the_http_probes_do() {
     assert_eq!(h.restarts_at.len(), g.restarts_at.len());
     for (a, b) in h.restarts_at.iter().zip(&g.restarts_at) {
         assert!(
-            close(&a.ended, &b.ended) && close(&a.started, &b.started),
+            close(&a.ended, &b.ended)
+                && match (&a.started, &b.started) {
+                    (Some(x), Some(y)) => close(x, y),
+                    (x, y) => x.is_none() && y.is_none(),
+                },
             "{a:?} {b:?}"
         );
     }
@@ -727,11 +731,27 @@ fn a_restart_ends_no_earlier_than_the_run_before_it_started() {
         );
         let restarts = &report.pods[0].restarts_at;
         assert!(restarts.len() >= 4, "horizon {horizon}: {restarts:?}");
-        for pair in restarts.windows(2) {
+        // Every restart's end is no earlier than the run before it started. An end whose restart
+        // fell after the horizon in every scenario is left out of that: its latest is cut by the
+        // horizon in the scenarios where the run before started late.
+        for pair in restarts.windows(2).filter(|pair| pair[1].started.is_some()) {
+            let started = pair[0].started.as_ref().unwrap();
             assert!(
-                pair[1].ended.latest_s >= pair[0].started.latest_s,
+                pair[1].ended.latest_s >= started.latest_s,
                 "horizon {horizon}: {pair:?}"
             );
         }
+        // A run killed so near the horizon that its back-off ends after it is still a predicted
+        // end (CI saw MLServer's sixth run killed at 92 s of 95, after five restarts): listed
+        // last, with no restart, one beyond the restarts the horizon counts.
+        let max = report.pods[0].restarts.max as usize;
+        let (last, before) = restarts.split_last().unwrap();
+        assert!(
+            before.iter().all(|r| r.started.is_some())
+                && restarts.len() == max + 1
+                && last.started.is_none()
+                && last.ended.latest_s <= horizon as f64,
+            "horizon {horizon}: {max} restarts at most, ends listed: {restarts:?}"
+        );
     }
 }
