@@ -121,11 +121,18 @@ class Scenario:
         self.namespaces = []
 
     def __enter__(self):
-        kubectl("delete", "namespace", self.ns, "--ignore-not-found", "--wait=true", timeout=180)
-        kubectl("create", "namespace", self.ns)
-        # The ServiceAccount controller fills the namespace asynchronously; pods need it.
-        self.wait(lambda: "default" in kubectl("-n", self.ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
+        self.fresh_namespace(self.ns)
         return self
+
+    def fresh_namespace(self, ns):
+        """The namespace made anew and empty, deleted with the scenario's own."""
+        kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=180)
+        kubectl("create", "namespace", ns)
+        if ns != self.ns:
+            self.namespaces.append(ns)
+        # The ServiceAccount controller fills the namespace asynchronously; pods need it.
+        self.wait(lambda: "default" in kubectl("-n", ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
+        return ns
 
     def __exit__(self, kind, *_):
         if kind is not None:
@@ -1016,11 +1023,7 @@ def tune_pair(manifest, env, profile):
         current, tuned = report["current"]["simulated"], report["tuned"]["simulated"]
         s.note(f"tune: {changes_of(report)}")
         pairs = [("shipped", s.ns, rendered, current), ("tuned", f"{s.ns}-tuned", tuned_yaml, tuned)]
-        kubectl("delete", "namespace", pairs[1][1], "--ignore-not-found", "--wait=true", timeout=180)
-        kubectl("create", "namespace", pairs[1][1])
-        s.namespaces.append(pairs[1][1])
-        s.wait(lambda: "default" in kubectl("-n", pairs[1][1], "get", "serviceaccounts", "-o", "name", check=False), 60,
-               "default service account")
+        s.fresh_namespace(pairs[1][1])
         # The Pod's name: the one `name:` under its top-level metadata (kustomize writes block style).
         name = next(line.split(":", 1)[1].strip() for line in rendered.splitlines() if line.startswith("  name:"))
         watched = {}
@@ -1200,12 +1203,8 @@ def applied_alone(s):
     for number, wave in enumerate(waves, 1):
         pending = {}
         for manifest, rendered in wave:
-            ns = f"{s.ns}-{applied}"
+            ns = s.fresh_namespace(f"{s.ns}-{applied}")
             applied += 1
-            kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", timeout=180)
-            kubectl("create", "namespace", ns)
-            s.wait(lambda: "default" in kubectl("-n", ns, "get", "serviceaccounts", "-o", "name", check=False), 60, "default service account")
-            s.namespaces.append(ns)
             report = s.predict(rendered)
             kubectl("-n", ns, "apply", "-f", "-", input=rendered)
             pending[manifest] = (ns, report, time.monotonic(), time.time())
@@ -1214,13 +1213,14 @@ def applied_alone(s):
                                 if p["first_ready"] else f"{p['name']} never Ready" for p in report["pods"]) or "no pods"))
         for manifest, (ns, report, applied_mono, applied_at) in pending.items():
             check_applied_alone(s, manifest, ns, report, applied_mono, applied_at)
-        # No pod of any of them may have exited with a configuration error meanwhile. A wave's
-        # pods are gone before the next wave is scheduled (the last wave's go on terminating:
-        # what they request fits beside the next scenario's on the node that took them all).
+        # No pod of any of them may have exited with a configuration error meanwhile.
         for manifest, (ns, *_) in pending.items():
             expect_configured(manifest, get_json(ns, "pods")["items"])
-        kubectl("delete", "namespace", *(ns for ns, *_ in pending.values()), f"--wait={str(number < len(waves)).lower()}",
-                timeout=300, check=False)
+        # A wave's pods are gone before the next wave is scheduled. The last wave's namespaces
+        # go with the scenario's, terminating beside the next scenario: what they request fits
+        # beside its pods on the node that took them all.
+        if number < len(waves):
+            kubectl("delete", "namespace", *(ns for ns, *_ in pending.values()), "--wait=true", timeout=300, check=False)
 
 
 def check_applied_alone(s, manifest, ns, report, applied, applied_at):
@@ -1259,10 +1259,12 @@ def requested_cpu_m(rendered):
                              input=rendered, capture_output=True, text=True, timeout=60)
     if printed.returncode != 0:
         raise Failed(f"kubectl label --local: {printed.stderr.strip()}")
-    items, text, at = [], printed.stdout, 0
-    while text[at:].strip():
-        item, at = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
+    decoder, text, items = json.JSONDecoder(), printed.stdout.strip(), []
+    at = 0
+    while at < len(text):
+        item, end = decoder.raw_decode(text, at)
         items.append(item)
+        at = len(text) - len(text[end:].lstrip())
     total = 0
     for item in items:
         if item["kind"] == "Pod":
@@ -1382,10 +1384,10 @@ def cpu_m(quantity):
 def cpu_request_m(pod):
     """What the scheduler counts for a pod: its containers' requests (init containers run
     before them, so the larger of the two)."""
-    def total(containers):
-        return sum(cpu_m(c.get("resources", {}).get("requests", {}).get("cpu", "0")) for c in containers or [])
-    inits = [cpu_m(c.get("resources", {}).get("requests", {}).get("cpu", "0")) for c in pod["spec"].get("initContainers") or []]
-    return max(total(pod["spec"]["containers"]), max(inits, default=0))
+    def request(container):
+        return cpu_m(container.get("resources", {}).get("requests", {}).get("cpu", "0"))
+    inits = [request(c) for c in pod["spec"].get("initContainers") or []]
+    return max(sum(request(c) for c in pod["spec"]["containers"]), max(inits, default=0))
 
 
 def warm_up():
