@@ -120,13 +120,13 @@ struct RequestFaults {
     active: Mutex<BTreeMap<(Source, FaultKind), Effect>>,
 }
 
-/// True for a schedule whose first occurrence is due at ready + 0 and happens: `model_loaded`
-/// starts it, the schedule's task only ends it.
-fn started_with_ready(schedule: &Schedule) -> bool {
-    schedule.anchor == Anchor::Ready
-        && schedule
-            .occurrence(0)
-            .is_some_and(|first| first.start.is_zero() && first.happens)
+/// True for a schedule whose first occurrence is due the moment its anchor is reached and
+/// happens: `start` (anchored at start) or `model_loaded` (at ready) switches it on then and
+/// there, so no request can come before it, and the schedule's task only ends it.
+fn on_at_anchor(schedule: &Schedule) -> bool {
+    schedule
+        .occurrence(0)
+        .is_some_and(|first| first.start.is_zero() && first.happens)
 }
 
 /// The chaos runtime of one process.
@@ -189,8 +189,13 @@ impl ChaosEngine {
         range.sample(&mut *rng)
     }
 
-    /// Starts one timer task per schedule.
+    /// Switches on the faults due at start + 0, then starts one timer task per schedule.
     pub fn start(self: &Arc<Self>) {
+        for (index, schedule) in self.plan.schedules.iter().enumerate() {
+            if schedule.anchor == Anchor::Start && on_at_anchor(schedule) {
+                self.start_fault(Source::Schedule(index), &schedule.effect);
+            }
+        }
         for index in 0..self.plan.schedules.len() {
             let engine = Arc::clone(self);
             tokio::spawn(async move { engine.run_schedule(index).await });
@@ -230,7 +235,7 @@ impl ChaosEngine {
         }
         let _ = self.ready_at.set(Instant::now());
         for (index, schedule) in self.plan.schedules.iter().enumerate() {
-            if started_with_ready(schedule) {
+            if schedule.anchor == Anchor::Ready && on_at_anchor(schedule) {
                 self.start_fault(Source::Schedule(index), &schedule.effect);
             }
         }
@@ -291,8 +296,9 @@ impl ChaosEngine {
         let mut k = 0;
         while let Some(occurrence) = schedule.occurrence(k) {
             k += 1;
-            // On already when due at ready + 0 (see `model_loaded`); only its end is left.
-            if !(k == 1 && started_with_ready(schedule)) {
+            // On already when due at its anchor + 0 (see `start`, `model_loaded`); only its end
+            // is left.
+            if !(k == 1 && on_at_anchor(schedule)) {
                 let start = anchor + occurrence.start;
                 self.set_pending(index, Some(start), None, EventAction::Start);
                 sleep_until(start).await;
@@ -639,6 +645,26 @@ mod tests {
         // No await in between: the same instant readiness passes.
         assert!(health.readiness().is_ok());
         assert!(engine.overload_state().is_some(), "on as readiness passes");
+        at(&engine, Duration::from_secs(6)).await;
+        assert!(engine.overload_state().is_none(), "ended by its task");
+        let actions: Vec<_> = engine.snapshot().past.iter().map(|e| e.action).collect();
+        assert_eq!(actions, [EventAction::Start, EventAction::End]);
+    }
+
+    /// A fault due at start + 0 is on when `start` returns, before the port can open, not when
+    /// its task first runs: a busy machine once let requests in first, and they found no queue.
+    #[tokio::test(start_paused = true)]
+    async fn a_fault_due_at_start_is_on_before_any_task_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("at-start.toml");
+        std::fs::write(
+            &path,
+            "[[fault]]\ntype = \"overload\"\nfrom = \"start\"\nworkers = 1\nservice-time = \"1s\"\nfor = \"5s\"\n",
+        )
+        .unwrap();
+        // No await between `start` and the look.
+        let (engine, ..) = running(path.to_str().unwrap());
+        assert!(engine.overload_state().is_some(), "on as the engine starts");
         at(&engine, Duration::from_secs(6)).await;
         assert!(engine.overload_state().is_none(), "ended by its task");
         let actions: Vec<_> = engine.snapshot().past.iter().map(|e| e.action).collect();

@@ -121,31 +121,38 @@ impl Queues {
         if work == Work::Probe && o.probes == ProbeQueue::Separate {
             return Ok(None);
         }
-        let waiting = Waiting::enter(&queue, &self.metrics);
         let sheddable = work == Work::Prediction || o.shed_probes;
-        // Only those that find every worker busy wait; a limit counts them.
-        if let Some(limit) = o.queue_limit
-            && sheddable
-            && queue.permits.available_permits() == 0
-            && waiting.ahead >= limit as usize
-        {
-            drop(waiting);
-            self.metrics
-                .overload_shed
-                .with_label_values(&[work.as_str()])
-                .inc();
-            return Err(Shed {
-                status: o.shed_status,
-                waiting: queue.waiting.load(Ordering::SeqCst),
-                workers: o.workers,
-            });
-        }
         let started = Instant::now();
-        let permit = Arc::clone(&queue.permits)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        drop(waiting);
+        // Only those that find every worker busy wait, and only they are counted: a request
+        // that takes a free worker is never "ahead" of another, even while a second one on
+        // another thread looks at the count.
+        let permit = match Arc::clone(&queue.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waiting = Waiting::enter(&queue, &self.metrics);
+                if let Some(limit) = o.queue_limit
+                    && sheddable
+                    && waiting.ahead >= limit as usize
+                {
+                    drop(waiting);
+                    self.metrics
+                        .overload_shed
+                        .with_label_values(&[work.as_str()])
+                        .inc();
+                    return Err(Shed {
+                        status: o.shed_status,
+                        waiting: queue.waiting.load(Ordering::SeqCst),
+                        workers: o.workers,
+                    });
+                }
+                let permit = Arc::clone(&queue.permits)
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                drop(waiting);
+                permit
+            }
+        };
         let waited = started.elapsed();
         self.metrics
             .overload_wait
@@ -214,4 +221,66 @@ impl Drop for Waiting<'_> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::chaos::duration::DurationRange;
+    use crate::chaos::fault::LatencyDistribution;
+
+    fn one_worker_one_waiting() -> Overload {
+        Overload {
+            workers: 1,
+            service_time: LatencyDistribution::Uniform {
+                delay: DurationRange::fixed(Duration::ZERO),
+            },
+            probes: ProbeQueue::Queued,
+            probe_time: DurationRange::fixed(Duration::ZERO),
+            queue_limit: Some(1),
+            shed_status: 503,
+            shed_probes: false,
+        }
+    }
+
+    /// Two predictions arriving together at one worker with room for one waiting: one takes
+    /// the worker, the other waits, neither is shed, however their threads interleave. (The
+    /// one taking a free worker was once counted as waiting for an instant, and the other, on
+    /// another thread, was shed.)
+    #[test]
+    fn two_at_once_at_one_worker_and_one_place_are_never_shed() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(1)));
+        let mut shed = 0;
+        for _ in 0..2_000 {
+            let queues = Arc::new(Queues::new(Metrics::new()));
+            queues.set(Source::Admin, Some(one_worker_one_waiting()));
+            let together = Arc::new(Barrier::new(2));
+            let both: Vec<_> = (0..2)
+                .map(|_| {
+                    let (queues, together, rng) =
+                        (Arc::clone(&queues), Arc::clone(&together), Arc::clone(&rng));
+                    runtime.spawn(async move {
+                        together.wait();
+                        let held = queues.admit(Work::Prediction, &*rng).await;
+                        tokio::task::yield_now().await;
+                        held.is_err()
+                    })
+                })
+                .collect();
+            for task in both {
+                shed += usize::from(runtime.block_on(task).unwrap());
+            }
+        }
+        assert_eq!(shed, 0, "predictions shed with a place free in the queue");
+    }
 }

@@ -74,8 +74,10 @@ async fn join(
 
 #[tokio::test]
 async fn a_queued_probe_waits_behind_every_prediction_before_it() {
-    let service = Duration::from_millis(150);
-    let server = overloaded("150ms", "queued", &[]).await;
+    // Long enough that the five waiting are seen together on a busy machine: they are, only
+    // from the last one's arrival to the first one's answer.
+    let service = Duration::from_millis(400);
+    let server = overloaded("400ms", "queued", &[]).await;
     let n = 6;
     let sent = Instant::now();
     let predictions = burst(&server, n);
@@ -142,7 +144,7 @@ async fn a_queued_probe_waits_behind_every_prediction_before_it() {
 
 #[tokio::test]
 async fn a_separate_probe_is_answered_while_predictions_still_wait() {
-    let server = overloaded("300ms", "separate", &[]).await;
+    let server = overloaded("600ms", "separate", &[]).await;
     let n = 5;
     let predictions = burst(&server, n);
     wait_depth(&server, n - 1).await;
@@ -205,7 +207,7 @@ async fn a_full_queue_sheds_predictions_but_not_probes_unless_told() {
 #[tokio::test]
 async fn shed_probes_and_the_shed_status_are_the_faults_own() {
     let server = overloaded(
-        "1s",
+        "2s",
         "queued",
         &[
             ("CHAOS_OVERLOAD_QUEUE_LIMIT", "1"),
@@ -238,8 +240,8 @@ async fn shed_probes_and_the_shed_status_are_the_faults_own() {
 /// HTTP probe behind gRPC inference.
 #[tokio::test]
 async fn grpc_and_http_share_the_queue() {
-    let service = Duration::from_millis(200);
-    let server = overloaded("200ms", "queued", &[]).await;
+    let service = Duration::from_millis(500);
+    let server = overloaded("500ms", "queued", &[]).await;
     let channel = Channel::from_shared(format!("http://127.0.0.1:{}", server.grpc_port()))
         .unwrap()
         .timeout(Duration::from_secs(20))
@@ -325,7 +327,7 @@ async fn the_admin_route_starts_and_stops_an_overload_and_refuses_bad_keys() {
         server.get_json("/chaos").await.get("overload").is_none(),
         "a refused action starts nothing"
     );
-    let (status, body) = admin(&server, "overload?workers=2&service_time=400ms").await;
+    let (status, body) = admin(&server, "overload?workers=2&service_time=1s").await;
     assert_eq!(status, 202, "{body}");
     assert!(
         body["detail"].as_str().unwrap().contains("2 workers"),
