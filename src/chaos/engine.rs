@@ -652,7 +652,7 @@ mod tests {
     }
 
     /// A fault due at start + 0 is on when `start` returns, before the port can open, not when
-    /// its task first runs: a busy machine once let requests in first, and they found no queue.
+    /// its task first runs: on a busy machine that can be after the first requests.
     #[tokio::test(start_paused = true)]
     async fn a_fault_due_at_start_is_on_before_any_task_runs() {
         let dir = tempfile::tempdir().unwrap();
